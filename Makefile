@@ -1,0 +1,77 @@
+# llmscope build. `make` builds build/bin/*; `make test` runs every test;
+# `make bench` writes bench/results.md; `make asan|ubsan|tsan` build and test
+# sanitizer variants in build-<san>/; `make fuzz` runs the fuzz targets briefly.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+# What profilers and perf need: frame pointers everywhere, symbols, a build id.
+BASEFLAGS = -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer \
+            -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -pthread -MMD -MP
+LDFLAGS ?=
+LDBASE  = -pthread -Wl,--build-id=sha1 -rdynamic
+LIBS    = -lpcre2-8 -ljansson -lm
+
+LIB_SRC   := $(sort $(wildcard src/util/*.c src/compute/*.c src/model/*.c))
+TOOL_SRC  := $(sort $(wildcard src/tools/*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+LIBA      := $(BUILD)/libllmscope.a
+
+.PHONY: all test bench asan ubsan tsan fuzz clean run
+all: $(BUILD)/bin/llmscope $(TEST_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -Isrc -c $< -o $@
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/bin/llmscope: $(TOOL_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) $(LDBASE) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIBA) $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -Isrc -Itests $(LDBASE) $(LDFLAGS) -o $@ $< $(LIBA) $(LIBS)
+
+# Tests find the shared models through MODELS (default ../shared/models).
+MODELS ?= $(abspath ../shared/models)
+export MODELS
+test: all
+	@LLMSCOPE_BIN=$(abspath $(BUILD)/bin) scripts/run-tests.sh $(TEST_BIN)
+
+run: all
+	scripts/run.sh
+
+bench: all
+	scripts/bench.sh
+
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address" test
+ubsan:
+	$(MAKE) BUILD=build-ubsan CFLAGS="-O1 -g -fsanitize=undefined -fno-sanitize-recover=all" LDFLAGS="-fsanitize=undefined" test
+tsan:
+	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" test
+
+# Fuzz targets: clang + libFuzzer with ASan/UBSan, each run for FUZZ_SECONDS over fuzz/corpus/<name>.
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc -pthread
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+build-fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LIBS)
+fuzz: $(FUZZ_BIN)
+	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+clean:
+	rm -rf build build-asan build-ubsan build-tsan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

@@ -1,0 +1,47 @@
+// matmul.h — the matrix products of the forward pass, y = x · Wᵀ, for weights
+// in f32, f16, bf16, q8_0 and q4_0, with scalar, AVX2 and AVX-512 (VNNI) paths
+// chosen at run time (cpu.h). Quantized weights are multiplied by activations
+// quantized on the fly to 8-bit blocks (q8_0), as ggml does.
+//
+// Shapes: W has N rows of K elements (GGUF ne = {K, N}), row r at
+// W + r * ggml_nbytes(type, K); x is (T, K) floats row-major; y is (T, N).
+// Kernels follow the {ith, nth, wdata} convention: every thread of a
+// tp_run() calls mm_prepare(), then tp_barrier(), then mm_compute(); each
+// thread does its own share. No allocation, no locks.
+#ifndef LLMSCOPE_MATMUL_H
+#define LLMSCOPE_MATMUL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "../model/gguf.h"
+
+typedef struct mm_weight {
+    enum ggml_type type;   // f32, f16, bf16, q8_0 or q4_0
+    const void *data;      // (N, K) in `type`
+    int64_t K;             // elements per row (a multiple of 32 for block types)
+    int64_t N;             // rows
+} mm_weight;
+
+// Bytes of scratch ("wdata") the activations of T rows need for this weight type.
+size_t mm_wdata_size(enum ggml_type type, int64_t K, int64_t T);
+
+// Converts x (T, K) into the form the kernel reads (q8_0 blocks for quantized
+// weights; nothing for float weights). Threads split the T rows.
+void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth);
+
+// y (T, N) = x · Wᵀ. Threads split the N rows of W (so each thread streams its
+// own slice of the weights once for all T tokens). `x` is the float input and
+// `wdata` what mm_prepare() wrote from it.
+void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T,
+                float *y, int ith, int nth);
+
+// Convenience for single-threaded callers and tests: prepare + compute on one
+// thread, allocating scratch internally. Returns 0, -1 on allocation failure.
+int mm_simple(const mm_weight *w, const float *x, int64_t T, float *y);
+
+// Memory read bandwidth, measured on the pool by streaming a buffer of `bytes`
+// (larger than the caches) `reps` times; returns bytes per second.
+struct tp_pool;
+double mm_measure_read_bw(struct tp_pool *pool, size_t bytes, int reps);
+
+#endif

@@ -1,0 +1,36 @@
+// threadpool.h — the explicit compute pool: N named threads (the caller is
+// thread 0) that all run the same function with {ith, nth} and meet at
+// barriers, as ggml's graph compute does. No OpenMP: every thread is known by
+// name ("compute-1" …) to the profiler and to `perf`.
+// Thread safety: one tp_run() at a time per pool (callers serialise); tp_barrier()
+// may only be called from inside the function given to tp_run(), by every thread.
+#ifndef LLMSCOPE_THREADPOOL_H
+#define LLMSCOPE_THREADPOOL_H
+
+typedef struct tp_pool tp_pool;
+
+// Work item: every thread ith in [0, nth) calls fn(ith, nth, arg).
+typedef void (*tp_fn)(int ith, int nth, void *arg);
+
+// Creates a pool of n_threads (>= 1; n_threads-1 worker threads are started,
+// the caller of tp_run() is thread 0). `name` prefixes the thread names
+// ("compute" -> "compute-1" …). Returns NULL on failure.
+tp_pool *tp_create(int n_threads, const char *name);
+void tp_free(tp_pool *pool);
+int tp_n_threads(const tp_pool *pool);
+
+// Runs fn on all threads and returns when every thread has returned.
+void tp_run(tp_pool *pool, tp_fn fn, void *arg);
+
+// All threads of the current tp_run() wait here for each other. Spins briefly,
+// then sleeps (futex), so an idle pool costs no CPU.
+void tp_barrier(tp_pool *pool);
+
+// Default thread count: the number of CPUs this process may run on.
+int tp_default_threads(void);
+
+// Splits [0, n) into nth near-equal parts; part ith is [*begin, *end).
+// `align` rounds part boundaries to multiples of it (use 1 for none).
+void tp_split(long n, int ith, int nth, long align, long *begin, long *end);
+
+#endif

@@ -1,0 +1,35 @@
+// llmscope.c — the `llmscope` tool: one binary, subcommands like perf's.
+#include <stdio.h>
+#include <string.h>
+#include "tools.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"run", cmd_run, "generate text from a prompt (one shot)"},
+    {"bench", cmd_bench, "prefill and decode tokens/s, memory bandwidth"},
+    {"gguf", cmd_gguf, "inspect (info) and synthesise (synth) GGUF model files"},
+    {"tokenize", cmd_tokenize, "print the token ids of a text"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: llmscope <command> [args]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'llmscope <command> --help' describes a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "llmscope: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

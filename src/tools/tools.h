@@ -1,0 +1,12 @@
+// tools.h — the `llmscope` subcommands. Each takes the arguments after its
+// own name (argv[0] is the subcommand) and returns the process exit code:
+// 0 on success, 1 on a runtime failure, 2 on a usage error.
+#ifndef LLMSCOPE_TOOLS_H
+#define LLMSCOPE_TOOLS_H
+
+int cmd_run(int argc, char **argv);       // one-shot generation
+int cmd_bench(int argc, char **argv);     // prefill / decode tokens per second
+int cmd_gguf(int argc, char **argv);      // gguf info | gguf synth
+int cmd_tokenize(int argc, char **argv);  // text -> token ids
+
+#endif
