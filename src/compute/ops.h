@@ -1,0 +1,35 @@
+// ops.h — the small element-wise and row operations of the llama forward
+// pass: RMSNorm, rotary embedding, softmax, SwiGLU, residual add, and one
+// attention head over a KV cache. Pure functions over caller memory;
+// thread-safe; no allocation.
+#ifndef LLMSCOPE_OPS_H
+#define LLMSCOPE_OPS_H
+
+#include <stdint.h>
+
+// out[i] = x[i] / sqrt(mean(x²) + eps) * w[i], i < n. out may alias x.
+void op_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+
+// Rotary embedding on adjacent pairs (x[2i], x[2i+1]) of the first n_rot
+// dimensions of each of n_heads heads of head_dim values, using
+// cs[2i] = cos(pos·θ_i), cs[2i+1] = sin(pos·θ_i) from op_rope_table().
+void op_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs);
+// cs (n_rot) for position pos: θ_i = theta^(-2i/n_rot).
+void op_rope_table(float *cs, int n_rot, int pos, float theta);
+
+// In-place softmax of x (n), numerically stable.
+void op_softmax(float *x, int n);
+
+// a[i] = silu(a[i]) * b[i]
+void op_silu_mul(float *a, const float *b, int n);
+
+// a[i] += b[i]
+void op_add(float *a, const float *b, int n);
+
+// One attention head: q (head_dim) against keys k[t] = kc + t*kv_stride
+// (t < n_kv), softmax with scale 1/sqrt(head_dim), out (head_dim) = Σ p_t v[t].
+// att is scratch of n_kv floats.
+void op_attention_head(float *out, const float *q, const float *kc, const float *vc,
+                       int64_t kv_stride, int n_kv, int head_dim, float *att);
+
+#endif

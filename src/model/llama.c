@@ -1,0 +1,519 @@
+// llama.c — loading a llama-family GGUF model and the batched forward pass.
+// The pass runs on every thread of the context's pool at once (tp_run), each
+// thread doing its share of every operation and meeting the others at
+// barriers, so one call reads every weight once for all tokens of the batch.
+// Thread safety: see llama.h.
+#include "llama.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../compute/ops.h"
+#include "../compute/quant.h"
+#include "../compute/threadpool.h"
+
+#define LLAMA_MAX_CTX_DEFAULT 4096
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void *model_own(llama_model *m, size_t bytes) {
+    void **o = realloc(m->owned, sizeof(void *) * (size_t)(m->n_owned + 1));
+    if (!o) return NULL;
+    m->owned = o;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+// Reads an integer hyperparameter "<arch>.<key>".
+static bool hp_int(const gguf_ctx *g, const char *arch, const char *key, int64_t *out) {
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return gguf_get_int(g, full, out);
+}
+
+static bool hp_float(const gguf_ctx *g, const char *arch, const char *key, double *out) {
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    return gguf_get_float(g, full, out);
+}
+
+// Finds tensor `name` of shape {K, N} (N == 0: a vector of K) and makes it a
+// matmul weight. Tensors whose rows are not whole blocks (the stories260K
+// Q8_0 file's ffn_down, 172 per row) are dequantized as one flat stream of
+// blocks into an f32 copy.
+static int load_weight(llama_model *m, const char *name, int64_t K, int64_t N, mm_weight *w,
+                       char *err, size_t errlen) {
+    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    const char *path = gguf_path(m->gguf);
+    if (!t) {
+        seterr(err, errlen, "%s: missing tensor '%s'", path, name);
+        return -1;
+    }
+    int64_t want_n = N ? N : 1;
+    uint32_t want_dims = N ? 2 : 1;
+    bool ok = t->ne[0] == K && t->ne[1] == want_n && t->ne[2] == 1 && t->ne[3] == 1 &&
+              (t->n_dims == want_dims || (t->n_dims == 2 && N == 0 && t->ne[1] == 1));
+    if (!ok) {
+        seterr(err, errlen, "%s: offset %llu: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+               path, (unsigned long long)t->file_offset, name, (long long)t->ne[0], (long long)t->ne[1],
+               (long long)t->ne[2], (long long)t->ne[3], (long long)K, (long long)want_n);
+        return -1;
+    }
+    w->K = K;
+    w->N = want_n;
+    w->type = t->type;
+    w->data = t->data;
+    m->n_params += (uint64_t)(K * want_n);
+    m->weight_bytes += t->nbytes;
+    if (K % ggml_blck_size(t->type) != 0) {
+        float *f = model_own(m, sizeof(float) * (size_t)(K * want_n));
+        if (!f) {
+            seterr(err, errlen, "%s: out of memory converting tensor '%s'", path, name);
+            return -1;
+        }
+        dequantize_row(t->type, t->data, f, K * want_n);
+        w->type = GGML_TYPE_F32;
+        w->data = f;
+    }
+    return 0;
+}
+
+// A vector weight (norm) as f32, converted when the file stores another type.
+static const float *load_vector(llama_model *m, const char *name, int64_t n, char *err, size_t errlen) {
+    mm_weight w;
+    if (load_weight(m, name, n, 0, &w, err, errlen) != 0) return NULL;
+    if (w.type == GGML_TYPE_F32) return w.data;
+    float *f = model_own(m, sizeof(float) * (size_t)n);
+    if (!f) {
+        seterr(err, errlen, "%s: out of memory converting tensor '%s'", gguf_path(m->gguf), name);
+        return NULL;
+    }
+    dequantize_row(w.type, w.data, f, n);
+    return f;
+}
+
+llama_model *llama_load(const char *path, char *err, size_t errlen) {
+    llama_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        seterr(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    m->gguf = gguf_open(path, err, errlen);
+    if (!m->gguf) goto fail;
+    const gguf_ctx *g = m->gguf;
+
+    gguf_str s;
+    char arch[64] = "";
+    if (!gguf_get_str(g, "general.architecture", &s)) {
+        seterr(err, errlen, "%s: no general.architecture key", path);
+        goto fail;
+    }
+    snprintf(arch, sizeof arch, "%.*s", (int)(s.len < 63 ? s.len : 63), s.ptr);
+    if (strcmp(arch, "llama") != 0) {
+        seterr(err, errlen, "%s: architecture '%s' is not supported (llama only)", path, arch);
+        goto fail;
+    }
+    if (gguf_get_str(g, "general.name", &s))
+        snprintf(m->name, sizeof m->name, "%.*s", (int)(s.len < 127 ? s.len : 127), s.ptr);
+    else {
+        const char *b = strrchr(path, '/');
+        snprintf(m->name, sizeof m->name, "%s", b ? b + 1 : path);
+    }
+
+    llama_hparams *hp = &m->hp;
+    int64_t v;
+    struct { const char *key; int32_t *dst; bool required; } ints[] = {
+        {"embedding_length", &hp->n_embd, true},
+        {"block_count", &hp->n_layer, true},
+        {"attention.head_count", &hp->n_head, true},
+        {"feed_forward_length", &hp->n_ff, true},
+        {"attention.head_count_kv", &hp->n_head_kv, false},
+        {"rope.dimension_count", &hp->n_rot, false},
+        {"context_length", &hp->n_ctx_train, false},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (!hp_int(g, arch, ints[i].key, &v)) {
+            if (ints[i].required) {
+                seterr(err, errlen, "%s: missing metadata %s.%s", path, arch, ints[i].key);
+                goto fail;
+            }
+            continue;
+        }
+        if (v <= 0 || v > (1 << 20)) {
+            seterr(err, errlen, "%s: metadata %s.%s = %lld is out of range", path, arch, ints[i].key, (long long)v);
+            goto fail;
+        }
+        *ints[i].dst = (int32_t)v;
+    }
+    if (!hp->n_head_kv) hp->n_head_kv = hp->n_head;
+    if (hp->n_embd % hp->n_head != 0 || hp->n_head % hp->n_head_kv != 0) {
+        seterr(err, errlen, "%s: inconsistent heads: embedding %d, heads %d, kv heads %d", path,
+               hp->n_embd, hp->n_head, hp->n_head_kv);
+        goto fail;
+    }
+    hp->head_dim = hp->n_embd / hp->n_head;
+    if (!hp->n_rot) hp->n_rot = hp->head_dim;
+    if (hp->n_rot > hp->head_dim || hp->n_rot % 2) {
+        seterr(err, errlen, "%s: rope dimension %d does not fit head size %d", path, hp->n_rot, hp->head_dim);
+        goto fail;
+    }
+    hp->kv_dim = hp->n_head_kv * hp->head_dim;
+    if (!hp->n_ctx_train) hp->n_ctx_train = 2048;
+    double f;
+    hp->rms_eps = hp_float(g, arch, "attention.layer_norm_rms_epsilon", &f) ? (float)f : 1e-5f;
+    hp->rope_theta = hp_float(g, arch, "rope.freq_base", &f) ? (float)f : 10000.0f;
+    if (!(hp->rms_eps > 0 && hp->rms_eps < 1) || !(hp->rope_theta > 1)) {
+        seterr(err, errlen, "%s: rms epsilon %g or rope base %g out of range", path, hp->rms_eps, hp->rope_theta);
+        goto fail;
+    }
+
+    m->vocab = tok_load_gguf(g, err, errlen);
+    if (!m->vocab) goto fail;
+    const gguf_tensor *te = gguf_find_tensor(g, "token_embd.weight");
+    if (!te) {
+        seterr(err, errlen, "%s: missing tensor 'token_embd.weight'", path);
+        goto fail;
+    }
+    hp->n_vocab = (int32_t)te->ne[1];
+    if (hp->n_vocab != tok_n_vocab(m->vocab)) {
+        seterr(err, errlen, "%s: token_embd has %lld rows but the vocabulary has %d tokens", path,
+               (long long)te->ne[1], tok_n_vocab(m->vocab));
+        goto fail;
+    }
+    m->ftype = te->type;
+
+    const int64_t E = hp->n_embd, KV = hp->kv_dim, F = hp->n_ff, V = hp->n_vocab;
+    if (load_weight(m, "token_embd.weight", E, V, &m->tok_embd, err, errlen)) goto fail;
+    if (!(m->output_norm = load_vector(m, "output_norm.weight", E, err, errlen))) goto fail;
+    if (gguf_find_tensor(g, "output.weight")) {
+        if (load_weight(m, "output.weight", E, V, &m->output, err, errlen)) goto fail;
+    } else {
+        m->output = m->tok_embd;   // tied: the embedding table is also the classifier
+    }
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        seterr(err, errlen, "%s: out of memory", path);
+        goto fail;
+    }
+    for (int l = 0; l < hp->n_layer; l++) {
+        llama_layer *L = &m->layers[l];
+        char nm[96];
+#define W(field, tname, K_, N_)                                                     \
+        snprintf(nm, sizeof nm, "blk.%d." tname ".weight", l);                        \
+        if (load_weight(m, nm, K_, N_, &L->field, err, errlen)) goto fail;
+#define NV(field, tname)                                                             \
+        snprintf(nm, sizeof nm, "blk.%d." tname ".weight", l);                        \
+        if (!(L->field = load_vector(m, nm, E, err, errlen))) goto fail;
+        NV(attn_norm, "attn_norm")
+        W(wq, "attn_q", E, E)
+        W(wk, "attn_k", E, KV)
+        W(wv, "attn_v", E, KV)
+        W(wo, "attn_output", E, E)
+        NV(ffn_norm, "ffn_norm")
+        W(w_gate, "ffn_gate", E, F)
+        W(w_up, "ffn_up", E, F)
+        W(w_down, "ffn_down", F, E)
+#undef W
+#undef NV
+    }
+    // A pass reads one embedding row per token, not the whole table (unless
+    // the table is also the classifier).
+    if (m->output.data != m->tok_embd.data) m->weight_bytes -= te->nbytes;
+    return m;
+fail:
+    llama_free(m);
+    return NULL;
+}
+
+void llama_free(llama_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    tok_free(m->vocab);
+    gguf_close(m->gguf);
+    free(m);
+}
+
+// ---- Inference context -----------------------------------------------------
+
+struct llama_ctx {
+    const llama_model *m;
+    tp_pool *pool;
+    int32_t n_ctx, n_seq, n_batch;
+    float *k_cache;        // (n_layer, n_seq, n_ctx, kv_dim)
+    float *v_cache;        // (n_layer, n_seq, n_ctx, kv_dim)
+    // Activations for up to n_batch tokens.
+    float *x;              // (n_batch, n_embd) residual stream
+    float *xb;             // (n_batch, n_embd)
+    float *xb2;            // (n_batch, n_embd)
+    float *q;              // (n_batch, n_embd)
+    float *k;              // (n_batch, kv_dim)
+    float *v;              // (n_batch, kv_dim)
+    float *hb;             // (n_batch, n_ff)
+    float *hb2;            // (n_batch, n_ff)
+    float *rope;           // (n_batch, n_rot) cos/sin per token
+    float *att;            // (n_threads, n_ctx) attention scores
+    void *wdata;           // quantized activations
+    size_t wdata_bytes;
+    float *logits;         // (n_batch, n_vocab)
+    int32_t *out_idx;      // (n_batch) tokens whose logits are wanted
+    int32_t n_out;
+    const llama_batch *batch;   // the batch of the decode in progress
+};
+
+static void *xalloc(size_t bytes, bool *ok) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) { *ok = false; return NULL; }
+    return p;
+}
+
+static size_t max_wdata(const llama_model *m, int64_t T) {
+    const mm_weight *ws[] = {&m->output};
+    size_t best = mm_wdata_size(ws[0]->type, ws[0]->K, T);
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        const mm_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) {
+            size_t s = mm_wdata_size(lw[i]->type, lw[i]->K, T);
+            if (s > best) best = s;
+        }
+    }
+    return best;
+}
+
+llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *err, size_t errlen) {
+    const llama_hparams *hp = &m->hp;
+    int32_t n_ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < LLAMA_MAX_CTX_DEFAULT ? hp->n_ctx_train : LLAMA_MAX_CTX_DEFAULT);
+    int32_t n_seq = p->n_seq > 0 ? p->n_seq : 1;
+    int32_t n_batch = p->n_batch > 0 ? p->n_batch : 512;
+    int32_t n_threads = p->n_threads > 0 ? p->n_threads : tp_default_threads();
+    if (n_ctx > (1 << 20) || n_seq > 4096 || n_batch > (1 << 16) || n_threads > 1024) {
+        seterr(err, errlen, "context parameters out of range (ctx %d, seq %d, batch %d, threads %d)",
+               n_ctx, n_seq, n_batch, n_threads);
+        return NULL;
+    }
+    llama_ctx *c = calloc(1, sizeof *c);
+    if (!c) { seterr(err, errlen, "out of memory"); return NULL; }
+    c->m = m;
+    c->n_ctx = n_ctx;
+    c->n_seq = n_seq;
+    c->n_batch = n_batch;
+    bool ok = true;
+    const size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, KV = (size_t)hp->kv_dim, F = (size_t)hp->n_ff;
+    const size_t kv_elems = (size_t)hp->n_layer * (size_t)n_seq * (size_t)n_ctx * KV;
+    c->k_cache = xalloc(sizeof(float) * kv_elems, &ok);
+    c->v_cache = xalloc(sizeof(float) * kv_elems, &ok);
+    c->x = xalloc(sizeof(float) * B * E, &ok);
+    c->xb = xalloc(sizeof(float) * B * E, &ok);
+    c->xb2 = xalloc(sizeof(float) * B * E, &ok);
+    c->q = xalloc(sizeof(float) * B * E, &ok);
+    c->k = xalloc(sizeof(float) * B * KV, &ok);
+    c->v = xalloc(sizeof(float) * B * KV, &ok);
+    c->hb = xalloc(sizeof(float) * B * F, &ok);
+    c->hb2 = xalloc(sizeof(float) * B * F, &ok);
+    c->rope = xalloc(sizeof(float) * B * (size_t)hp->n_rot, &ok);
+    c->att = xalloc(sizeof(float) * (size_t)n_threads * (size_t)n_ctx, &ok);
+    c->wdata_bytes = max_wdata(m, n_batch);
+    c->wdata = xalloc(c->wdata_bytes, &ok);
+    c->logits = xalloc(sizeof(float) * B * (size_t)hp->n_vocab, &ok);
+    c->out_idx = xalloc(sizeof(int32_t) * B, &ok);
+    if (!ok) {
+        seterr(err, errlen, "out of memory for a context of %d positions x %d sequences (KV cache %.1f MiB)",
+               n_ctx, n_seq, 2.0 * sizeof(float) * (double)kv_elems / (1 << 20));
+        llama_ctx_free(c);
+        return NULL;
+    }
+    c->pool = tp_create(n_threads, "compute");
+    if (!c->pool) {
+        seterr(err, errlen, "cannot start %d compute threads", n_threads);
+        llama_ctx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void llama_ctx_free(llama_ctx *c) {
+    if (!c) return;
+    if (c->pool) tp_free(c->pool);
+    void *bufs[] = {c->k_cache, c->v_cache, c->x, c->xb, c->xb2, c->q, c->k, c->v, c->hb, c->hb2,
+                    c->rope, c->att, c->wdata, c->logits, c->out_idx};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(c);
+}
+
+int32_t llama_ctx_n_ctx(const llama_ctx *c) { return c->n_ctx; }
+int32_t llama_ctx_n_seq(const llama_ctx *c) { return c->n_seq; }
+int32_t llama_ctx_n_batch(const llama_ctx *c) { return c->n_batch; }
+int32_t llama_ctx_n_threads(const llama_ctx *c) { return tp_n_threads(c->pool); }
+uint64_t llama_ctx_kv_bytes(const llama_ctx *c) {
+    const llama_hparams *hp = &c->m->hp;
+    return 2ull * sizeof(float) * (uint64_t)hp->n_layer * (uint64_t)c->n_seq * (uint64_t)c->n_ctx * (uint64_t)hp->kv_dim;
+}
+
+void llama_kv_clear(llama_ctx *c, int32_t seq) {
+    (void)c;
+    (void)seq;   // positions are overwritten before they are read; nothing to do
+}
+
+float *llama_logits(llama_ctx *c, int32_t j) {
+    if (j < 0 || j >= c->n_out) return NULL;
+    return c->logits + (size_t)j * (size_t)c->m->hp.n_vocab;
+}
+
+int32_t llama_n_logits(const llama_ctx *c) { return c->n_out; }
+
+// y_i = x · W_iᵀ for weights that read the same input x (T rows). Weights of
+// one activation format share one mm_prepare(). Called by every thread; the
+// input must be complete (a barrier before), and ends with a barrier.
+static void matmul_group(llama_ctx *c, const mm_weight *const *ws, float *const *ys, int n,
+                         const float *x, int64_t T, int ith, int nth) {
+    bool done[8] = {false};
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        mm_prepare(ws[i], x, T, c->wdata, ith, nth);
+        tp_barrier(c->pool);
+        for (int j = i; j < n; j++) {
+            if (done[j] || ws[j]->type != ws[i]->type) continue;
+            mm_compute(ws[j], x, c->wdata, T, ys[j], ith, nth);
+            done[j] = true;
+        }
+        tp_barrier(c->pool);
+    }
+}
+
+static void forward_worker(int ith, int nth, void *arg) {
+    llama_ctx *c = arg;
+    const llama_model *m = c->m;
+    const llama_hparams *hp = &m->hp;
+    const llama_batch *b = c->batch;
+    const int64_t T = b->n_tokens, E = hp->n_embd, KV = hp->kv_dim, F = hp->n_ff, HD = hp->head_dim;
+    const int64_t rowb = (int64_t)ggml_nbytes(m->tok_embd.type, E);
+    long t0, t1;
+
+    // Embedding rows and rotary tables, split by token.
+    tp_split(T, ith, nth, 1, &t0, &t1);
+    for (long t = t0; t < t1; t++) {
+        dequantize_row(m->tok_embd.type, (const char *)m->tok_embd.data + rowb * b->token[t], c->x + t * E, E);
+        op_rope_table(c->rope + t * hp->n_rot, hp->n_rot, b->pos[t], hp->rope_theta);
+    }
+    tp_barrier(c->pool);
+
+    const int group = hp->n_head / hp->n_head_kv;
+    const size_t seq_stride = (size_t)c->n_ctx * (size_t)KV;               // one sequence's slot
+    const size_t layer_stride = (size_t)c->n_seq * seq_stride;
+    float *att = c->att + (size_t)ith * (size_t)c->n_ctx;
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        float *kc_l = c->k_cache + (size_t)l * layer_stride;
+        float *vc_l = c->v_cache + (size_t)l * layer_stride;
+
+        for (long t = t0; t < t1; t++) op_rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm, (int)E, hp->rms_eps);
+        tp_barrier(c->pool);
+        {
+            const mm_weight *ws[] = {&L->wq, &L->wk, &L->wv};
+            float *ys[] = {c->q, c->k, c->v};
+            matmul_group(c, ws, ys, 3, c->xb, T, ith, nth);
+        }
+        // Rotary embedding, then K and V into the sequence's cache slot.
+        for (long t = t0; t < t1; t++) {
+            const float *cs = c->rope + t * hp->n_rot;
+            op_rope(c->q + t * E, hp->n_head, (int)HD, hp->n_rot, cs);
+            op_rope(c->k + t * KV, hp->n_head_kv, (int)HD, hp->n_rot, cs);
+            size_t at = (size_t)b->seq[t] * seq_stride + (size_t)b->pos[t] * (size_t)KV;
+            memcpy(kc_l + at, c->k + t * KV, sizeof(float) * (size_t)KV);
+            memcpy(vc_l + at, c->v + t * KV, sizeof(float) * (size_t)KV);
+        }
+        tp_barrier(c->pool);
+        // Attention: one task per (token, head).
+        long a0, a1;
+        tp_split(T * hp->n_head, ith, nth, 1, &a0, &a1);
+        for (long task = a0; task < a1; task++) {
+            long t = task / hp->n_head, h = task % hp->n_head;
+            size_t base = (size_t)b->seq[t] * seq_stride + (size_t)(h / group) * (size_t)HD;
+            op_attention_head(c->xb2 + t * E + h * HD, c->q + t * E + h * HD, kc_l + base, vc_l + base,
+                              KV, b->pos[t] + 1, (int)HD, att);
+        }
+        tp_barrier(c->pool);
+        {
+            const mm_weight *ws[] = {&L->wo};
+            float *ys[] = {c->xb};
+            matmul_group(c, ws, ys, 1, c->xb2, T, ith, nth);
+        }
+        for (long t = t0; t < t1; t++) {
+            op_add(c->x + t * E, c->xb + t * E, (int)E);
+            op_rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm, (int)E, hp->rms_eps);
+        }
+        tp_barrier(c->pool);
+        {
+            const mm_weight *ws[] = {&L->w_gate, &L->w_up};
+            float *ys[] = {c->hb, c->hb2};
+            matmul_group(c, ws, ys, 2, c->xb, T, ith, nth);
+        }
+        long e0, e1;
+        tp_split(T * F, ith, nth, 16, &e0, &e1);
+        op_silu_mul(c->hb + e0, c->hb2 + e0, (int)(e1 - e0));
+        tp_barrier(c->pool);
+        {
+            const mm_weight *ws[] = {&L->w_down};
+            float *ys[] = {c->xb};
+            matmul_group(c, ws, ys, 1, c->hb, T, ith, nth);
+        }
+        tp_split(T * E, ith, nth, 16, &e0, &e1);
+        op_add(c->x + e0, c->xb + e0, (int)(e1 - e0));
+        tp_barrier(c->pool);
+    }
+
+    // Final norm of the rows whose logits are wanted, then the classifier.
+    long o0, o1;
+    tp_split(c->n_out, ith, nth, 1, &o0, &o1);
+    for (long j = o0; j < o1; j++)
+        op_rmsnorm(c->xb + j * E, c->x + (int64_t)c->out_idx[j] * E, m->output_norm, (int)E, hp->rms_eps);
+    tp_barrier(c->pool);
+    const mm_weight *ws[] = {&m->output};
+    float *ys[] = {c->logits};
+    matmul_group(c, ws, ys, 1, c->xb, c->n_out, ith, nth);
+}
+
+int llama_decode(llama_ctx *c, const llama_batch *b, char *err, size_t errlen) {
+    const llama_hparams *hp = &c->m->hp;
+    if (b->n_tokens < 1 || b->n_tokens > c->n_batch) {
+        seterr(err, errlen, "batch of %d tokens (1..%d allowed)", b->n_tokens, c->n_batch);
+        return -1;
+    }
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        if (b->token[i] < 0 || b->token[i] >= hp->n_vocab) {
+            seterr(err, errlen, "token id %d out of range (vocabulary of %d)", b->token[i], hp->n_vocab);
+            return -1;
+        }
+        if (b->pos[i] < 0 || b->pos[i] >= c->n_ctx) {
+            seterr(err, errlen, "position %d past the context of %d", b->pos[i], c->n_ctx);
+            return -1;
+        }
+        if (b->seq[i] < 0 || b->seq[i] >= c->n_seq) {
+            seterr(err, errlen, "sequence %d out of range (%d slots)", b->seq[i], c->n_seq);
+            return -1;
+        }
+        bool want = b->want_logits ? b->want_logits[i] != 0 : i == b->n_tokens - 1;
+        if (want) c->out_idx[n_out++] = i;
+    }
+    c->n_out = n_out;
+    c->batch = b;
+    tp_run(c->pool, forward_worker, c);
+    c->batch = NULL;
+    return 0;
+}

@@ -1,0 +1,109 @@
+// llama.h — the llama-family model (LLaMA 1/2/3, TinyLlama, SmolLM, Mistral
+// without sliding window) as GGUF describes it: RMSNorm, RoPE, grouped-query
+// attention, SwiGLU, tied or separate output; and an inference context that
+// runs one batched forward pass over tokens of several sequences at once
+// (continuous batching), each sequence with its own slot of the KV cache.
+//
+// Thread safety: a llama_model is immutable after llama_load() and may be
+// shared by any number of contexts. A llama_ctx is used by one thread at a
+// time (llama_decode() itself fans out over the context's compute pool).
+#ifndef LLMSCOPE_LLAMA_H
+#define LLMSCOPE_LLAMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "gguf.h"
+#include "tokenizer.h"
+#include "../compute/matmul.h"
+
+typedef struct llama_hparams {
+    int32_t n_vocab;
+    int32_t n_embd;        // model width ("dim")
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t n_ff;          // SwiGLU hidden width
+    int32_t head_dim;      // n_embd / n_head
+    int32_t n_rot;         // rotary dimensions per head (<= head_dim)
+    int32_t kv_dim;        // n_head_kv * head_dim
+    int32_t n_ctx_train;   // context length the model was trained for
+    float rms_eps;
+    float rope_theta;
+} llama_hparams;
+
+typedef struct llama_layer {
+    const float *attn_norm;        // (n_embd)
+    mm_weight wq;                  // (n_embd -> n_embd)
+    mm_weight wk;                  // (n_embd -> kv_dim)
+    mm_weight wv;                  // (n_embd -> kv_dim)
+    mm_weight wo;                  // (n_embd -> n_embd)
+    const float *ffn_norm;         // (n_embd)
+    mm_weight w_gate;              // (n_embd -> n_ff)
+    mm_weight w_up;                // (n_embd -> n_ff)
+    mm_weight w_down;              // (n_ff -> n_embd)
+} llama_layer;
+
+typedef struct llama_model {
+    llama_hparams hp;
+    gguf_ctx *gguf;                // owns the mapping the weights point into
+    tok_vocab *vocab;
+    char name[128];                // general.name, or the file's base name
+    enum ggml_type ftype;          // the type of most weights (for messages)
+    mm_weight tok_embd;            // (n_vocab rows of n_embd)
+    const float *output_norm;      // (n_embd)
+    mm_weight output;              // (n_embd -> n_vocab); == tok_embd when tied
+    llama_layer *layers;           // (n_layer)
+    uint64_t n_params;             // elements in all weight tensors
+    uint64_t weight_bytes;         // bytes one forward pass reads (each weight once)
+    void **owned;                  // buffers made at load (converted tensors)
+    int n_owned;
+} llama_model;
+
+// Loads a model. On failure returns NULL with one line in err naming the file
+// and the problem (missing tensor, wrong shape, unsupported architecture …).
+llama_model *llama_load(const char *path, char *err, size_t errlen);
+void llama_free(llama_model *m);
+
+typedef struct llama_ctx_params {
+    int32_t n_ctx;       // positions per sequence (0 = the model's, capped at 4096)
+    int32_t n_seq;       // sequences (KV slots) held at once (>= 1)
+    int32_t n_batch;     // most tokens one llama_decode() may carry (>= 1)
+    int32_t n_threads;   // compute threads (0 = tp_default_threads())
+} llama_ctx_params;
+
+typedef struct llama_ctx llama_ctx;
+
+llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *err, size_t errlen);
+void llama_ctx_free(llama_ctx *c);
+int32_t llama_ctx_n_ctx(const llama_ctx *c);
+int32_t llama_ctx_n_seq(const llama_ctx *c);
+int32_t llama_ctx_n_batch(const llama_ctx *c);
+int32_t llama_ctx_n_threads(const llama_ctx *c);
+// Bytes held by the KV cache.
+uint64_t llama_ctx_kv_bytes(const llama_ctx *c);
+
+// A batch: token i of sequence seq[i] at position pos[i]. Positions of one
+// sequence must be consecutive and the KV slot must already hold positions
+// 0..pos-1 of that sequence (from earlier calls or earlier in this batch).
+// want_logits[i] != 0 asks for the logits after token i; NULL asks only for
+// the last token.
+typedef struct llama_batch {
+    int32_t n_tokens;
+    const int32_t *token;        // (n_tokens)
+    const int32_t *pos;          // (n_tokens)
+    const int32_t *seq;          // (n_tokens)
+    const int8_t *want_logits;   // (n_tokens) or NULL
+} llama_batch;
+
+// Runs the forward pass. Returns 0, or -1 with a message in err for a bad
+// batch (token id out of range, position past n_ctx, seq out of range, too
+// many tokens). Logits of the j-th requested token: llama_logits(c, j).
+int llama_decode(llama_ctx *c, const llama_batch *b, char *err, size_t errlen);
+float *llama_logits(llama_ctx *c, int32_t j);     // (n_vocab)
+int32_t llama_n_logits(const llama_ctx *c);        // rows from the last decode
+
+// Forgets what a sequence's slot holds (it may be reused from position 0).
+void llama_kv_clear(llama_ctx *c, int32_t seq);
+
+#endif

@@ -1,0 +1,179 @@
+// cmd_bench.c — `llmscope bench`: prompt processing (pp) and text generation
+// (tg) speed in tokens/s, as llama-bench reports them (mean ± sd over -r
+// repetitions after one warm-up), plus the machine's memory read bandwidth
+// measured in the same run and the decode's weight traffic as a fraction of it.
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute/cpu.h"
+#include "compute/matmul.h"
+#include "compute/threadpool.h"
+#include "model/llama.h"
+#include "opt.h"
+#include "tools.h"
+#include "util/util.h"
+
+static void bench_usage(FILE *f) {
+    fprintf(f,
+            "usage: llmscope bench -m FILE [-p N] [-n N] [-t N] [-r N] [--json]\n"
+            "  -p, --n-prompt N   prompt tokens for the pp test (default 128; 0 skips it)\n"
+            "  -n, --n-gen N      generated tokens for the tg test (default 64; 0 skips it)\n"
+            "  -t, --threads N    compute threads (default: all CPUs)\n"
+            "  -r, --repetitions  runs per test after one warm-up (default 3)\n"
+            "  --no-bw            skip the memory bandwidth measurement\n"
+            "  --json             one JSON object on stdout instead of the table\n");
+}
+
+typedef struct stat_s { double mean, sd; } stat_s;
+
+static stat_s stats(const double *x, int n) {
+    stat_s s = {0, 0};
+    for (int i = 0; i < n; i++) s.mean += x[i];
+    s.mean /= n;
+    for (int i = 0; i < n; i++) s.sd += (x[i] - s.mean) * (x[i] - s.mean);
+    s.sd = n > 1 ? sqrt(s.sd / (n - 1)) : 0.0;
+    return s;
+}
+
+// One pp run: the whole prompt in batches from position 0. Returns seconds, < 0 on error.
+static double run_pp(llama_ctx *c, const int32_t *toks, int32_t n, int32_t *pos, int32_t *seq) {
+    char err[256];
+    int32_t nb = llama_ctx_n_batch(c);
+    uint64_t t0 = util_now_ns();
+    for (int32_t at = 0; at < n; at += nb) {
+        int32_t k = n - at < nb ? n - at : nb;
+        for (int32_t i = 0; i < k; i++) pos[i] = at + i;
+        llama_batch b = {.n_tokens = k, .token = toks + at, .pos = pos, .seq = seq, .want_logits = NULL};
+        if (llama_decode(c, &b, err, sizeof err)) { fprintf(stderr, "llmscope bench: %s\n", err); return -1; }
+    }
+    return (double)(util_now_ns() - t0) / 1e9;
+}
+
+// One tg run: n single-token steps from position 0 (as llama-bench's tg test).
+static double run_tg(llama_ctx *c, const int32_t *toks, int32_t n, int32_t *seq) {
+    char err[256];
+    uint64_t t0 = util_now_ns();
+    for (int32_t i = 0; i < n; i++) {
+        llama_batch b = {.n_tokens = 1, .token = toks + i, .pos = &i, .seq = seq, .want_logits = NULL};
+        if (llama_decode(c, &b, err, sizeof err)) { fprintf(stderr, "llmscope bench: %s\n", err); return -1; }
+    }
+    return (double)(util_now_ns() - t0) / 1e9;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_path = NULL;
+    int64_t n_prompt = 128, n_gen = 64, n_threads = 0, reps = 3;
+    bool json = false, no_bw = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        bool miss = false, ok = true;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { bench_usage(stdout); return 0; }
+        else if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--no-bw")) no_bw = true;
+        else if (opt_value(argc, argv, &i, "-m", "--model", &v, &miss)) model_path = v;
+        else if (opt_value(argc, argv, &i, "-p", "--n-prompt", &v, &miss)) ok = miss || opt_i64("bench", "-p", v, 0, 1 << 16, &n_prompt);
+        else if (opt_value(argc, argv, &i, "-n", "--n-gen", &v, &miss)) ok = miss || opt_i64("bench", "-n", v, 0, 1 << 16, &n_gen);
+        else if (opt_value(argc, argv, &i, "-t", "--threads", &v, &miss)) ok = miss || opt_i64("bench", "-t", v, 1, 1024, &n_threads);
+        else if (opt_value(argc, argv, &i, "-r", "--repetitions", &v, &miss)) ok = miss || opt_i64("bench", "-r", v, 1, 1000, &reps);
+        else {
+            fprintf(stderr, "llmscope bench: unknown argument '%s'\n", argv[i]);
+            bench_usage(stderr);
+            return 2;
+        }
+        if (miss) { fprintf(stderr, "llmscope bench: %s needs a value\n", argv[i]); return 2; }
+        if (!ok) return 2;
+    }
+    if (!model_path) { bench_usage(stderr); return 2; }
+
+    char err[512];
+    llama_model *m = llama_load(model_path, err, sizeof err);
+    if (!m) { fprintf(stderr, "llmscope bench: %s\n", err); return 1; }
+    int32_t need = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
+    llama_ctx_params cp = {.n_ctx = need > 16 ? need : 16, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads};
+    llama_ctx *c = llama_ctx_new(m, &cp, err, sizeof err);
+    if (!c) { fprintf(stderr, "llmscope bench: %s\n", err); llama_free(m); return 1; }
+    int nth = llama_ctx_n_threads(c);
+
+    // Deterministic token ids (speed does not depend on them).
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(need + 1));
+    int32_t *pos = malloc(sizeof(int32_t) * 512), *seq = calloc(512, sizeof(int32_t));
+    double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
+    if (!toks || !pos || !seq || !pp || !tg) { fprintf(stderr, "llmscope bench: out of memory\n"); return 1; }
+    uint64_t r = 12345;
+    for (int32_t i = 0; i <= need; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        toks[i] = (int32_t)((r >> 33) % (uint64_t)m->hp.n_vocab);
+    }
+    int rc = 0;
+    if (n_prompt > 0) {
+        if (run_pp(c, toks, (int32_t)n_prompt, pos, seq) < 0) { rc = 1; goto done; }   // warm-up
+        for (int i = 0; i < reps; i++) {
+            double s = run_pp(c, toks, (int32_t)n_prompt, pos, seq);
+            if (s < 0) { rc = 1; goto done; }
+            pp[i] = n_prompt / s;
+        }
+    }
+    if (n_gen > 0) {
+        if (run_tg(c, toks, (int32_t)(n_gen < 8 ? n_gen : 8), seq) < 0) { rc = 1; goto done; }
+        for (int i = 0; i < reps; i++) {
+            double s = run_tg(c, toks, (int32_t)n_gen, seq);
+            if (s < 0) { rc = 1; goto done; }
+            tg[i] = n_gen / s;
+        }
+    }
+    double bw = 0.0;
+    if (!no_bw) {
+        tp_pool *pool = tp_create(nth, "bw");
+        if (pool) {
+            bw = mm_measure_read_bw(pool, (size_t)1 << 30, 3);
+            tp_free(pool);
+        }
+    }
+    stat_s sp = n_prompt > 0 ? stats(pp, (int)reps) : (stat_s){0, 0};
+    stat_s sg = n_gen > 0 ? stats(tg, (int)reps) : (stat_s){0, 0};
+    double dec_bytes = (double)m->weight_bytes * sg.mean;   // bytes/s of weights streamed while decoding
+    double frac = bw > 0 ? dec_bytes / bw : 0.0;
+    const char *tname = ggml_type_name(m->ftype);
+    char cpu[256];
+    cpu_describe(cpu, sizeof cpu);
+
+    if (json) {
+        // Built with jansson so names from the (untrusted) file are escaped.
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:I, s:{s:I, s:f, s:f}, s:{s:I, s:f, s:f}, s:f, s:f, s:f}",
+                              "model", m->name, "type", tname, "params", (json_int_t)m->n_params,
+                              "weight_bytes", (json_int_t)m->weight_bytes, "threads", nth, "cpu", cpu,
+                              "repetitions", (json_int_t)reps,
+                              "pp", "n_prompt", (json_int_t)n_prompt, "avg_ts", sp.mean, "stddev_ts", sp.sd,
+                              "tg", "n_gen", (json_int_t)n_gen, "avg_ts", sg.mean, "stddev_ts", sg.sd,
+                              "mem_read_bw_bytes_per_s", bw, "decode_weight_bytes_per_s", dec_bytes,
+                              "decode_bw_fraction", frac);
+        char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        if (txt) printf("%s\n", txt);
+        else { fprintf(stderr, "llmscope bench: cannot format JSON\n"); rc = 1; }
+        free(txt);
+        json_decref(o);
+    } else {
+        printf("| model | type | size | params | threads | test | t/s |\n");
+        printf("| --- | --- | ---: | ---: | ---: | --- | ---: |\n");
+        double mib = (double)gguf_file_size(m->gguf) / (1 << 20), mp = (double)m->n_params / 1e6;
+        if (n_prompt > 0)
+            printf("| %s | %s | %.2f MiB | %.2f M | %d | pp%lld | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
+                   (long long)n_prompt, sp.mean, sp.sd);
+        if (n_gen > 0)
+            printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
+                   (long long)n_gen, sg.mean, sg.sd);
+        printf("\ncpu: %s\n", cpu);
+        if (bw > 0)
+            printf("memory read bandwidth: %.1f GB/s (%d threads); decode streams %.1f MB of weights per token "
+                   "= %.1f GB/s, %.0f%% of it\n",
+                   bw / 1e9, nth, m->weight_bytes / 1e6, dec_bytes / 1e9, 100 * frac);
+    }
+done:
+    free(toks); free(pos); free(seq); free(pp); free(tg);
+    llama_ctx_free(c);
+    llama_free(m);
+    return rc;
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# End-to-end tests of the llmscope command line on the real shared model and
+# on a synthesised one: exact greedy text, exit codes, one-line errors.
+set -u
+bin=${LLMSCOPE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/build/bin}/llmscope
+models=${MODELS:-$(cd "$(dirname "$0")/../.." && pwd)/shared/models}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok()  { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ $# -gt 1 ] && echo "  $2"; }
+
+# 1. Greedy generation from BOS reproduces llama2.c's known output byte for byte.
+"$bin" run -m "$models/stories260K.gguf" -p "" -n 200 --temp 0 -t 2 > "$tmp/out" 2> "$tmp/err"
+printf '%s\n' "$(cat "$models/golden/stories260K_greedy_bos_200.txt")" > "$tmp/want"
+if cmp -s "$tmp/out" "$tmp/want"; then ok "run: golden text from BOS"; else bad "run: golden text from BOS" "$(diff "$tmp/out" "$tmp/want" | head -5)"; fi
+grep -q "generation: 200 tokens" "$tmp/err" && ok "run: timing line" || bad "run: timing line" "$(cat "$tmp/err")"
+
+# 2. With a prompt: the golden case "Once upon a time" (64 positions).
+want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cases"][1]["stdout_text"])' "$models/golden/stories260K_greedy.json")
+got=$("$bin" run -m "$models/stories260K.gguf" -p "Once upon a time" -n 60 --temp 0 2>/dev/null)
+[ "$got" = "$want" ] && ok "run: golden text with prompt" || bad "run: golden text with prompt" "got: $got"
+
+# 3. Sampling is deterministic for a seed and differs between seeds.
+a=$("$bin" run -m "$models/stories260K.gguf" -p "Lily" -n 40 --temp 1 --seed 7 2>/dev/null)
+b=$("$bin" run -m "$models/stories260K.gguf" -p "Lily" -n 40 --temp 1 --seed 7 2>/dev/null)
+c=$("$bin" run -m "$models/stories260K.gguf" -p "Lily" -n 40 --temp 1 --seed 8 2>/dev/null)
+[ "$a" = "$b" ] && [ "$a" != "$c" ] && ok "run: seeded sampling" || bad "run: seeded sampling"
+
+# 4. Errors: usage errors exit 2, bad files exit 1 with one line naming the file.
+"$bin" run > /dev/null 2>&1; [ $? -eq 2 ] && ok "run: no model is a usage error" || bad "run: no model is a usage error"
+"$bin" run -m x -n abc > /dev/null 2>&1; [ $? -eq 2 ] && ok "run: bad -n" || bad "run: bad -n"
+"$bin" nosuchcmd > /dev/null 2>&1; [ $? -eq 2 ] && ok "unknown command" || bad "unknown command"
+head -c 1000 "$models/stories260K.gguf" > "$tmp/trunc.gguf"
+"$bin" run -m "$tmp/trunc.gguf" > /dev/null 2> "$tmp/err"; rc=$?
+if [ $rc -eq 1 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "trunc.gguf: offset [0-9]*" "$tmp/err"; then ok "run: truncated file refused in one line"; else bad "run: truncated file refused in one line" "rc=$rc $(cat "$tmp/err")"; fi
+
+# 5. A prompt longer than the context is a clear error.
+long=$(python3 -c 'print("word " * 400)')
+"$bin" run -m "$models/stories260K.gguf" -p "$long" -c 64 -n 4 > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "context holds 64" "$tmp/err" && ok "run: prompt longer than context" || bad "run: prompt longer than context" "$(cat "$tmp/err")"
+
+# 6. gguf synth writes a model that gguf info describes as asked, and that runs.
+if "$bin" gguf synth --shape tiny --type q8_0 --vocab "$models/vocab/ggml-vocab-llama-spm.gguf" --seed 3 -o "$tmp/tiny.gguf" > /dev/null 2> "$tmp/err"; then
+  "$bin" gguf info "$tmp/tiny.gguf" > "$tmp/info" 2>&1
+  grep -q "llama.embedding_length.*64" "$tmp/info" && grep -q "blk.1.ffn_down.weight" "$tmp/info" && grep -qi "q8_0" "$tmp/info" \
+    && ok "gguf synth + info" || bad "gguf synth + info" "$(head -20 "$tmp/info")"
+  "$bin" run -m "$tmp/tiny.gguf" -p "Hello" -n 8 --temp 0 > "$tmp/out" 2> "$tmp/err" \
+    && grep -q "generation: 8 tokens" "$tmp/err" && ok "synthesised model generates" || bad "synthesised model generates" "$(cat "$tmp/err")"
+  "$bin" gguf synth --shape tiny --type q8_0 --vocab "$models/vocab/ggml-vocab-llama-spm.gguf" --seed 3 -o "$tmp/tiny2.gguf" > /dev/null 2>&1
+  cmp -s "$tmp/tiny.gguf" "$tmp/tiny2.gguf" && ok "gguf synth is deterministic" || bad "gguf synth is deterministic"
+else
+  bad "gguf synth" "$(cat "$tmp/err")"
+fi
+
+# 7. tokenize prints the ids with BOS (and without, on request).
+got=$("$bin" tokenize -m "$models/vocab/ggml-vocab-llama-spm.gguf" --ids "I believe the meaning of life is" 2>&1)
+[ "$got" = "[1, 306, 4658, 278, 6593, 310, 2834, 338]" ] && ok "tokenize --ids" || bad "tokenize --ids" "$got"
+got=$("$bin" tokenize -m "$models/vocab/ggml-vocab-llama-spm.gguf" --ids --no-bos "I believe" 2>&1)
+[ "$got" = "[306, 4658]" ] && ok "tokenize --no-bos" || bad "tokenize --no-bos" "$got"
+
+# 8. bench runs and reports pp and tg.
+"$bin" bench -m "$models/stories260K.gguf" -p 16 -n 8 -r 1 -t 2 --no-bw --json > "$tmp/b.json" 2>&1
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["pp"]["avg_ts"]>0 and d["tg"]["avg_ts"]>0' "$tmp/b.json" \
+  && ok "bench --json" || bad "bench --json" "$(cat "$tmp/b.json")"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
