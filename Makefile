@@ -12,19 +12,25 @@ BASEFLAGS = -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -mno-omit-leaf-frame-
 LDFLAGS ?=
 LDBASE  = -pthread -Wl,--build-id=sha1 -rdynamic
 LIBS    = -lpcre2-8 -ljansson -lm
+SRV_LIBS = -lmicrohttpd
 
 LIB_SRC   := $(sort $(wildcard src/util/*.c src/compute/*.c src/model/*.c))
 TOOL_SRC  := $(sort $(wildcard src/tools/*.c))
+# The server: src/server/main.c holds main(); the rest is linked into tests too.
+SRV_SRC   := $(sort $(filter-out src/server/main.c,$(wildcard src/server/*.c)))
+SRV_MAIN  := $(wildcard src/server/main.c)
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 FUZZ_SRC  := $(sort $(wildcard fuzz/fuzz_*.c))
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/obj/%.o)
+SRV_OBJ   := $(SRV_SRC:%.c=$(BUILD)/obj/%.o)
+SRV_BIN   := $(if $(SRV_MAIN),$(BUILD)/bin/llm-server)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIBA      := $(BUILD)/libllmscope.a
 
 .PHONY: all test bench asan ubsan tsan fuzz clean run
-all: $(BUILD)/bin/llmscope $(TEST_BIN)
+all: $(BUILD)/bin/llmscope $(SRV_BIN) $(TEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -38,9 +44,14 @@ $(BUILD)/bin/llmscope: $(TOOL_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) $(LDBASE) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIBA) $(LIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h $(LIBA)
+$(BUILD)/bin/llm-server: $(BUILD)/obj/src/server/main.o $(SRV_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASEFLAGS) $(CFLAGS) -Isrc -Itests $(LDBASE) $(LDFLAGS) -o $@ $< $(LIBA) $(LIBS)
+	$(CC) $(BASEFLAGS) $(CFLAGS) $(LDBASE) $(LDFLAGS) -o $@ $^ $(LIBS) $(SRV_LIBS)
+
+# Unit tests link the library and the server's objects (not its main).
+$(BUILD)/tests/%: tests/%.c tests/harness.h $(LIBA) $(SRV_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -Isrc -Itests $(LDBASE) $(LDFLAGS) -o $@ $< $(SRV_OBJ) $(LIBA) $(LIBS) $(SRV_LIBS)
 
 # Tests find the shared models through MODELS (default ../shared/models).
 MODELS ?= $(abspath ../shared/models)
@@ -74,4 +85,4 @@ fuzz: $(FUZZ_BIN)
 clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(SRV_OBJ:.o=.d)

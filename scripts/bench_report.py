@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Formats bench/results.jsonl as a Markdown table. The reference column is the
+best-known CPU engine (llama.cpp) measured on this machine kind with 2 threads,
+as recorded in the engine issue; the in-run ratio is the decode's weight
+traffic over the memory read bandwidth measured in the same run."""
+import json, sys
+
+REF = {  # (shape, type): (tg tok/s, pp128 tok/s)
+    ("tinyllama-1.1b", "q8_0"): (15, 103),
+    ("tinyllama-1.1b", "q4_0"): (25, 138),
+    ("stories110M", "q8_0"): (134, 1020),
+    ("stories15M", "q8_0"): (1500, 10000),
+}
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("| shape | type | threads | pp128 tok/s | ref pp | pp/ref | tg64 tok/s | ref tg | tg/ref | decode GB/s | of measured bandwidth |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for d in rows:
+    ref = REF.get((d["shape"], d["type"]))
+    pp, tg = d["pp"]["avg_ts"], d["tg"]["avg_ts"]
+    rp = f'{ref[1]}' if ref else "—"
+    rt = f'{ref[0]}' if ref else "—"
+    ppr = f'{pp / ref[1]:.0%}' if ref else "—"
+    tgr = f'{tg / ref[0]:.0%}' if ref else "—"
+    print(f'| {d["shape"]} | {d["type"]} | {d["threads"]} | {pp:.1f} ± {d["pp"]["stddev_ts"]:.1f} | {rp} | {ppr} '
+          f'| {tg:.1f} ± {d["tg"]["stddev_ts"]:.1f} | {rt} | {tgr} | {d["decode_weight_bytes_per_s"] / 1e9:.1f} '
+          f'| {d["decode_bw_fraction"]:.0%} of {d["mem_read_bw_bytes_per_s"] / 1e9:.1f} GB/s |')
+if rows:
+    print(f'\ncpu: {rows[0]["cpu"]}')
