@@ -1,0 +1,171 @@
+// threadpool.c — the explicit compute pool (see threadpool.h). Dispatch and
+// barriers are generation counters: waiters spin for a bounded time (cheap
+// when the pool is busy, as in a decode step), then sleep on a futex, so an
+// idle pool costs no CPU. Wakers make the futex call only when someone sleeps.
+#include "threadpool.h"
+
+#include <immintrin.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define TP_SPIN 4000   // pause iterations before sleeping (~100-200 µs)
+
+typedef struct tp_worker {
+    tp_pool *pool;
+    int ith;
+} tp_worker;
+
+struct tp_pool {
+    int n;                       // threads, the caller included
+    pthread_t *threads;          // (n - 1) workers
+    tp_worker *workers;          // (n - 1)
+    tp_fn fn;
+    void *arg;
+    _Alignas(64) _Atomic uint32_t work_gen;    // bumped per tp_run()
+    _Atomic int work_sleepers;
+    _Alignas(64) _Atomic int n_done;           // workers finished with the current run
+    _Atomic int done_sleepers;
+    _Alignas(64) _Atomic int bar_count;        // threads arrived at the barrier
+    _Atomic uint32_t bar_gen;
+    _Atomic int bar_sleepers;
+    _Atomic int stop;
+    char name[11];
+};
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *addr) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+// Waits until *addr != val: spin, then sleep counting itself in *sleepers.
+static void wait_change(_Atomic uint32_t *addr, uint32_t val, _Atomic int *sleepers) {
+    for (int i = 0; i < TP_SPIN; i++) {
+        if (atomic_load_explicit(addr, memory_order_acquire) != val) return;
+        _mm_pause();
+    }
+    while (atomic_load(addr) == val) {
+        atomic_fetch_add(sleepers, 1);
+        futex_wait(addr, val);
+        atomic_fetch_sub(sleepers, 1);
+    }
+}
+
+static void *worker_main(void *p) {
+    tp_worker *w = p;
+    tp_pool *pool = w->pool;
+    uint32_t seen = 0;
+    for (;;) {
+        wait_change(&pool->work_gen, seen, &pool->work_sleepers);
+        seen = atomic_load(&pool->work_gen);
+        if (atomic_load(&pool->stop)) break;
+        pool->fn(w->ith, pool->n, pool->arg);
+        if (atomic_fetch_add(&pool->n_done, 1) == pool->n - 2 && atomic_load(&pool->done_sleepers))
+            futex_wake((_Atomic uint32_t *)&pool->n_done);
+    }
+    return NULL;
+}
+
+tp_pool *tp_create(int n_threads, const char *name) {
+    if (n_threads < 1 || n_threads > 1024) return NULL;
+    tp_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) return NULL;
+    pool->n = n_threads;
+    snprintf(pool->name, sizeof pool->name, "%s", name ? name : "pool");
+    if (n_threads > 1) {
+        pool->threads = calloc((size_t)n_threads - 1, sizeof(pthread_t));
+        pool->workers = calloc((size_t)n_threads - 1, sizeof(tp_worker));
+        if (!pool->threads || !pool->workers) { free(pool->threads); free(pool->workers); free(pool); return NULL; }
+    }
+    for (int i = 1; i < n_threads; i++) {
+        pool->workers[i - 1] = (tp_worker){pool, i};
+        if (pthread_create(&pool->threads[i - 1], NULL, worker_main, &pool->workers[i - 1]) != 0) {
+            pool->n = i;   // stop the ones already started
+            tp_free(pool);
+            return NULL;
+        }
+        char tname[16];
+        snprintf(tname, sizeof tname, "%.10s-%d", pool->name, i);
+        pthread_setname_np(pool->threads[i - 1], tname);
+    }
+    return pool;
+}
+
+void tp_free(tp_pool *pool) {
+    if (!pool) return;
+    atomic_store(&pool->stop, 1);
+    atomic_fetch_add(&pool->work_gen, 1);
+    futex_wake(&pool->work_gen);
+    for (int i = 1; i < pool->n; i++) pthread_join(pool->threads[i - 1], NULL);
+    free(pool->threads);
+    free(pool->workers);
+    free(pool);
+}
+
+int tp_n_threads(const tp_pool *pool) { return pool->n; }
+
+void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
+    if (pool->n == 1) { fn(0, 1, arg); return; }
+    pool->fn = fn;
+    pool->arg = arg;
+    atomic_store(&pool->n_done, 0);
+    atomic_fetch_add(&pool->work_gen, 1);
+    if (atomic_load(&pool->work_sleepers)) futex_wake(&pool->work_gen);
+    fn(0, pool->n, arg);
+    // Wait for the workers.
+    for (;;) {
+        int d = atomic_load(&pool->n_done);
+        if (d == pool->n - 1) break;
+        int spun = 0;
+        while (spun < TP_SPIN && atomic_load_explicit(&pool->n_done, memory_order_acquire) == d) { _mm_pause(); spun++; }
+        if (spun == TP_SPIN) {
+            atomic_fetch_add(&pool->done_sleepers, 1);
+            futex_wait((_Atomic uint32_t *)&pool->n_done, (uint32_t)d);
+            atomic_fetch_sub(&pool->done_sleepers, 1);
+        }
+    }
+}
+
+void tp_barrier(tp_pool *pool) {
+    if (pool->n == 1) return;
+    uint32_t gen = atomic_load(&pool->bar_gen);
+    if (atomic_fetch_add(&pool->bar_count, 1) == pool->n - 1) {
+        atomic_store(&pool->bar_count, 0);
+        atomic_fetch_add(&pool->bar_gen, 1);
+        if (atomic_load(&pool->bar_sleepers)) futex_wake(&pool->bar_gen);
+        return;
+    }
+    wait_change(&pool->bar_gen, gen, &pool->bar_sleepers);
+}
+
+int tp_default_threads(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+void tp_split(long n, int ith, int nth, long align, long *begin, long *end) {
+    if (align < 1) align = 1;
+    long chunk = (n + nth - 1) / nth;
+    chunk = (chunk + align - 1) / align * align;
+    long b = (long)ith * chunk, e = b + chunk;
+    if (b > n) b = n;
+    if (e > n) e = n;
+    *begin = b;
+    *end = e;
+}
