@@ -591,7 +591,10 @@ struct gguf_writer {
 
 gguf_writer *gguf_writer_new(uint32_t alignment) {
     gguf_writer *w = calloc(1, sizeof *w);
-    if (w) w->alignment = alignment ? alignment : GGUF_DEFAULT_ALIGNMENT;
+    if (!w) return NULL;
+    w->alignment = alignment ? alignment : GGUF_DEFAULT_ALIGNMENT;
+    // Readers assume 32 unless the file says otherwise.
+    if (w->alignment != GGUF_DEFAULT_ALIGNMENT) gguf_writer_set_u32(w, "general.alignment", w->alignment);
     return w;
 }
 
