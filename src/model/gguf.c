@@ -122,6 +122,9 @@ static int fail_at(rd *r, uint64_t off, const char *fmt, ...) {
             vsnprintf(r->err + n, r->errlen - (size_t)n, fmt, ap);
             va_end(ap);
         }
+        // Names come from the file: keep the message on one printable line.
+        for (char *p = r->err; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     }
     return -1;
 }
@@ -514,7 +517,8 @@ int64_t gguf_kv_arr_int(const gguf_ctx *ctx, int64_t i, uint64_t j) {
     if (t == GGUF_TYPE_COUNT || t == GGUF_TYPE_STRING || j >= ctx->kv[i].n) return 0;
     if (!scalar_int(t, ctx->kv[i].data + j * gguf_scalar_size[t], &v)) {
         double d;
-        if (scalar_float(t, ctx->kv[i].data + j * gguf_scalar_size[t], &d)) v = (int64_t)d;
+        // Floats convert only when finite and in range (anything else is 0).
+        if (scalar_float(t, ctx->kv[i].data + j * gguf_scalar_size[t], &d) && d > -9.2e18 && d < 9.2e18) v = (int64_t)d;
     }
     return v;
 }

@@ -502,12 +502,35 @@ static bool spans_push(spans *s, size_t off, size_t len) {
     return true;
 }
 
+static int utf8_seq(const uint8_t *p, int n);
+
+static bool valid_utf8(const char *p, size_t n) {
+    for (size_t i = 0; i < n;) {
+        int l = utf8_seq((const uint8_t *)p + i, (int)(n - i > 8 ? 8 : n - i));
+        if (l <= 0) return false;
+        i += (size_t)l;
+    }
+    return true;
+}
+
 // BPE: pre-tokenize with each regex in turn (matches and the gaps between
 // them both become pieces), then byte-encode and merge every piece.
 static int bpe_fragment(const tok_vocab *v, const char *text, size_t len, ids *out) {
     spans cur = {0}, nxt = {0};
     int rc = 0;
-    if (!spans_push(&cur, 0, len)) return -1;
+    // Invalid UTF-8 bytes become pieces of their own (the regexes only ever
+    // see valid text); each still becomes its byte's token.
+    for (size_t i = 0, run = 0; i <= len && rc == 0;) {
+        int l = i < len ? utf8_seq((const uint8_t *)text + i, (int)(len - i > 8 ? 8 : len - i)) : 1;
+        if (i == len || l <= 0) {
+            if (!spans_push(&cur, run, i - run)) rc = -1;
+            if (i < len && !spans_push(&cur, i, 1)) rc = -1;
+            i++;
+            run = i;
+        } else {
+            i += (size_t)l;
+        }
+    }
     pcre2_match_data *md = NULL;
     for (int r = 0; r < v->n_re && rc == 0; r++) {
         md = pcre2_match_data_create_from_pattern(v->re[r], NULL);
@@ -516,6 +539,7 @@ static int bpe_fragment(const tok_vocab *v, const char *text, size_t len, ids *o
         for (size_t i = 0; i < cur.n && rc == 0; i++) {
             const char *p = text + cur.v[i].off;
             size_t n = cur.v[i].len, at = 0, prev = 0;
+            if (!valid_utf8(p, n)) { if (!spans_push(&nxt, cur.v[i].off, n)) rc = -1; continue; }
             while (at <= n) {
                 int m = pcre2_match(v->re[r], (PCRE2_SPTR)p, n, at, PCRE2_NO_UTF_CHECK, md, NULL);
                 if (m < 0) break;
@@ -613,7 +637,7 @@ int64_t tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_sp
     free(fr);
     if (rc || o.oom) { free(o.v); errno = ENOMEM; return -1; }
     int64_t n = o.n;
-    if (out) memcpy(out, o.v, sizeof(int32_t) * (size_t)(n < cap ? n : cap));
+    if (out && n > 0 && cap > 0) memcpy(out, o.v, sizeof(int32_t) * (size_t)(n < cap ? n : cap));
     free(o.v);
     return n;
 }
