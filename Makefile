@@ -14,7 +14,7 @@ LDBASE  = -pthread -Wl,--build-id=sha1 -rdynamic
 LIBS    = -lpcre2-8 -ljansson -lm
 SRV_LIBS = -lmicrohttpd
 
-LIB_SRC   := $(sort $(wildcard src/util/*.c src/compute/*.c src/model/*.c))
+LIB_SRC   := $(sort $(wildcard src/util/*.c src/compute/*.c src/model/*.c src/prof/*.c))
 TOOL_SRC  := $(sort $(wildcard src/tools/*.c))
 # The server: src/server/main.c holds main(); the rest is linked into tests too.
 SRV_SRC   := $(sort $(filter-out src/server/main.c,$(wildcard src/server/*.c)))
