@@ -1,0 +1,93 @@
+// thread.c — the thread registry (see thread.h): a fixed table of slots, so
+// readers (profilers, the threads dump, a signal handler) never chase freed
+// memory; a TLS pointer to the caller's own slot.
+#include "thread.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static prof_thread table[PROF_MAX_THREADS];
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t next_seq = 1;
+static _Atomic(prof_thread_hook) hook;
+static __thread prof_thread *self __attribute__((tls_model("initial-exec")));
+
+prof_thread *prof_thread_table(void) { return table; }
+prof_thread *prof_thread_self(void) { return self; }
+
+void prof_thread_set_hook(prof_thread_hook h) { atomic_store(&hook, h); }
+
+prof_thread *prof_thread_register(const char *name, const char *role) {
+    prof_thread *t = self;
+    pthread_mutex_lock(&reg_lock);
+    if (!t) {
+        for (int i = 0; i < PROF_MAX_THREADS; i++)
+            if (!atomic_load(&table[i].in_use)) { t = &table[i]; break; }
+        if (!t) { pthread_mutex_unlock(&reg_lock); return NULL; }
+        t->tid = (pid_t)syscall(SYS_gettid);
+        t->pthread = (uint64_t)pthread_self();
+        t->seq = next_seq++;
+        atomic_store(&t->req, 0);
+        atomic_store(&t->phase, NULL);
+        atomic_store(&t->wait, NULL);
+        t->user = NULL;
+    }
+    snprintf(t->name, sizeof t->name, "%s", name ? name : "thread");
+    snprintf(t->role, sizeof t->role, "%s", role ? role : "other");
+    bool fresh = !atomic_load(&t->in_use);
+    atomic_store(&t->in_use, 1);
+    pthread_mutex_unlock(&reg_lock);
+    self = t;
+    pthread_setname_np(pthread_self(), t->name);
+    prof_thread_hook h = atomic_load(&hook);
+    if (h && fresh) h(t, true);
+    return t;
+}
+
+void prof_thread_unregister(void) {
+    prof_thread *t = self;
+    if (!t) return;
+    prof_thread_hook h = atomic_load(&hook);
+    if (h) h(t, false);
+    pthread_mutex_lock(&reg_lock);
+    self = NULL;
+    atomic_store(&t->in_use, 0);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void prof_label_req(uint64_t req) {
+    if (self) atomic_store_explicit(&self->req, req, memory_order_relaxed);
+}
+
+void prof_label_phase(const char *phase) {
+    if (self) atomic_store_explicit(&self->phase, phase, memory_order_relaxed);
+}
+
+void prof_thread_set_wait(const char *what, uint64_t since_ns) {
+    if (!self) return;
+    atomic_store_explicit(&self->wait_since_ns, since_ns, memory_order_relaxed);
+    atomic_store_explicit(&self->wait, what, memory_order_relaxed);
+}
+
+int prof_thread_snapshot(prof_thread_info *out, int max) {
+    int n = 0;
+    pthread_mutex_lock(&reg_lock);   // names and tids are stable while held
+    for (int i = 0; i < PROF_MAX_THREADS && n < max; i++) {
+        prof_thread *t = &table[i];
+        if (!atomic_load(&t->in_use)) continue;
+        prof_thread_info *o = &out[n++];
+        o->tid = t->tid;
+        o->seq = t->seq;
+        memcpy(o->name, t->name, sizeof o->name);
+        memcpy(o->role, t->role, sizeof o->role);
+        o->req = atomic_load_explicit(&t->req, memory_order_relaxed);
+        o->phase = atomic_load_explicit(&t->phase, memory_order_relaxed);
+        o->wait = atomic_load_explicit(&t->wait, memory_order_relaxed);
+        o->wait_since_ns = atomic_load_explicit(&t->wait_since_ns, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return n;
+}
