@@ -11,7 +11,7 @@ BASEFLAGS = -std=c11 -D_GNU_SOURCE -fno-omit-frame-pointer -mno-omit-leaf-frame-
             -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla -pthread -MMD -MP
 LDFLAGS ?=
 LDBASE  = -pthread -Wl,--build-id=sha1 -rdynamic
-LIBS    = -lpcre2-8 -ljansson -lm
+LIBS    = -lpcre2-8 -ljansson -ldw -lelf -lz -lm
 SRV_LIBS = -lmicrohttpd
 
 LIB_SRC   := $(sort $(wildcard src/util/*.c src/compute/*.c src/model/*.c src/prof/*.c))
