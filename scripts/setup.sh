@@ -9,7 +9,9 @@ pkgs=(
   libpcre2-dev      # Unicode-aware regexes for the BPE pre-tokenizers
   libjansson-dev    # JSON
   libmicrohttpd-dev # the server's HTTP layer
-  zlib1g-dev
+  zlib1g-dev        # gzip'd profile.proto
+  libdw-dev         # in-process symbolization (ELF/DWARF) for the profiler
+  golang-go         # go tool pprof: the tests check it reads our profiles
   python3
 )
 missing=()
