@@ -1,16 +1,26 @@
 // matmul.c — y = x · Wᵀ for f32/f16/bf16/q8_0/q4_0 weights (see matmul.h).
 //
-// Quantized weights: mm_prepare() quantizes each activation row to 8-bit
-// blocks of 32 (the q8_0 rule) into wdata, laid out per row as
-//   [K int8 values][K/32 × 8 floats: each block's scale repeated 8 times]
-// so a 512-bit load gives the scales of two blocks lane-aligned with the
-// int32 sums of those blocks. mm_compute() gives each thread a slice of the
-// weight rows and walks it once for every group of up to 4 tokens, so a
-// weight block fetched from memory serves several tokens (prefill) and
-// decode streams the weights exactly once.
+// Quantized weights: mm_prepare() quantizes each activation row once per
+// matmul to 8-bit blocks of 32 (the q8_0 rule) into wdata, laid out per row as
+//   [K int8 values][K/32 floats: each block's scale]
+// mm_compute() gives each thread a slice of the weight rows and walks it in
+// tiles of QR rows × QC tokens: a microkernel keeps the QR·QC accumulators
+// in registers and, for every block of 32 weights, reuses each weight block
+// for QC tokens and each activation block for QR rows. A thread's weight
+// tile is read from memory once and then from L1 for every token tile, so
+// prefill is bound by arithmetic, not by memory; decode (one token) runs the
+// same kernel with 4 rows at a time, which keeps four independent
+// accumulator chains and four weight streams in flight.
 //
-// Paths: scalar (reference, used by tests), AVX2+FMA+F16C, AVX-512
-// (F/BW/VL/DQ, with VNNI dot products when present). Chosen per call from
+// The int8 dot product of a block is ggml's: |w| (unsigned) times x with w's
+// sign (signed), summed in pairs (_mm256_maddubs_epi16, which cannot
+// saturate here: 2·128·127 < 2^15) and widened (_mm256_madd_epi16) — or one
+// _mm256_dpbusd_epi32 where AVX512-VNNI (with VL) or AVX-VNNI is present.
+// Each block's int32 sum is scaled by d_w·d_x in float.
+//
+// Paths: scalar (the reference the tests compare against), AVX2+FMA+F16C,
+// AVX-512 (float weights in 512-bit code; quantized weights use the 256-bit
+// kernels, with VNNI dot products when present). Chosen per call from
 // cpu_level(). No allocation (but mm_simple), no locks.
 #include "matmul.h"
 
@@ -23,10 +33,13 @@
 #include "threadpool.h"
 #include "../util/util.h"
 
-#define TILE_T 4   // tokens per pass over a weight row
+#define TILE_T 4   // tokens per pass over a row (float weights)
+#define QR 2       // weight rows per quantized tile (prefill)
+#define QR1 4      // weight rows per quantized tile when one token is left (decode)
+#define QC 4       // tokens per quantized tile
 
 static inline int64_t xq_stride(int64_t K) {   // bytes per prepared activation row
-    int64_t s = K + (K / 32) * 8 * (int64_t)sizeof(float);
+    int64_t s = K + (K / 32) * (int64_t)sizeof(float);
     return (s + 63) & ~(int64_t)63;
 }
 
@@ -36,21 +49,62 @@ size_t mm_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
     return is_quant(type) ? (size_t)(xq_stride(K) * T) + 64 : 0;
 }
 
-static void prep_row(const float *x, int64_t K, uint8_t *dst) {
+// ---- activation quantization -------------------------------------------------
+
+// The scale is rounded through fp16 as in q8_0, so results match ggml's;
+// values round half away from zero.
+static void prep_row_scalar(const float *x, int64_t K, uint8_t *dst) {
     int8_t *qs = (int8_t *)dst;
     float *ds = (float *)(dst + K);
     for (int64_t b = 0; b < K / 32; b++) {
         const float *v = x + b * 32;
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) { float a = v[j] < 0 ? -v[j] : v[j]; if (a > amax) amax = a; }
-        // The scale is rounded through fp16 as in q8_0, so results match ggml's.
         const float d = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         for (int j = 0; j < 32; j++) {
             float q = v[j] * id;
             qs[b * 32 + j] = (int8_t)(q >= 0 ? (int)(q + 0.5f) : -(int)(-q + 0.5f));
         }
-        for (int j = 0; j < 8; j++) ds[b * 8 + j] = d;
+        ds[b] = d;
+    }
+}
+
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+// Bit-identical to prep_row_scalar: the same float operations in the same
+// order per element (|q| + 0.5 truncated, sign put back).
+AVX2_TARGET static void prep_row_avx2(const float *x, int64_t K, uint8_t *dst) {
+    int8_t *qs = (int8_t *)dst;
+    float *ds = (float *)(dst + K);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t b = 0; b < K / 32; b++) {
+        const float *v = x + b * 32;
+        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+        __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                                 _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const float d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        const __m256 vs[4] = {v0, v1, v2, v3};
+        for (int k = 0; k < 4; k++) {
+            __m256 p = _mm256_mul_ps(vs[k], vid);
+            __m256 sign = _mm256_andnot_ps(absmask, p);
+            __m256 r = _mm256_round_ps(_mm256_add_ps(_mm256_and_ps(p, absmask), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            q[k] = _mm256_cvttps_epi32(_mm256_or_ps(r, sign));
+        }
+        __m256i s01 = _mm256_packs_epi32(q[0], q[1]), s23 = _mm256_packs_epi32(q[2], q[3]);
+        __m256i s = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23), perm);
+        _mm256_storeu_si256((__m256i *)(qs + b * 32), s);
+        ds[b] = d;
     }
 }
 
@@ -59,7 +113,11 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     long t0, t1;
     tp_split(T, ith, nth, 1, &t0, &t1);
     const int64_t st = xq_stride(w->K);
-    for (long t = t0; t < t1; t++) prep_row(x + t * w->K, w->K, (uint8_t *)wdata + t * st);
+    const bool simd = cpu_level() >= CPU_LEVEL_AVX2;
+    for (long t = t0; t < t1; t++) {
+        if (simd) prep_row_avx2(x + t * w->K, w->K, (uint8_t *)wdata + t * st);
+        else prep_row_scalar(x + t * w->K, w->K, (uint8_t *)wdata + t * st);
+    }
 }
 
 // ---- scalar reference ------------------------------------------------------
@@ -98,14 +156,16 @@ static float dot_q_scalar(enum ggml_type type, const void *row, const uint8_t *x
             }
             dw = fp16_to_fp32(blk->d);
         }
-        s += dw * ds[b * 8] * (float)acc;
+        s += dw * ds[b] * (float)acc;
     }
     return s;
 }
 
-// ---- AVX2 ------------------------------------------------------------------
+// ---- AVX2: quantized tiles -----------------------------------------------------
 
-#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define AVX512VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define AVXVNNI_TARGET __attribute__((target("avxvnni,avx2,fma,f16c")))
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
 
 AVX2_TARGET static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -114,39 +174,118 @@ AVX2_TARGET static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-AVX2_TARGET static inline __m256i load_wq_avx2(enum ggml_type type, const void *row, int64_t b) {
-    if (type == GGML_TYPE_Q8_0) return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)row + b)->qs);
-    const block_q4_0 *blk = (const block_q4_0 *)row + b;
-    __m128i q = _mm_loadu_si128((const __m128i *)blk->qs);
+// Signed int8 values of block b of a weight row.
+AVX2_TARGET static ALWAYS_INLINE __m256i load_wq(enum ggml_type type, const uint8_t *row, int64_t b) {
+    if (type == GGML_TYPE_Q8_0) return _mm256_loadu_si256((const __m256i *)(row + b * sizeof(block_q8_0) + 2));
+    __m128i q = _mm_loadu_si128((const __m128i *)(row + b * sizeof(block_q4_0) + 2));
     __m256i v = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
     v = _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
     return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
 }
 
-AVX2_TARGET static inline fp16_t block_d(enum ggml_type type, const void *row, int64_t b) {
-    return type == GGML_TYPE_Q8_0 ? ((const block_q8_0 *)row + b)->d : ((const block_q4_0 *)row + b)->d;
+AVX2_TARGET static ALWAYS_INLINE __m256 load_wd(enum ggml_type type, const uint8_t *row, int64_t b) {
+    const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    fp16_t h;
+    memcpy(&h, row + b * bs, sizeof h);
+    return _mm256_set1_ps(_cvtsh_ss(h));
 }
 
-// out[t] = row · x_t for nt (<= TILE_T) prepared activation rows.
-AVX2_TARGET static void dot_q_avx2(enum ggml_type type, const void *row, const uint8_t *const *xq, int nt,
-                                   int64_t K, float *out) {
-    __m256 acc[TILE_T];
-    for (int t = 0; t < TILE_T; t++) acc[t] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t b = 0; b < K / 32; b++) {
-        __m256i w = load_wq_avx2(type, row, b);
-        __m256i aw = _mm256_sign_epi8(w, w);
-        __m256 dw = _mm256_set1_ps(_cvtsh_ss(block_d(type, row, b)));
-        for (int t = 0; t < nt; t++) {
-            __m256i x = _mm256_loadu_si256((const __m256i *)(xq[t] + b * 32));
-            __m256i sx = _mm256_sign_epi8(x, w);
-            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
-            __m256 dx = _mm256_loadu_ps((const float *)(xq[t] + K) + b * 8);
-            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw, dx), acc[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) out[t] = hsum256(acc[t]);
+// Σ over 4-byte groups of u8(a)·s8(b), as int32 lanes.
+AVX2_TARGET static ALWAYS_INLINE __m256i udot_avx2(__m256i a, __m256i b) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
 }
+AVX512VNNI_TARGET static ALWAYS_INLINE __m256i udot_avx512vnni(__m256i a, __m256i b) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b);
+}
+AVXVNNI_TARGET static ALWAYS_INLINE __m256i udot_avxvnni(__m256i a, __m256i b) {
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b);
+}
+
+// out[i*C + j] = row_i · x_j for R weight rows (rowb bytes apart, starting at
+// w) and C prepared activation rows xq[j]. R and C are compile-time constants
+// at every call, so the loops unroll and the accumulators live in registers.
+#define DEF_QTILE(NAME, TARGET, UDOT)                                                                  \
+    TARGET static ALWAYS_INLINE void NAME(enum ggml_type type, int R, int C, const uint8_t *w,        \
+                                          size_t rowb, const uint8_t *const *xq, int64_t K,           \
+                                          float *out) {                                               \
+        __m256 acc[QR1][QC];                                                                           \
+        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)                                            \
+            _Pragma("GCC unroll 4") for (int j = 0; j < C; j++) acc[i][j] = _mm256_setzero_ps();       \
+        const int64_t nb = K / 32;                                                                     \
+        const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);           \
+        for (int64_t b = 0; b < nb; b++) {                                                             \
+            __m256i aw[QR1], sw[QR1];                                                                  \
+            __m256 dw[QR1];                                                                            \
+            _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {                                      \
+                const uint8_t *row = w + (size_t)i * rowb;                                             \
+                __builtin_prefetch(row + (size_t)R * rowb + (size_t)b * bs);                           \
+                sw[i] = load_wq(type, row, b);                                                         \
+                aw[i] = _mm256_sign_epi8(sw[i], sw[i]);                                                \
+                dw[i] = load_wd(type, row, b);                                                         \
+            }                                                                                          \
+            _Pragma("GCC unroll 4") for (int j = 0; j < C; j++) {                                      \
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq[j] + b * 32));              \
+                const __m256 dx = _mm256_broadcast_ss((const float *)(xq[j] + K) + b);                 \
+                _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {                                  \
+                    const __m256i p = UDOT(aw[i], _mm256_sign_epi8(xv, sw[i]));                        \
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[i], dx), acc[i][j]); \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)                                            \
+            _Pragma("GCC unroll 4") for (int j = 0; j < C; j++) out[i * C + j] = hsum256(acc[i][j]);   \
+    }
+
+DEF_QTILE(qtile_avx2, AVX2_TARGET, udot_avx2)
+DEF_QTILE(qtile_avx512vnni, AVX512VNNI_TARGET, udot_avx512vnni)
+DEF_QTILE(qtile_avxvnni, AVXVNNI_TARGET, udot_avxvnni)
+
+// One thread's rows [r0, r1) for all T tokens: tiles of QR rows × QC tokens
+// (QR1 rows × 1 token for decode), then the ragged edges with narrower tiles.
+// Every tile shape and the weight type are constants where the tile is inlined.
+#define DEF_QRUN(NAME, TARGET, TILE)                                                                   \
+    TARGET static ALWAYS_INLINE void NAME##_rows(enum ggml_type type, int R, const uint8_t *wr,       \
+                                                 size_t rowb, const uint8_t *xq0, int64_t st,          \
+                                                 int64_t K, int64_t T, int64_t N, long r, float *y) {  \
+        float out[QR1 * QC];                                                                           \
+        const uint8_t *xs[QC];                                                                         \
+        int64_t t = 0;                                                                                 \
+        for (; t + QC <= T; t += QC) {                                                                 \
+            for (int j = 0; j < QC; j++) xs[j] = xq0 + (t + j) * st;                                   \
+            TILE(type, R, QC, wr, rowb, xs, K, out);                                                   \
+            for (int i = 0; i < R; i++)                                                                \
+                for (int j = 0; j < QC; j++) y[(t + j) * N + r + i] = out[i * QC + j];                 \
+        }                                                                                              \
+        const int nc = (int)(T - t);                                                                   \
+        if (nc == 0) return;                                                                           \
+        for (int j = 0; j < nc; j++) xs[j] = xq0 + (t + j) * st;                                       \
+        if (nc == 1) TILE(type, R, 1, wr, rowb, xs, K, out);                                           \
+        else if (nc == 2) TILE(type, R, 2, wr, rowb, xs, K, out);                                      \
+        else TILE(type, R, 3, wr, rowb, xs, K, out);                                                   \
+        for (int i = 0; i < R; i++)                                                                    \
+            for (int j = 0; j < nc; j++) y[(t + j) * N + r + i] = out[i * nc + j];                     \
+    }                                                                                                  \
+    TARGET static ALWAYS_INLINE void NAME##_typed(enum ggml_type type, const uint8_t *wd, size_t rowb, \
+                                                  const uint8_t *xq0, int64_t st, int64_t K, int64_t T, \
+                                                  int64_t N, long r0, long r1, float *y) {              \
+        long r = r0;                                                                                   \
+        if (T == 1)                                                                                    \
+            for (; r + QR1 <= r1; r += QR1) NAME##_rows(type, QR1, wd + (size_t)r * rowb, rowb, xq0, st, K, T, N, r, y); \
+        else                                                                                           \
+            for (; r + QR <= r1; r += QR) NAME##_rows(type, QR, wd + (size_t)r * rowb, rowb, xq0, st, K, T, N, r, y); \
+        for (; r < r1; r++) NAME##_rows(type, 1, wd + (size_t)r * rowb, rowb, xq0, st, K, T, N, r, y);  \
+    }                                                                                                  \
+    TARGET static void NAME(enum ggml_type type, const uint8_t *wd, size_t rowb, const uint8_t *xq0,  \
+                            int64_t st, int64_t K, int64_t T, int64_t N, long r0, long r1, float *y) { \
+        if (type == GGML_TYPE_Q8_0) NAME##_typed(GGML_TYPE_Q8_0, wd, rowb, xq0, st, K, T, N, r0, r1, y); \
+        else NAME##_typed(GGML_TYPE_Q4_0, wd, rowb, xq0, st, K, T, N, r0, r1, y);                     \
+    }
+
+DEF_QRUN(qrun_avx2, AVX2_TARGET, qtile_avx2)
+DEF_QRUN(qrun_avx512vnni, AVX512VNNI_TARGET, qtile_avx512vnni)
+DEF_QRUN(qrun_avxvnni, AVXVNNI_TARGET, qtile_avxvnni)
+
+// ---- AVX2: float weights -------------------------------------------------------
 
 AVX2_TARGET static inline __m256 load8_avx2(enum ggml_type type, const void *row, int64_t k) {
     if (type == GGML_TYPE_F32) return _mm256_loadu_ps((const float *)row + k);
@@ -175,81 +314,9 @@ AVX2_TARGET static void dot_f_avx2(enum ggml_type type, const void *row, const f
     }
 }
 
-// ---- AVX-512 ---------------------------------------------------------------
+// ---- AVX-512: float weights ------------------------------------------------------
 
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
-#define AVX512VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
-
-AVX512_TARGET static inline __m512i load_wq2_avx512(enum ggml_type type, const void *row, int64_t b) {
-    __m256i lo = load_wq_avx2(type, row, b), hi = load_wq_avx2(type, row, b + 1);
-    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-}
-
-AVX512_TARGET static inline __m512 load_d2_avx512(enum ggml_type type, const void *row, int64_t b) {
-    __m256i h = _mm256_setr_m128i(_mm_set1_epi16((short)block_d(type, row, b)),
-                                  _mm_set1_epi16((short)block_d(type, row, b + 1)));
-    return _mm512_cvtph_ps(h);
-}
-
-// Pairs of blocks per 512-bit step; an odd last block goes through 256-bit code.
-#define DEF_DOT_Q_AVX512(NAME, TARGET, DPBUSD)                                                             \
-    TARGET static void NAME(enum ggml_type type, const void *row, const uint8_t *const *xq, int nt,        \
-                            int64_t K, float *out) {                                                     \
-        __m512 acc[TILE_T];                                                                              \
-        for (int t = 0; t < TILE_T; t++) acc[t] = _mm512_setzero_ps();                                   \
-        const int64_t nb = K / 32;                                                                       \
-        int64_t b = 0;                                                                                   \
-        for (; b + 2 <= nb; b += 2) {                                                                    \
-            __m512i w = load_wq2_avx512(type, row, b);                                                   \
-            __m512i aw = _mm512_abs_epi8(w);                                                             \
-            __mmask64 neg = _mm512_movepi8_mask(w);                                                      \
-            __m512 dw = load_d2_avx512(type, row, b);                                                    \
-            for (int t = 0; t < nt; t++) {                                                               \
-                __m512i x = _mm512_loadu_si512((const void *)(xq[t] + b * 32));                          \
-                __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);                    \
-                __m512i p = DPBUSD(aw, sx);                                                              \
-                __m512 dx = _mm512_loadu_ps((const float *)(xq[t] + K) + b * 8);                         \
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx), acc[t]);          \
-            }                                                                                            \
-        }                                                                                                \
-        for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]);                              \
-        if (b < nb) {                                                                                    \
-            float tail[TILE_T];                                                                          \
-            tail_q(type, row, xq, nt, K, b, tail);                                                       \
-            for (int t = 0; t < nt; t++) out[t] += tail[t];                                              \
-        }                                                                                                \
-    }
-
-// The last block of an odd count (scalar; at most one block per row).
-static void tail_q(enum ggml_type type, const void *row, const uint8_t *const *xq, int nt, int64_t K, int64_t b,
-                   float *out) {
-    for (int t = 0; t < nt; t++) {
-        const int8_t *qs = (const int8_t *)xq[t] + b * 32;
-        const float dx = ((const float *)(xq[t] + K))[b * 8];
-        int32_t acc = 0;
-        float dw;
-        if (type == GGML_TYPE_Q8_0) {
-            const block_q8_0 *blk = (const block_q8_0 *)row + b;
-            for (int j = 0; j < 32; j++) acc += blk->qs[j] * qs[j];
-            dw = fp16_to_fp32(blk->d);
-        } else {
-            const block_q4_0 *blk = (const block_q4_0 *)row + b;
-            for (int j = 0; j < 16; j++) acc += ((blk->qs[j] & 0x0f) - 8) * qs[j] + ((blk->qs[j] >> 4) - 8) * qs[16 + j];
-            dw = fp16_to_fp32(blk->d);
-        }
-        out[t] = dw * dx * (float)acc;
-    }
-}
-
-AVX512_TARGET static inline __m512i dpbusd_bw(__m512i a, __m512i b) {
-    return _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1));
-}
-AVX512VNNI_TARGET static inline __m512i dpbusd_vnni(__m512i a, __m512i b) {
-    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), a, b);
-}
-
-DEF_DOT_Q_AVX512(dot_q_avx512, AVX512_TARGET, dpbusd_bw)
-DEF_DOT_Q_AVX512(dot_q_avx512vnni, AVX512VNNI_TARGET, dpbusd_vnni)
 
 AVX512_TARGET static inline __m512 load16_avx512(enum ggml_type type, const void *row, int64_t k) {
     if (type == GGML_TYPE_F32) return _mm512_loadu_ps((const float *)row + k);
@@ -280,17 +347,27 @@ AVX512_TARGET static void dot_f_avx512(enum ggml_type type, const void *row, con
 
 // ---- dispatch ----------------------------------------------------------------
 
-typedef void (*dot_q_fn)(enum ggml_type, const void *, const uint8_t *const *, int, int64_t, float *);
+typedef void (*qrun_fn)(enum ggml_type, const uint8_t *, size_t, const uint8_t *, int64_t, int64_t, int64_t,
+                        int64_t, long, long, float *);
 typedef void (*dot_f_fn)(enum ggml_type, const void *, const float *const *, int, int64_t, float *);
 
-static void dot_q_scalar_tile(enum ggml_type type, const void *row, const uint8_t *const *xq, int nt, int64_t K,
-                              float *out) {
-    for (int t = 0; t < nt; t++) out[t] = dot_q_scalar(type, row, xq[t], K);
+static void qrun_scalar(enum ggml_type type, const uint8_t *wd, size_t rowb, const uint8_t *xq0, int64_t st,
+                        int64_t K, int64_t T, int64_t N, long r0, long r1, float *y) {
+    for (int64_t t = 0; t < T; t++)
+        for (long r = r0; r < r1; r++) y[t * N + r] = dot_q_scalar(type, wd + (size_t)r * rowb, xq0 + t * st, K);
 }
 
 static void dot_f_scalar_tile(enum ggml_type type, const void *row, const float *const *x, int nt, int64_t K,
                               float *out) {
     for (int t = 0; t < nt; t++) out[t] = dot_f32_scalar(type, row, x[t], K);
+}
+
+static qrun_fn pick_qrun(enum cpu_level lv) {
+    const cpu_features *f = cpu_get_features();
+    if (lv >= CPU_LEVEL_AVX512 && f->avx512_vnni) return qrun_avx512vnni;
+    if (lv >= CPU_LEVEL_AVX2 && f->avx_vnni) return qrun_avxvnni;
+    if (lv >= CPU_LEVEL_AVX2) return qrun_avx2;
+    return qrun_scalar;
 }
 
 void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, int ith, int nth) {
@@ -300,35 +377,21 @@ void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T
     long r0, r1;
     tp_split(N, ith, nth, 4, &r0, &r1);
     if (r0 >= r1) return;
-    float out[TILE_T];
     if (is_quant(w->type)) {
-        dot_q_fn fn = dot_q_scalar_tile;
-        if (lv >= CPU_LEVEL_AVX512) fn = cpu_get_features()->avx512_vnni ? dot_q_avx512vnni : dot_q_avx512;
-        else if (lv >= CPU_LEVEL_AVX2) fn = dot_q_avx2;
-        const int64_t st = xq_stride(K);
-        for (int64_t t0 = 0; t0 < T; t0 += TILE_T) {
-            const int nt = (int)(T - t0 < TILE_T ? T - t0 : TILE_T);
-            const uint8_t *xs[TILE_T];
-            for (int t = 0; t < nt; t++) xs[t] = (const uint8_t *)wdata + (t0 + t) * st;
-            for (long r = r0; r < r1; r++) {
-                const char *row = (const char *)w->data + (size_t)r * rowb;
-                if (r + 2 < r1) __builtin_prefetch(row + 2 * rowb);
-                fn(w->type, row, xs, nt, K, out);
-                for (int t = 0; t < nt; t++) y[(t0 + t) * N + r] = out[t];
-            }
-        }
-    } else {
-        dot_f_fn fn = dot_f_scalar_tile;
-        if (lv >= CPU_LEVEL_AVX512) fn = dot_f_avx512;
-        else if (lv >= CPU_LEVEL_AVX2) fn = dot_f_avx2;
-        for (int64_t t0 = 0; t0 < T; t0 += TILE_T) {
-            const int nt = (int)(T - t0 < TILE_T ? T - t0 : TILE_T);
-            const float *xs[TILE_T];
-            for (int t = 0; t < nt; t++) xs[t] = x + (t0 + t) * K;
-            for (long r = r0; r < r1; r++) {
-                fn(w->type, (const char *)w->data + (size_t)r * rowb, xs, nt, K, out);
-                for (int t = 0; t < nt; t++) y[(t0 + t) * N + r] = out[t];
-            }
+        pick_qrun(lv)(w->type, w->data, rowb, wdata, xq_stride(K), K, T, N, r0, r1, y);
+        return;
+    }
+    dot_f_fn fn = dot_f_scalar_tile;
+    if (lv >= CPU_LEVEL_AVX512) fn = dot_f_avx512;
+    else if (lv >= CPU_LEVEL_AVX2) fn = dot_f_avx2;
+    float out[TILE_T];
+    for (int64_t t0 = 0; t0 < T; t0 += TILE_T) {
+        const int nt = (int)(T - t0 < TILE_T ? T - t0 : TILE_T);
+        const float *xs[TILE_T];
+        for (int t = 0; t < nt; t++) xs[t] = x + (t0 + t) * K;
+        for (long r = r0; r < r1; r++) {
+            fn(w->type, (const char *)w->data + (size_t)r * rowb, xs, nt, K, out);
+            for (int t = 0; t < nt; t++) y[(t0 + t) * N + r] = out[t];
         }
     }
 }

@@ -1,0 +1,123 @@
+// test_matmul.c — the matrix products at every SIMD level the machine has
+// against the scalar reference, over randomized shapes with ragged tails
+// (rows not a multiple of the tile, tokens not a multiple of the tile, float
+// rows not a multiple of the vector width), split across simulated threads.
+#include "harness.h"
+#include "compute/cpu.h"
+#include "compute/matmul.h"
+#include "compute/quant.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 16); }
+static float frnd(void) { return (float)rnd() / 65536.0f / 32768.0f * 2.0f - 1.0f; }
+
+// Runs prepare + compute the way the forward pass does: nth threads, each
+// preparing its tokens, then each computing its rows (here one after another).
+static void run_split(const mm_weight *w, const float *x, int64_t T, float *y, void *wd, int nth) {
+    for (int i = 0; i < nth; i++) mm_prepare(w, x, T, wd, i, nth);
+    for (int i = 0; i < nth; i++) mm_compute(w, x, wd, T, y, i, nth);
+}
+
+static void check_type(enum ggml_type type, int iters) {
+    const enum cpu_level top = cpu_level();
+    const bool q = type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0;
+    for (int it = 0; it < iters; it++) {
+        const int64_t K = q ? 32 * (1 + rnd() % 24) : 1 + rnd() % 300;
+        const int64_t N = 1 + rnd() % 41;
+        const int64_t T = 1 + rnd() % 11;
+        const int nth = 1 + (int)(rnd() % 3);
+        float *wf = malloc(sizeof(float) * (size_t)(N * K));
+        float *x = malloc(sizeof(float) * (size_t)(T * K));
+        const size_t rowb = ggml_nbytes(type, K);
+        uint8_t *wq = malloc(rowb * (size_t)N);
+        float *ref = malloc(sizeof(float) * (size_t)(T * N)), *y = malloc(sizeof(float) * (size_t)(T * N));
+        size_t wds = mm_wdata_size(type, K, T);
+        uint8_t *wd0 = aligned_alloc(64, wds + 64), *wd1 = aligned_alloc(64, wds + 64);
+        REQUIRE(wf && x && wq && ref && y && wd0 && wd1);
+        for (int64_t i = 0; i < N * K; i++) wf[i] = frnd();
+        // Activations with an outlier now and then (a block's scale set by one value) and zero blocks.
+        for (int64_t i = 0; i < T * K; i++) x[i] = frnd() * (rnd() % 50 == 0 ? 40.0f : 1.0f);
+        if (K >= 64 && rnd() % 2) memset(x + 32, 0, 32 * sizeof(float));
+        for (int64_t r = 0; r < N; r++) quantize_row(type, wf + r * K, wq + (size_t)r * rowb, K);
+        mm_weight w = {.type = type, .data = wq, .K = K, .N = N};
+
+        cpu_set_level(CPU_LEVEL_SCALAR);
+        memset(wd0, 0, wds + 64);
+        run_split(&w, x, T, ref, wd0, 1);
+        for (int lv = CPU_LEVEL_AVX2; lv <= (int)top; lv++) {
+            cpu_set_level((enum cpu_level)lv);
+            memset(wd1, 0, wds + 64);
+            for (int64_t i = 0; i < T * N; i++) y[i] = NAN;
+            run_split(&w, x, T, y, wd1, nth);
+            // The activations are quantized bit for bit as the scalar code does.
+            CHECKF(!q || !memcmp(wd0, wd1, wds), "%s K=%lld T=%lld: activation blocks differ at level %s",
+                   ggml_type_name(type), (long long)K, (long long)T, cpu_level_name((enum cpu_level)lv));
+            double worst = 0;
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t r = 0; r < N; r++) {
+                    // Scale of the sum: Σ|w·x| bounds the rounding of any summation order.
+                    double mag = 0;
+                    for (int64_t k = 0; k < K; k++) mag += fabs((double)wf[r * K + k] * x[t * K + k]);
+                    double e = fabs((double)y[t * N + r] - ref[t * N + r]) / (mag + 1e-30);
+                    if (!(e <= worst)) worst = e;   // NaN (an unwritten output) counts as worst
+                }
+            CHECKF(worst < 1e-5, "%s K=%lld N=%lld T=%lld threads=%d level %s: relative error %g",
+                   ggml_type_name(type), (long long)K, (long long)N, (long long)T, nth,
+                   cpu_level_name((enum cpu_level)lv), worst);
+        }
+        cpu_set_level(top);
+        free(wf); free(x); free(wq); free(ref); free(y); free(wd0); free(wd1);
+    }
+}
+
+static void test_q8_0(void) { check_type(GGML_TYPE_Q8_0, 300); }
+static void test_q4_0(void) { check_type(GGML_TYPE_Q4_0, 300); }
+static void test_f32(void) { check_type(GGML_TYPE_F32, 100); }
+static void test_f16(void) { check_type(GGML_TYPE_F16, 100); }
+static void test_bf16(void) { check_type(GGML_TYPE_BF16, 100); }
+
+// Decode-sized and prefill-sized shapes of the real models (one token; a
+// batch of 13), where the row and token tiles are full.
+static void test_model_shapes(void) {
+    const enum cpu_level top = cpu_level();
+    const int64_t shapes[][3] = {{288, 768, 1}, {768, 288, 13}, {2048, 256, 5}, {64, 4 * 8 + 3, 9}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ty = 0; ty < 2; ty++) {
+            enum ggml_type type = ty ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
+            const int64_t K = shapes[s][0], N = shapes[s][1], T = shapes[s][2];
+            float *wf = malloc(sizeof(float) * (size_t)(N * K)), *x = malloc(sizeof(float) * (size_t)(T * K));
+            const size_t rowb = ggml_nbytes(type, K);
+            uint8_t *wq = malloc(rowb * (size_t)N);
+            float *ref = malloc(sizeof(float) * (size_t)(T * N)), *y = malloc(sizeof(float) * (size_t)(T * N));
+            REQUIRE(wf && x && wq && ref && y);
+            for (int64_t i = 0; i < N * K; i++) wf[i] = frnd();
+            for (int64_t i = 0; i < T * K; i++) x[i] = frnd();
+            for (int64_t r = 0; r < N; r++) quantize_row(type, wf + r * K, wq + (size_t)r * rowb, K);
+            mm_weight w = {.type = type, .data = wq, .K = K, .N = N};
+            cpu_set_level(CPU_LEVEL_SCALAR);
+            REQUIRE(mm_simple(&w, x, T, ref) == 0);
+            cpu_set_level(top);
+            REQUIRE(mm_simple(&w, x, T, y) == 0);
+            double worst = 0;
+            for (int64_t i = 0; i < T * N; i++) {
+                double e = fabs((double)y[i] - ref[i]) / (fabs(ref[i]) + 1.0);
+                if (!(e <= worst)) worst = e;
+            }
+            CHECKF(worst < 1e-4, "%s %lldx%lld T=%lld: error %g", ggml_type_name(type), (long long)K, (long long)N,
+                   (long long)T, worst);
+            free(wf); free(x); free(wq); free(ref); free(y);
+        }
+}
+
+int main(void) {
+    char cpu[256];
+    cpu_describe(cpu, sizeof cpu);
+    fprintf(stderr, "  cpu: %s\n", cpu);
+    RUN(test_q8_0);
+    RUN(test_q4_0);
+    RUN(test_f32);
+    RUN(test_f16);
+    RUN(test_bf16);
+    RUN(test_model_shapes);
+    return harness_done();
+}
