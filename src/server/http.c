@@ -1,0 +1,620 @@
+// http.c — llm-server's HTTP surface on libmicrohttpd (see http.h).
+//
+// Each connection has its own thread (registered as "http-N"); a request's
+// handler validates, submits to the engine and blocks until the answer is
+// ready (or, for a stream, until each next token), polling its socket so a
+// client that leaves cancels its sequence. Every error is a JSON body
+// {"error":{"message","type","code"}} with its status.
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "debug.h"
+#include "metrics.h"
+#include "prof/thread.h"
+#include "util/util.h"
+
+#define WAKE_NS (100 * 1000 * 1000ull)   // how often a waiting handler checks its socket
+
+typedef enum route {
+    R_NOT_FOUND, R_HEALTH, R_METRICS, R_MODELS, R_TOKENIZE, R_INFER, R_COMPLETIONS, R_CHAT, R_DEBUG,
+} route;
+
+static const char *route_names[] = {
+    [R_NOT_FOUND] = "other", [R_HEALTH] = "/health", [R_METRICS] = "/metrics", [R_MODELS] = "/v1/models",
+    [R_TOKENIZE] = "/tokenize", [R_INFER] = "/infer", [R_COMPLETIONS] = "/v1/completions",
+    [R_CHAT] = "/v1/chat/completions", [R_DEBUG] = "/debug",
+};
+
+static struct {
+    struct MHD_Daemon *d;
+    http_config cfg;
+    char api_key[256];
+    _Atomic(const llama_model *) model;
+    srv_engine *eng;
+    api_limits lim;
+    char model_id[256];
+    time_t created;
+    _Atomic int n_threads;
+    pthread_key_t thread_key;
+} S;
+
+typedef struct conn_ctx {
+    route rt;
+    bool responded;          // a response was queued on an earlier call
+    char *body;
+    size_t len, cap;
+    bool too_large;
+} conn_ctx;
+
+// ---- threads -----------------------------------------------------------------
+
+static void thread_gone(void *p) { (void)p; prof_thread_unregister(); }
+
+// Connection threads register on their first request; the key's destructor
+// unregisters them when MHD ends the thread.
+static void ensure_registered(void) {
+    if (prof_thread_self()) return;
+    char name[16];
+    snprintf(name, sizeof name, "http-%d", atomic_fetch_add(&S.n_threads, 1) + 1);
+    if (prof_thread_register(name, "http")) pthread_setspecific(S.thread_key, (void *)1);
+}
+
+// ---- responses ---------------------------------------------------------------
+
+static enum MHD_Result send_body(struct MHD_Connection *c, conn_ctx *cc, int status, const char *ctype, char *body,
+                                 size_t len, const char *retry_after) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) { free(body); return MHD_NO; }
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    if (retry_after) MHD_add_response_header(resp, "Retry-After", retry_after);
+    if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    met_request(route_names[cc->rt], status);
+    cc->responded = true;
+    return rc;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, conn_ctx *cc, int status, json_t *j) {
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) return MHD_NO;
+    return send_body(c, cc, status, "application/json", s, strlen(s), NULL);
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, conn_ctx *cc, int status, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char *s = api_error_body(status, msg);
+    if (!s) return MHD_NO;
+    return send_body(c, cc, status, "application/json", s, strlen(s), status == 503 ? "1" : NULL);
+}
+
+// ---- helpers -----------------------------------------------------------------
+
+static int conn_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+// The peer closed its end (or the socket failed).
+static bool client_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+static bool is_loopback(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a)) return true;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return false;
+}
+
+static bool auth_ok(struct MHD_Connection *c) {
+    if (!S.api_key[0]) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7)) return false;
+    h += 7;
+    size_t a = strlen(h), b = strlen(S.api_key);
+    unsigned diff = (unsigned)(a ^ b);
+    for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(h[i] ^ S.api_key[i]);
+    return diff == 0;
+}
+
+static route route_of(const char *url) {
+    if (!strcmp(url, "/health") || !strcmp(url, "/v1/health")) return R_HEALTH;
+    if (!strcmp(url, "/metrics")) return R_METRICS;
+    if (!strcmp(url, "/v1/models") || !strcmp(url, "/models")) return R_MODELS;
+    if (!strcmp(url, "/tokenize")) return R_TOKENIZE;
+    if (!strcmp(url, "/infer")) return R_INFER;
+    if (!strcmp(url, "/v1/completions") || !strcmp(url, "/completions")) return R_COMPLETIONS;
+    if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/chat/completions")) return R_CHAT;
+    if (!strncmp(url, "/debug/", 7) || !strcmp(url, "/debug")) return R_DEBUG;
+    return R_NOT_FOUND;
+}
+
+static const char *query_get(void *cls, const char *key) {
+    return MHD_lookup_connection_value(cls, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static json_t *usage_json(const srv_req *r) {
+    return json_pack("{s:i,s:i,s:i}", "prompt_tokens", (int)r->n_prompt, "completion_tokens", (int)r->n_gen,
+                     "total_tokens", (int)(r->n_prompt + r->n_gen));
+}
+
+static json_t *text_json(const char *s, size_t n) {
+    json_t *j = json_stringn(s, n);
+    return j ? j : json_string("");
+}
+
+// The final JSON of a non-streamed request.
+static json_t *result_json(route rt, const srv_req *r) {
+    json_t *text = text_json(r->out, r->out_len);
+    const char *finish = r->finish ? r->finish : "stop";
+    char id[48];
+    if (rt == R_INFER) {
+        json_t *ids = json_array();
+        for (int i = 0; i < r->n_gen; i++) json_array_append_new(ids, json_integer(r->gen_ids[i]));
+        return json_pack("{s:I,s:o,s:o,s:s,s:i,s:i,s:o}", "id", (json_int_t)r->id, "text", text, "tokens", ids,
+                         "finish_reason", finish, "prompt_tokens", (int)r->n_prompt, "generated_tokens", (int)r->n_gen,
+                         "timings", api_timings(r));
+    }
+    if (rt == R_COMPLETIONS) {
+        snprintf(id, sizeof id, "cmpl-%llu", (unsigned long long)r->id);
+        return json_pack("{s:s,s:s,s:I,s:s,s:[{s:o,s:i,s:n,s:s}],s:o,s:o}", "id", id, "object", "text_completion",
+                         "created", (json_int_t)S.created, "model", S.model_id, "choices", "text", text, "index", 0,
+                         "logprobs", "finish_reason", finish, "usage", usage_json(r), "timings", api_timings(r));
+    }
+    snprintf(id, sizeof id, "chatcmpl-%llu", (unsigned long long)r->id);
+    return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:o},s:s}],s:o,s:o}", "id", id, "object", "chat.completion",
+                     "created", (json_int_t)S.created, "model", S.model_id, "choices", "index", 0, "message", "role",
+                     "assistant", "content", text, "finish_reason", finish, "usage", usage_json(r), "timings",
+                     api_timings(r));
+}
+
+// ---- streaming (server-sent events) -------------------------------------------
+
+typedef struct stream_ctx {
+    srv_req *r;
+    route rt;
+    int fd;
+    int next;               // next token to send
+    bool role_sent, finished;
+    char *buf;              // pending bytes
+    size_t len, off, cap;
+} stream_ctx;
+
+static bool sbuf_add(stream_ctx *s, const char *p, size_t n) {
+    if (s->len + n > s->cap) {
+        size_t nc = (s->len + n) * 2 + 256;
+        char *np = realloc(s->buf, nc);
+        if (!np) return false;
+        s->buf = np;
+        s->cap = nc;
+    }
+    memcpy(s->buf + s->len, p, n);
+    s->len += n;
+    return true;
+}
+
+static void sse_json(stream_ctx *s, json_t *j) {
+    char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!t) return;
+    sbuf_add(s, "data: ", 6);
+    sbuf_add(s, t, strlen(t));
+    sbuf_add(s, "\n\n", 2);
+    free(t);
+}
+
+static json_t *chunk_json(stream_ctx *s, json_t *text, const char *finish) {
+    const srv_req *r = s->r;
+    char id[48];
+    json_t *fin = finish ? json_string(finish) : json_null();
+    if (s->rt == R_COMPLETIONS) {
+        snprintf(id, sizeof id, "cmpl-%llu", (unsigned long long)r->id);
+        return json_pack("{s:s,s:s,s:I,s:s,s:[{s:o,s:i,s:n,s:o}]}", "id", id, "object", "text_completion", "created",
+                         (json_int_t)S.created, "model", S.model_id, "choices", "text", text, "index", 0, "logprobs",
+                         "finish_reason", fin);
+    }
+    snprintf(id, sizeof id, "chatcmpl-%llu", (unsigned long long)r->id);
+    json_t *delta = json_object();
+    if (!s->role_sent) { json_object_set_new(delta, "role", json_string("assistant")); s->role_sent = true; }
+    if (text) json_object_set_new(delta, "content", text);
+    return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:o}]}", "id", id, "object", "chat.completion.chunk", "created",
+                     (json_int_t)S.created, "model", S.model_id, "choices", "index", 0, "delta", delta,
+                     "finish_reason", fin);
+}
+
+// Formats the events for tokens that can no longer change, and the end.
+// The request's lock is held.
+static void stream_collect(stream_ctx *s) {
+    srv_req *r = s->r;
+    while (s->next < r->n_gen && (r->done || (size_t)r->tok_end[s->next] <= r->visible)) {
+        int i = s->next++;
+        size_t a = i ? (size_t)r->tok_end[i - 1] : 0, b = (size_t)r->tok_end[i];
+        if (b > r->out_len) b = r->out_len;
+        if (a > b) a = b;
+        if (s->rt == R_INFER)
+            sse_json(s, json_pack("{s:i,s:i,s:o}", "index", i, "token", (int)r->gen_ids[i], "text",
+                                  text_json(r->out + a, b - a)));
+        else if (b > a || s->rt == R_CHAT)
+            sse_json(s, chunk_json(s, text_json(r->out + a, b - a), NULL));
+    }
+    if (!r->done || s->next < r->n_gen) return;
+    if (r->status != 200) {
+        char *e = api_error_body(r->status, r->err);
+        if (e) { sbuf_add(s, "data: ", 6); sbuf_add(s, e, strlen(e)); sbuf_add(s, "\n\n", 2); free(e); }
+    } else if (s->rt == R_INFER) {
+        sse_json(s, json_pack("{s:b,s:s,s:i,s:i,s:o}", "done", 1, "finish_reason", r->finish ? r->finish : "stop",
+                              "prompt_tokens", (int)r->n_prompt, "generated_tokens", (int)r->n_gen, "timings",
+                              api_timings(r)));
+    } else {
+        json_t *j = chunk_json(s, s->rt == R_COMPLETIONS ? json_string("") : NULL, r->finish ? r->finish : "stop");
+        if (j) json_object_set_new(j, "usage", usage_json(r));
+        sse_json(s, j);
+    }
+    sbuf_add(s, "data: [DONE]\n\n", 14);
+    s->finished = true;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
+    stream_ctx *s = cls;
+    (void)pos;
+    for (;;) {
+        if (s->off < s->len) {
+            size_t n = s->len - s->off < max ? s->len - s->off : max;
+            memcpy(out, s->buf + s->off, n);
+            s->off += n;
+            return (ssize_t)n;
+        }
+        s->off = s->len = 0;
+        if (s->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+        srv_req *r = s->r;
+        prof_mutex_lock(&r->mu);
+        while (!r->done && !(s->next < r->n_gen && (size_t)r->tok_end[s->next] <= r->visible)) {
+            if (!prof_cond_wait_until(&r->cv, &r->mu, util_now_ns() + WAKE_NS) && client_gone(s->fd)) {
+                atomic_store(&r->cancel, 1);
+                prof_mutex_unlock(&r->mu);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+        }
+        prof_label_req(r->id);
+        prof_label_phase("send");
+        stream_collect(s);
+        prof_mutex_unlock(&r->mu);
+        prof_label_phase(NULL);
+        prof_label_req(0);
+    }
+}
+
+static void stream_free(void *cls) {
+    stream_ctx *s = cls;
+    atomic_store(&s->r->cancel, 1);   // no-op when done; frees the slot when the client left early
+    req_unref(s->r);
+    free(s->buf);
+    free(s);
+}
+
+// ---- inference ---------------------------------------------------------------
+
+static enum MHD_Result infer(struct MHD_Connection *c, conn_ctx *cc, const char *method) {
+    const llama_model *m = atomic_load(&S.model);
+    if (!m) return send_error(c, cc, 503, "the model is loading");
+    srv_req *r = req_new();
+    if (!r) return send_error(c, cc, 500, "out of memory");
+    r->t_arrive = util_now_ns();
+    prof_label_req(r->id);
+    api_opts o = {0};
+    char err[512];
+    int rc;
+    api_kind kind = cc->rt == R_CHAT ? API_CHAT : cc->rt == R_COMPLETIONS ? API_COMPLETIONS : API_INFER;
+    if (cc->rt == R_INFER && !strcmp(method, "GET")) {
+        rc = api_parse_query(query_get, c, &S.lim, r, &o, err, sizeof err);
+    } else {
+        if (!api_valid_utf8(cc->body ? cc->body : "", cc->len)) rc = 400, snprintf(err, sizeof err, "the body is not valid UTF-8");
+        else rc = api_parse_json(kind, cc->body ? cc->body : "", cc->len, &S.lim, r, &o, err, sizeof err);
+    }
+    if (rc) { req_unref(r); prof_label_req(0); return send_error(c, cc, rc, "%s", err); }
+    eng_submit_rc sr = eng_submit(S.eng, r);
+    if (sr != ENG_OK) {
+        req_unref(r);
+        prof_label_req(0);
+        return send_error(c, cc, 503, sr == ENG_FULL ? "the server is overloaded: the queue is full" : "the server is shutting down");
+    }
+    int fd = conn_fd(c);
+    // Wait for the answer (or, for a stream, until the prompt is accepted),
+    // cancelling when the client goes away.
+    prof_label_phase("wait");
+    prof_mutex_lock(&r->mu);
+    while (!r->done && !(o.stream && r->n_prompt > 0)) {
+        if (!prof_cond_wait_until(&r->cv, &r->mu, util_now_ns() + WAKE_NS) && client_gone(fd)) {
+            atomic_store(&r->cancel, 1);
+            break;
+        }
+    }
+    bool failed = r->done && r->status != 200;
+    prof_mutex_unlock(&r->mu);
+    prof_label_phase(NULL);
+    prof_label_req(0);
+    if (atomic_load(&r->cancel)) { req_unref(r); return MHD_NO; }   // the client is gone: drop the connection
+    if (failed) {
+        enum MHD_Result res = send_error(c, cc, r->status, "%s", r->err);
+        req_unref(r);
+        return res;
+    }
+    if (!o.stream) {
+        enum MHD_Result res = send_json(c, cc, 200, result_json(cc->rt, r));
+        req_unref(r);
+        return res;
+    }
+    stream_ctx *s = calloc(1, sizeof *s);
+    if (!s) { atomic_store(&r->cancel, 1); req_unref(r); return send_error(c, cc, 500, "out of memory"); }
+    s->r = r;
+    s->rt = cc->rt;
+    s->fd = fd;
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
+    if (!resp) { stream_free(s); return MHD_NO; }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result res = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    met_request(route_names[cc->rt], 200);
+    cc->responded = true;
+    return res;
+}
+
+static enum MHD_Result tokenize(struct MHD_Connection *c, conn_ctx *cc) {
+    const llama_model *m = atomic_load(&S.model);
+    if (!m) return send_error(c, cc, 503, "the model is loading");
+    srv_req *r = req_new();
+    if (!r) return send_error(c, cc, 500, "out of memory");
+    api_opts o = {0};
+    char err[512];
+    int rc = api_valid_utf8(cc->body ? cc->body : "", cc->len)
+                 ? api_parse_json(API_TOKENIZE, cc->body ? cc->body : "", cc->len, &S.lim, r, &o, err, sizeof err)
+                 : (snprintf(err, sizeof err, "the body is not valid UTF-8"), 400);
+    if (rc) { req_unref(r); return send_error(c, cc, rc, "%s", err); }
+    prof_label_phase("tokenize");
+    int64_t cap = (int64_t)r->prompt_len + 8;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+    int64_t n = ids ? tok_encode(m->vocab, r->prompt, r->prompt_len, o.add_special, true, ids, cap) : -1;
+    prof_label_phase(NULL);
+    req_unref(r);
+    if (n < 0 || n > cap) { free(ids); return send_error(c, cc, 500, "cannot tokenize"); }
+    json_t *arr = json_array();
+    for (int64_t i = 0; i < n; i++) {
+        if (o.with_pieces) {
+            char piece[512];
+            int w = tok_piece(m->vocab, ids[i], true, piece, sizeof piece);
+            if (w > (int)sizeof piece) w = sizeof piece;
+            json_t *p = json_stringn(piece, (size_t)(w < 0 ? 0 : w));
+            if (!p) {   // a lone byte of a multi-byte character: give the bytes
+                p = json_array();
+                for (int k = 0; k < w; k++) json_array_append_new(p, json_integer((unsigned char)piece[k]));
+            }
+            json_array_append_new(arr, json_pack("{s:i,s:o}", "id", (int)ids[i], "piece", p));
+        } else {
+            json_array_append_new(arr, json_integer(ids[i]));
+        }
+    }
+    free(ids);
+    return send_json(c, cc, 200, json_pack("{s:o}", "tokens", arr));
+}
+
+static enum MHD_Result models(struct MHD_Connection *c, conn_ctx *cc) {
+    const llama_model *m = atomic_load(&S.model);
+    if (!m) return send_error(c, cc, 503, "the model is loading");
+    return send_json(c, cc, 200,
+                     json_pack("{s:s,s:[{s:s,s:s,s:I,s:s,s:{s:i,s:i,s:i,s:I,s:I,s:s}}]}", "object", "list", "data", "id",
+                               S.model_id, "object", "model", "created", (json_int_t)S.created, "owned_by", "llmscope",
+                               "meta", "n_ctx", (int)eng_n_ctx(S.eng), "n_vocab", (int)m->hp.n_vocab, "n_embd",
+                               (int)m->hp.n_embd, "n_params", (json_int_t)m->n_params, "size", (json_int_t)m->weight_bytes,
+                               "chat_template", chat_tmpl_name(S.lim.tmpl)));
+}
+
+// ---- the access handler -------------------------------------------------------
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)cls; (void)version;
+    ensure_registered();
+    conn_ctx *cc = *con_cls;
+    if (!cc) {
+        cc = calloc(1, sizeof *cc);
+        if (!cc) return MHD_NO;
+        *con_cls = cc;
+        cc->rt = route_of(url);
+        bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+        switch (cc->rt) {
+        case R_NOT_FOUND: return send_error(c, cc, 404, "no such endpoint");
+        case R_HEALTH: case R_METRICS: case R_MODELS: case R_DEBUG:
+            if (!get && !(cc->rt == R_DEBUG && post)) return send_error(c, cc, 405, "use GET");
+            break;
+        case R_INFER:
+            if (!get && !post) return send_error(c, cc, 405, "use GET or POST");
+            break;
+        default:
+            if (!post) return send_error(c, cc, 405, "use POST");
+        }
+        if (cc->rt == R_DEBUG && !S.cfg.debug_remote && !is_loopback(c))
+            return send_error(c, cc, 403, "debug endpoints answer only on loopback (see --debug-remote)");
+        if (cc->rt != R_HEALTH && cc->rt != R_METRICS && !auth_ok(c))
+            return send_error(c, cc, 401, "a valid API key is required (Authorization: Bearer KEY)");
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        int64_t n;
+        if (cl && util_parse_i64(cl, 0, INT64_MAX, &n) && (uint64_t)n > S.cfg.max_body)
+            return send_error(c, cc, 413, "the body is larger than %zu bytes", S.cfg.max_body);
+        return MHD_YES;
+    }
+    if (cc->responded) { *upload_size = 0; return MHD_YES; }
+    if (*upload_size) {   // a piece of the body
+        if (!cc->too_large) {
+            if (cc->len + *upload_size > S.cfg.max_body) {
+                cc->too_large = true;
+            } else {
+                if (cc->len + *upload_size + 1 > cc->cap) {
+                    size_t nc = (cc->len + *upload_size + 1) * 2;
+                    if (nc > S.cfg.max_body + 1) nc = S.cfg.max_body + 1;
+                    char *np = realloc(cc->body, nc);
+                    if (!np) return MHD_NO;
+                    cc->body = np;
+                    cc->cap = nc;
+                }
+                memcpy(cc->body + cc->len, upload, *upload_size);
+                cc->len += *upload_size;
+            }
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (cc->too_large) return send_error(c, cc, 413, "the body is larger than %zu bytes", S.cfg.max_body);
+    switch (cc->rt) {
+    case R_HEALTH:
+        if (!atomic_load(&S.model)) return send_error(c, cc, 503, "the model is loading");
+        return send_json(c, cc, 200, json_pack("{s:s}", "status", "ok"));
+    case R_METRICS: {
+        size_t len;
+        char *t = met_render(&len);
+        if (!t) return send_error(c, cc, 500, "out of memory");
+        return send_body(c, cc, 200, "text/plain; version=0.0.4; charset=utf-8", t, len, NULL);
+    }
+    case R_MODELS: return models(c, cc);
+    case R_TOKENIZE: return tokenize(c, cc);
+    case R_DEBUG: {
+        debug_response d = {0};
+        int st = debug_handle(url, query_get, c, &d);
+        if (st == 0) return send_error(c, cc, 404, "no such debug endpoint");
+        if (st != 200) { free(d.body); return send_error(c, cc, st, "%s", d.err[0] ? d.err : "debug endpoint failed"); }
+        struct MHD_Response *resp = MHD_create_response_from_buffer(d.len, d.body, MHD_RESPMEM_MUST_FREE);
+        if (!resp) { free(d.body); return MHD_NO; }
+        MHD_add_response_header(resp, "Content-Type", d.ctype ? d.ctype : "application/octet-stream");
+        if (d.disposition) MHD_add_response_header(resp, "Content-Disposition", d.disposition);
+        enum MHD_Result res = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        met_request(route_names[cc->rt], 200);
+        cc->responded = true;
+        return res;
+    }
+    default: return infer(c, cc, method);
+    }
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls; (void)c; (void)toe;
+    conn_ctx *cc = *con_cls;
+    if (!cc) return;
+    free(cc->body);
+    free(cc);
+    *con_cls = NULL;
+}
+
+// ---- lifecycle ---------------------------------------------------------------
+
+bool http_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port) {
+    const char *colon = strrchr(s, ':');
+    const char *ps = colon ? colon + 1 : s;
+    int64_t p;
+    if (!util_parse_i64(ps, 0, 65535, &p)) return false;
+    *port = (uint16_t)p;
+    size_t hl = colon ? (size_t)(colon - s) : 0;
+    if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') { s++; hl -= 2; }   // [::1]:8080
+    if (hl >= hostlen) return false;
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    return true;
+}
+
+bool http_start(const http_config *cfg, char *err, size_t errlen) {
+    S.cfg = *cfg;
+    snprintf(S.api_key, sizeof S.api_key, "%s", cfg->api_key ? cfg->api_key : "");
+    S.created = time(NULL);
+    pthread_key_create(&S.thread_key, thread_gone);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
+    if (cfg->host && cfg->host[0]) {
+        struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+        char portstr[8];
+        snprintf(portstr, sizeof portstr, "%u", cfg->port);
+        int gai = getaddrinfo(cfg->host, portstr, &hints, &ai);
+        if (gai) {   // a name, not a number: resolve it
+            hints.ai_flags = AI_NUMERICSERV;
+            gai = getaddrinfo(cfg->host, portstr, &hints, &ai);
+        }
+        if (gai || !ai) { snprintf(err, errlen, "cannot resolve '%s': %s", cfg->host, gai_strerror(gai)); return false; }
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        freeaddrinfo(ai);
+        if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_addr.s_addr = htonl(INADDR_ANY);
+        in->sin_port = htons(cfg->port);
+    }
+    S.d = MHD_start_daemon(flags, cfg->port, NULL, NULL, handler, NULL,
+                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                           MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns,
+                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->read_timeout_s,
+                           MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                           MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                           MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
+                           MHD_OPTION_END);
+    if (!S.d) {
+        snprintf(err, errlen, "cannot listen on %s:%u (in use, or not an address of this machine)",
+                 cfg->host && cfg->host[0] ? cfg->host : "*", cfg->port);
+        return false;
+    }
+    return true;
+}
+
+uint16_t http_port(void) {
+    const union MHD_DaemonInfo *di = S.d ? MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+    return di ? di->port : 0;
+}
+
+void http_set_ready(const llama_model *m, srv_engine *e, const char *model_id) {
+    S.eng = e;
+    S.lim.n_vocab = m->hp.n_vocab;
+    S.lim.max_tokens_cap = eng_n_ctx(e);
+    gguf_str t = {0};
+    int64_t k = gguf_find_key(m->gguf, "tokenizer.chat_template");
+    S.lim.tmpl = (k >= 0 && gguf_kv_str(m->gguf, k, &t)) ? chat_detect(t.ptr, t.len) : CHAT_CHATML;
+    snprintf(S.model_id, sizeof S.model_id, "%s", model_id);
+    atomic_store(&S.model, m);
+}
+
+void http_quiesce(void) {
+    if (!S.d) return;
+    MHD_socket s = MHD_quiesce_daemon(S.d);
+    if (s != MHD_INVALID_SOCKET) close(s);
+}
+
+void http_stop(void) {
+    if (S.d) MHD_stop_daemon(S.d);
+    S.d = NULL;
+}

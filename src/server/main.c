@@ -1,0 +1,152 @@
+// main.c — llm-server: flags, start-up (listen first, answer /health with 503
+// while the model loads), and shutdown on SIGTERM/SIGINT (stop accepting,
+// let in-flight requests finish until a deadline, cancel the rest, exit 0).
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "http.h"
+#include "metrics.h"
+#include "model/llama.h"
+#include "prof/thread.h"
+#include "util/util.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: llm-server --model FILE [options]\n"
+            "  -m, --model FILE        GGUF model (required)\n"
+            "  --http-addr ADDR        HOST:PORT to listen on; \":PORT\" = all interfaces (default 127.0.0.1:8080)\n"
+            "  -t, --threads N         compute threads (default: all CPUs)\n"
+            "  --parallel N            sequences decoded together (default 8)\n"
+            "  -c, --ctx N             context length per sequence (default: the model's, at most 4096)\n"
+            "  --batch N               most tokens in one forward step (default 512)\n"
+            "  --prefill-chunk N       most prompt tokens of one sequence per step (default 256)\n"
+            "  --tokenizer-threads N   tokenizer workers (default 1)\n"
+            "  --max-queue N           requests waiting before 503 (default 64)\n"
+            "  --max-body BYTES        largest request body (default 1048576)\n"
+            "  --read-timeout S        idle connections are closed after S seconds (default 30)\n"
+            "  --max-conns N           open connections at most (default 256)\n"
+            "  --api-key KEY           require \"Authorization: Bearer KEY\" (not for /health, /metrics)\n"
+            "  --shutdown-timeout S    on SIGTERM, wait this long for in-flight requests (default 10)\n"
+            "  --debug-remote          /debug/* answers non-loopback clients too\n"
+            "  --enable-trace[=B]      keep the execution tracer's flight recorder on (default false)\n");
+}
+
+static bool flag(int argc, char **argv, int *i, const char *shortf, const char *longf, const char **val) {
+    const char *a = argv[*i];
+    size_t ll = strlen(longf);
+    if ((shortf && !strcmp(a, shortf)) || !strcmp(a, longf)) {
+        if (*i + 1 >= argc) { fprintf(stderr, "llm-server: %s needs a value\n", a); exit(2); }
+        *val = argv[++*i];
+        return true;
+    }
+    if (!strncmp(a, longf, ll) && a[ll] == '=') { *val = a + ll + 1; return true; }
+    return false;
+}
+
+static int64_t num(const char *flagname, const char *v, int64_t lo, int64_t hi) {
+    int64_t x;
+    if (!util_parse_i64(v, lo, hi, &x)) {
+        fprintf(stderr, "llm-server: bad value for %s: '%s' (want %lld..%lld)\n", flagname, v, (long long)lo, (long long)hi);
+        exit(2);
+    }
+    return x;
+}
+
+int main(int argc, char **argv) {
+    const char *model_path = NULL, *addr = "127.0.0.1:8080", *api_key = NULL;
+    eng_config ec = {.n_threads = 0, .parallel = 8, .n_ctx = 0, .max_queue = 64, .tok_threads = 1, .n_batch = 512, .prefill_chunk = 256};
+    http_config hc = {.max_conns = 256, .read_timeout_s = 30, .max_body = 1 << 20};
+    int64_t shutdown_s = 10;
+    bool trace = false;
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(argv[i], "--debug-remote")) hc.debug_remote = true;
+        else if (!strcmp(argv[i], "--enable-trace")) trace = true;
+        else if (!strncmp(argv[i], "--enable-trace=", 15)) {
+            v = argv[i] + 15;
+            if (!strcmp(v, "true") || !strcmp(v, "1")) trace = true;
+            else if (!strcmp(v, "false") || !strcmp(v, "0")) trace = false;
+            else { fprintf(stderr, "llm-server: bad value for --enable-trace: '%s' (true or false)\n", v); return 2; }
+        }
+        else if (flag(argc, argv, &i, "-m", "--model", &v)) model_path = v;
+        else if (flag(argc, argv, &i, NULL, "--http-addr", &v)) addr = v;
+        else if (flag(argc, argv, &i, "-t", "--threads", &v)) ec.n_threads = (int)num("--threads", v, 1, 1024);
+        else if (flag(argc, argv, &i, NULL, "--parallel", &v)) ec.parallel = (int)num("--parallel", v, 1, 256);
+        else if (flag(argc, argv, &i, "-c", "--ctx", &v)) ec.n_ctx = (int)num("--ctx", v, 8, 1 << 20);
+        else if (flag(argc, argv, &i, NULL, "--batch", &v)) ec.n_batch = (int)num("--batch", v, 1, 8192);
+        else if (flag(argc, argv, &i, NULL, "--prefill-chunk", &v)) ec.prefill_chunk = (int)num("--prefill-chunk", v, 1, 8192);
+        else if (flag(argc, argv, &i, NULL, "--tokenizer-threads", &v)) ec.tok_threads = (int)num("--tokenizer-threads", v, 1, 64);
+        else if (flag(argc, argv, &i, NULL, "--max-queue", &v)) ec.max_queue = (int)num("--max-queue", v, 1, 1 << 20);
+        else if (flag(argc, argv, &i, NULL, "--max-body", &v)) hc.max_body = (size_t)num("--max-body", v, 64, 1 << 30);
+        else if (flag(argc, argv, &i, NULL, "--read-timeout", &v)) hc.read_timeout_s = (int)num("--read-timeout", v, 1, 86400);
+        else if (flag(argc, argv, &i, NULL, "--max-conns", &v)) hc.max_conns = (int)num("--max-conns", v, 1, 100000);
+        else if (flag(argc, argv, &i, NULL, "--api-key", &v)) api_key = v;
+        else if (flag(argc, argv, &i, NULL, "--shutdown-timeout", &v)) shutdown_s = num("--shutdown-timeout", v, 0, 3600);
+        else { fprintf(stderr, "llm-server: unknown argument '%s'\n", argv[i]); usage(stderr); return 2; }
+    }
+    if (!model_path) { usage(stderr); return 2; }
+    (void)trace;   // the tracer's flight recorder reads this once it exists
+
+    char host[256];
+    uint16_t port;
+    if (!http_parse_addr(addr, host, sizeof host, &port)) {
+        fprintf(stderr, "llm-server: bad --http-addr '%s' (want HOST:PORT or :PORT)\n", addr);
+        return 2;
+    }
+    hc.host = host;
+    hc.port = port;
+    hc.api_key = api_key;
+
+    // Signals are taken by sigwait() in this thread only.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    prof_thread_register("main", "main");
+    met_init();
+    char err[512];
+    if (!http_start(&hc, err, sizeof err)) { fprintf(stderr, "llm-server: %s\n", err); return 1; }
+    port = http_port();
+    const char *shown = host[0] ? host : "0.0.0.0";
+    fprintf(stderr, "llm-server: listening on http://%s%s%s:%u (loading %s)\n", strchr(shown, ':') ? "[" : "", shown,
+            strchr(shown, ':') ? "]" : "", port, model_path);
+
+    uint64_t t0 = util_now_ns();
+    llama_model *m = llama_load(model_path, err, sizeof err);
+    if (!m) { fprintf(stderr, "llm-server: %s\n", err); http_stop(); return 1; }
+    srv_engine *e = eng_start(&ec, m, err, sizeof err);
+    if (!e) { fprintf(stderr, "llm-server: %s\n", err); http_stop(); llama_free(m); return 1; }
+    const char *base = strrchr(model_path, '/');
+    http_set_ready(m, e, base ? base + 1 : model_path);
+    char url[300];
+    snprintf(url, sizeof url, "http://%s%s%s:%u", strchr(shown, ':') ? "[" : "", host[0] ? host : "127.0.0.1",
+             strchr(shown, ':') ? "]" : "", port);
+    fprintf(stderr,
+            "llm-server: ready in %.0f ms: %s, %d-token context, %d parallel sequences, %d compute threads\n"
+            "  try:  curl -s '%s/infer?prompt=Once+upon+a+time&max_tokens=32'\n"
+            "        curl -sN %s/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}'\n"
+            "        hey -z 30s -q 16 -c 8 %s/infer\n"
+            "        curl -s %s/metrics | grep llmscope_\n"
+            "        curl -s %s/debug/pprof/threads?debug=2\n",
+            (double)(util_now_ns() - t0) / 1e6, m->name, eng_n_ctx(e), eng_parallel(e), eng_n_threads(e),
+            url, url, url, url, url);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "llm-server: %s: draining (up to %llds)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)shutdown_s);
+    http_quiesce();
+    eng_stop(e, util_now_ns() + (uint64_t)shutdown_s * 1000000000ull);
+    http_stop();
+    eng_free(e);
+    llama_free(m);
+    fprintf(stderr, "llm-server: stopped\n");
+    return 0;
+}
