@@ -13,7 +13,13 @@ pkgs=(
   libdw-dev         # in-process symbolization (ELF/DWARF) for the profiler
   golang-go         # go tool pprof: the tests check it reads our profiles
   python3
+  hey               # the reference load generator scripts/bench-load.sh compares llmscope load with
+  curl              # tests: streaming with curl -N
+  prometheus        # tests: promtool check metrics reads /metrics
 )
+# Node.js for the official openai client in the tests (any recent node will
+# do; Debian's is used when none is installed).
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,5 +29,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The openai npm client the integration tests drive the server with.
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$here/tests/node_modules/openai" ]; then
+  (cd "$here/tests" && npm install --no-audit --no-fund --loglevel=error)
 fi
 echo "setup: all build dependencies present"
