@@ -12,6 +12,7 @@ static const struct {
     {"bench", cmd_bench, "prefill and decode tokens/s, memory bandwidth"},
     {"gguf", cmd_gguf, "inspect (info) and synthesise (synth) GGUF model files"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"load", cmd_load, "HTTP load generator (hey's flags) with LLM latency metrics"},
 };
 
 static void usage(FILE *f) {

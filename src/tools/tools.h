@@ -8,5 +8,6 @@ int cmd_run(int argc, char **argv);       // one-shot generation
 int cmd_bench(int argc, char **argv);     // prefill / decode tokens per second
 int cmd_gguf(int argc, char **argv);      // gguf info | gguf synth
 int cmd_tokenize(int argc, char **argv);  // text -> token ids
+int cmd_load(int argc, char **argv);      // HTTP load generator with LLM metrics
 
 #endif
