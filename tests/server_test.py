@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""Integration tests of llm-server over real loopback sockets, on the real
+stories260K model. Run by tests/test_server.sh; prints `ok   name` / `FAIL name`
+per test and a closing `N passed, N failed` line."""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BIN = os.environ.get("LLMSCOPE_BIN", os.path.join(os.path.dirname(__file__), "..", "build", "bin"))
+MODELS = os.environ.get("MODELS", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models"))
+MODEL = os.path.join(MODELS, "stories260K.gguf")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+passed = failed = 0
+
+
+def result(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok   {name}", flush=True)
+    else:
+        failed += 1
+        print(f"FAIL {name}" + (f"\n  {detail}" if detail else ""), flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, *args):
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="llm-server-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([os.path.join(BIN, "llm-server"), "-m", MODEL, "--http-addr",
+                                      f"127.0.0.1:{self.port}", "-t", "2", *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                if self.request("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("server did not become ready: " + open(self.log.name).read())
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        h = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        hdrs = dict(r.getheaders())
+        c.close()
+        return r.status, data, hdrs
+
+    def json(self, method, path, body=None, **kw):
+        st, data, hdrs = self.request(method, path, body, **kw)
+        try:
+            return st, json.loads(data), hdrs
+        except ValueError:
+            return st, data, hdrs
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return None
+
+    def logtext(self):
+        return open(self.log.name).read()
+
+
+def sse_events(resp):
+    """Yields the data payloads of a server-sent-event stream as they arrive."""
+    buf = b""
+    while True:
+        chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(1)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n\n" in buf:
+            ev, buf = buf.split(b"\n\n", 1)
+            for line in ev.split(b"\n"):
+                if line.startswith(b"data: "):
+                    yield line[6:].decode()
+
+
+def stream(srv, path, body, timeout=60):
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=timeout)
+    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    return c, r
+
+
+PROMPTS = ["Once upon a time", "Lily and Tom", "The cat", "One day, a little bird", "Tim had a red ball",
+           "The sun was", "Mom said", "There was a big dog named Max who liked to run"]
+
+
+def greedy(srv, prompt, n=40):
+    st, j, _ = srv.json("POST", "/infer", {"prompt": prompt, "max_tokens": n, "temperature": 0})
+    return st, j
+
+
+def test_batching_is_exact(srv):
+    seq = {}
+    for p in PROMPTS:
+        st, j = greedy(srv, p)
+        if st != 200:
+            return result("batching: 8 concurrent greedy requests equal 8 sequential ones", False, f"{st} {j}")
+        seq[p] = j["tokens"]
+    con = {}
+    errs = []
+
+    def worker(p):
+        st, j = greedy(srv, p)
+        if st == 200:
+            con[p] = j["tokens"]
+        else:
+            errs.append((st, j))
+    for _ in range(2):   # twice, so arrivals interleave differently
+        ts = [threading.Thread(target=worker, args=(p,)) for p in PROMPTS]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        diff = [p for p in PROMPTS if con.get(p) != seq[p]]
+        if errs or diff:
+            return result("batching: 8 concurrent greedy requests equal 8 sequential ones", False,
+                          f"errors {errs[:2]}, differing: {diff}")
+    # The batched runs really were batched: some step carried several sequences.
+    st, text, _ = srv.request("GET", "/metrics")
+    m = re.search(rb'llmscope_batch_tokens_bucket\{le="1"\} (\d+)\n', text)
+    tot = re.search(rb'llmscope_batch_tokens_count (\d+)\n', text)
+    multi = m and tot and int(tot.group(1)) > int(m.group(1))
+    result("batching: 8 concurrent greedy requests equal 8 sequential ones", bool(multi),
+           "no step carried more than one token")
+
+
+def test_golden_text(srv):
+    golden = json.load(open(os.path.join(MODELS, "golden", "stories260K_greedy.json")))
+    case = golden["cases"][1]
+    st, j = greedy(srv, "Once upon a time", n=60)
+    want = case["stdout_text"]
+    got = "Once upon a time" + (j.get("text", "") if isinstance(j, dict) else "")
+    result("infer: greedy text equals the golden output", st == 200 and got == want, f"{st} {got!r} vs {want!r}")
+
+
+def test_get_infer_defaults(srv):
+    st, j, _ = srv.json("GET", "/infer")
+    ok = st == 200 and j["generated_tokens"] == 16 and j["prompt_tokens"] > 0 and "timings" in j
+    ok = ok and all(k in j["timings"] for k in ("queue_ms", "tokenize_ms", "prefill_ms", "decode_ms", "ttft_ms", "tpot_ms"))
+    result("infer: bare GET works with defaults (16 tokens, timings)", ok, f"{st} {j}")
+    st, j, _ = srv.json("GET", "/infer?prompt=Lily%20went&max_tokens=5&temperature=0")
+    result("infer: GET query parameters", st == 200 and j["generated_tokens"] == 5, f"{st} {j}")
+
+
+def test_stream_matches(srv):
+    st, j = greedy(srv, "Lily and Tom", n=30)
+    c, r = stream(srv, "/infer", {"prompt": "Lily and Tom", "max_tokens": 30, "temperature": 0, "stream": True})
+    evs = list(sse_events(r))
+    c.close()
+    toks = [json.loads(e) for e in evs if e != "[DONE]"]
+    text = "".join(t.get("text", "") for t in toks if "token" in t)
+    ok = r.status == 200 and r.getheader("Content-Type", "").startswith("text/event-stream") and evs[-1] == "[DONE]"
+    ok = ok and text == j["text"] and [t["token"] for t in toks if "token" in t] == j["tokens"]
+    ok = ok and toks[-1].get("done") is True and toks[-1]["generated_tokens"] == 30
+    result("stream: /infer SSE tokens equal the non-streamed answer, end with [DONE]", ok, f"{evs[:3]} ... {evs[-2:]}")
+
+
+def test_openai_shapes(srv):
+    st, j, _ = srv.json("POST", "/v1/completions", {"model": "x", "prompt": "Once upon a time", "max_tokens": 12,
+                                                     "temperature": 0})
+    ok = st == 200 and j["object"] == "text_completion" and j["choices"][0]["finish_reason"] == "length"
+    ok = ok and j["usage"]["completion_tokens"] == 12 and j["usage"]["total_tokens"] == j["usage"]["prompt_tokens"] + 12
+    result("openai: /v1/completions response and usage", ok, f"{st} {j}")
+    st, j, _ = srv.json("POST", "/v1/chat/completions", {"model": "x", "messages": [
+        {"role": "system", "content": "You tell stories."}, {"role": "user", "content": "Tell me one."}],
+        "max_tokens": 10, "temperature": 0})
+    ok = st == 200 and j["object"] == "chat.completion" and j["choices"][0]["message"]["role"] == "assistant"
+    ok = ok and j["usage"]["completion_tokens"] <= 10
+    result("openai: /v1/chat/completions response", ok, f"{st} {j}")
+    c, r = stream(srv, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8,
+                                                "stream": True, "temperature": 0})
+    evs = list(sse_events(r))
+    c.close()
+    chunks = [json.loads(e) for e in evs[:-1]]
+    ok = evs[-1] == "[DONE]" and chunks[0]["choices"][0]["delta"].get("role") == "assistant"
+    ok = ok and all(ch["object"] == "chat.completion.chunk" for ch in chunks)
+    ok = ok and chunks[-1]["choices"][0]["finish_reason"] in ("length", "stop")
+    result("openai: chat stream chunks, role first, finish_reason last, [DONE]", ok, f"{evs[:2]} {evs[-2:]}")
+    st, j, _ = srv.json("GET", "/v1/models")
+    result("openai: /v1/models lists the model", st == 200 and j["data"][0]["id"] == "stories260K.gguf", f"{st} {j}")
+
+
+def test_stop_strings(srv):
+    st, j = greedy(srv, "Once upon a time", n=60)
+    full = j["text"]
+    cut = full.find("Lily")
+    st, j2, _ = srv.json("POST", "/infer", {"prompt": "Once upon a time", "max_tokens": 60, "temperature": 0,
+                                            "stop": ["Lily"]})
+    ok = st == 200 and cut > 0 and j2["text"] == full[:cut] and j2["finish_reason"] == "stop"
+    # Streamed: no part of the stop string leaks before it is recognised.
+    c, r = stream(srv, "/infer", {"prompt": "Once upon a time", "max_tokens": 60, "temperature": 0, "stop": "Lily",
+                                  "stream": True})
+    evs = [json.loads(e) for e in sse_events(r) if e != "[DONE]"]
+    c.close()
+    streamed = "".join(e.get("text", "") for e in evs if "token" in e)
+    ok = ok and streamed == full[:cut]
+    result("infer: stop strings cut the text, streamed too", ok, f"{j2} / {streamed!r}")
+
+
+def test_tokenize(srv):
+    st, j, _ = srv.json("POST", "/tokenize", {"content": "Once upon a time"})
+    cli = subprocess.run([os.path.join(BIN, "llmscope"), "tokenize", "-m", MODEL, "--ids", "Once upon a time"],
+                         capture_output=True, text=True).stdout.split()
+    ok = st == 200 and [str(t) for t in j["tokens"]] == re.findall(r"\d+", " ".join(cli))
+    result("tokenize: ids equal the command line's", ok, f"{j} vs {cli}")
+
+
+BAD = [
+    # (name, method, path, body, headers, status)
+    ("malformed JSON", "POST", "/infer", "{\"prompt\": ", None, 400),
+    ("not an object", "POST", "/infer", "[1,2]", None, 400),
+    ("prompt not a string", "POST", "/infer", {"prompt": 5}, None, 400),
+    ("max_tokens a string", "POST", "/infer", {"prompt": "a", "max_tokens": "ten"}, None, 400),
+    ("max_tokens zero", "POST", "/infer", {"prompt": "a", "max_tokens": 0}, None, 400),
+    ("max_tokens too large", "POST", "/infer", {"prompt": "a", "max_tokens": 10**9}, None, 400),
+    ("max_tokens fractional", "POST", "/infer", {"prompt": "a", "max_tokens": 2.5}, None, 400),
+    ("temperature negative", "POST", "/infer", {"prompt": "a", "temperature": -1}, None, 400),
+    ("top_p above 1", "POST", "/infer", {"prompt": "a", "top_p": 1.5}, None, 400),
+    ("top_k negative", "POST", "/infer", {"prompt": "a", "top_k": -3}, None, 400),
+    ("seed negative", "POST", "/infer", {"prompt": "a", "seed": -1}, None, 400),
+    ("stream not a bool", "POST", "/infer", {"prompt": "a", "stream": "yes"}, None, 400),
+    ("stop not a string", "POST", "/infer", {"prompt": "a", "stop": [1]}, None, 400),
+    ("too many stop strings", "POST", "/infer", {"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}, None, 400),
+    ("n above 1", "POST", "/v1/completions", {"prompt": "a", "n": 2}, None, 400),
+    ("invalid UTF-8 body", "POST", "/infer", b'{"prompt": "\xff\xfe"}', None, 400),
+    ("NUL in prompt", "POST", "/infer", '{"prompt": "a\\u0000b"}', None, 400),
+    ("duplicate keys", "POST", "/infer", '{"prompt": "a", "prompt": "b"}', None, 400),
+    ("completions without prompt", "POST", "/v1/completions", {"max_tokens": 3}, None, 400),
+    ("chat without messages", "POST", "/v1/chat/completions", {"max_tokens": 3}, None, 400),
+    ("chat messages not an array", "POST", "/v1/chat/completions", {"messages": "hi"}, None, 400),
+    ("chat bad role", "POST", "/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, None, 400),
+    ("chat content a number", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": 3}]}, None, 400),
+    ("GET max_tokens junk", "GET", "/infer?max_tokens=12abc", None, None, 400),
+    ("GET invalid UTF-8 prompt", "GET", "/infer?prompt=%ff%fe", None, None, 400),
+    ("prompt longer than the context", "POST", "/infer", {"prompt": "once upon a time " * 700}, None, 400),
+    ("body over --max-body", "POST", "/infer", {"prompt": "x" * 300000}, None, 413),
+    ("unknown endpoint", "GET", "/nope", None, None, 404),
+    ("wrong method", "DELETE", "/infer", None, None, 405),
+    ("GET on a POST endpoint", "GET", "/v1/completions", None, None, 405),
+]
+
+
+def test_bad_requests(srv):
+    bad = []
+    for name, method, path, body, headers, want in BAD:
+        st, j, _ = srv.json(method, path, body, headers=headers)
+        good = st == want and isinstance(j, dict) and isinstance(j.get("error"), dict)
+        good = good and isinstance(j["error"].get("message"), str) and j["error"].get("code") == want
+        good = good and isinstance(j["error"].get("type"), str)
+        if name == "prompt longer than the context" and good:
+            good = re.search(r"\d+ tokens.*context holds \d+", j["error"]["message"]) is not None
+        if not good:
+            bad.append(f"{name}: {st} {j!r}"[:200])
+    st, j = greedy(srv, "Once upon a time", n=5)
+    result(f"errors: {len(BAD)} bad requests get their status and a JSON error body", not bad, "; ".join(bad))
+    result("errors: the server still serves a good request afterwards", st == 200 and j["generated_tokens"] == 5)
+
+
+def test_metrics(srv):
+    st, before, _ = srv.request("GET", "/metrics")
+    greedy(srv, "The cat", n=7)
+    st2, after, hdrs = srv.request("GET", "/metrics")
+
+    def val(text, name):
+        m = re.search(rb"^" + re.escape(name.encode()) + rb" ([0-9.e+]+)$", text, re.M)
+        return float(m.group(1)) if m else None
+    moved = all(val(after, n) is not None and val(after, n) > (val(before, n) or 0) for n in (
+        "llmscope_e2e_request_latency_seconds_count", "llmscope_time_to_first_token_seconds_count",
+        "llmscope_inter_token_latency_seconds_count", "llmscope_generation_tokens_total"))
+    ok = st2 == 200 and hdrs.get("Content-Type", "").startswith("text/plain") and moved
+    ok = ok and b'llmscope_http_requests_total{endpoint="/infer",status="200"}' in after
+    result("metrics: histograms and counters move as requests complete", ok)
+    promtool = shutil.which("promtool")
+    if not promtool:
+        result("metrics: promtool check metrics accepts /metrics (promtool not installed)", False,
+               "install Debian's prometheus package (scripts/setup.sh does)")
+        return
+    p = subprocess.run([promtool, "check", "metrics"], input=after, capture_output=True)
+    result("metrics: promtool check metrics accepts /metrics", p.returncode == 0,
+           (p.stdout + p.stderr).decode()[:500])
+
+
+def test_auth():
+    srv = Server("--api-key", "sekret")
+    try:
+        st, j, h = srv.json("POST", "/infer", {"prompt": "a", "max_tokens": 2})
+        st2, j2, _ = srv.json("POST", "/infer", {"prompt": "a", "max_tokens": 2}, headers={"Authorization": "Bearer nope"})
+        st3, j3, _ = srv.json("POST", "/infer", {"prompt": "a", "max_tokens": 2},
+                              headers={"Authorization": "Bearer sekret"})
+        st4, _, _ = srv.request("GET", "/health")
+        ok = st == 401 and j["error"]["code"] == 401 and st2 == 401 and st3 == 200 and st4 == 200
+        result("limits: --api-key refuses missing and wrong keys with 401, /health stays open", ok,
+               f"{st} {st2} {st3} {st4}")
+    finally:
+        srv.stop()
+
+
+def test_cancel_frees_slot():
+    srv = Server("--parallel", "1")
+    try:
+        c, r = stream(srv, "/infer", {"prompt": "Once upon a time", "max_tokens": 1500, "stream": True})
+        it = sse_events(r)
+        got = [next(it) for _ in range(3)]
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+        t0 = time.time()
+        st, j = greedy(srv, "Lily", n=5)
+        dt = time.time() - t0
+        # The slot came back: the next request finished long before the first
+        # request's 1500 tokens could have been generated.
+        st2, text, _ = srv.request("GET", "/metrics")
+        running = re.search(rb"^llmscope_num_requests_running (\S+)$", text, re.M)
+        ok = len(got) == 3 and st == 200 and j["generated_tokens"] == 5 and running and float(running.group(1)) == 0
+        gen = re.search(rb"^llmscope_generation_tokens_total (\S+)$", text, re.M)
+        ok = ok and gen and float(gen.group(1)) < 1500
+        result("cancel: a client leaving mid-stream frees its slot", ok, f"{st} {j} in {dt:.2f}s, running={running}")
+    finally:
+        srv.stop()
+
+
+def test_overload_503():
+    srv = Server("--parallel", "1", "--max-queue", "2")
+    try:
+        out = []
+
+        def worker():
+            try:
+                st, j, h = srv.json("POST", "/infer", {"prompt": "Once upon a time", "max_tokens": 400})
+                out.append((st, h.get("Retry-After"), j))
+            except Exception as e:   # noqa: BLE001
+                out.append((0, None, str(e)))
+        ts = [threading.Thread(target=worker) for _ in range(12)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        codes = sorted(o[0] for o in out)
+        over = [o for o in out if o[0] == 503]
+        ok = len(out) == 12 and set(codes) <= {200, 503} and over and all(o[1] for o in over) and 200 in codes
+        ok = ok and all(o[2]["error"]["code"] == 503 for o in over)
+        result("limits: overload gives 503 with Retry-After, not a hang", ok, f"{codes}")
+    finally:
+        srv.stop()
+
+
+def test_sigterm_under_load():
+    srv = Server("--parallel", "2", "--shutdown-timeout", "2")
+    out = []
+
+    def worker(i):
+        try:
+            if i % 2:
+                st, j, _ = srv.json("POST", "/infer", {"prompt": "Once upon a time", "max_tokens": 1800}, timeout=30)
+                out.append(st)
+            else:
+                c, r = stream(srv, "/infer", {"prompt": "Lily", "max_tokens": 1800, "stream": True}, timeout=30)
+                evs = list(sse_events(r))
+                out.append(200 if evs and evs[-1] == "[DONE]" else -1)
+        except Exception:   # noqa: BLE001  (a closed connection is an answer too)
+            out.append(0)
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in ts:
+        t.start()
+    time.sleep(0.7)
+    t0 = time.time()
+    rc = srv.stop(signal.SIGTERM, timeout=20)
+    for t in ts:
+        t.join(20)
+    dt = time.time() - t0
+    hanging = sum(t.is_alive() for t in ts)
+    result("shutdown: SIGTERM under load exits 0 and answers every client", rc == 0 and hanging == 0 and len(out) == 6,
+           f"rc={rc} in {dt:.1f}s, answers {out}, hanging {hanging}; log: {srv.logtext()[-300:]}")
+
+
+def test_idle_connections():
+    srv = Server("--read-timeout", "2", "--max-conns", "64")
+    try:
+        idle = []
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.sendall(b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")   # and never finish
+            idle.append(s)
+        st, j = greedy(srv, "The cat", n=4)
+        ok = st == 200
+        time.sleep(3.5)
+        closed = 0
+        for s in idle:
+            s.settimeout(2)
+            try:
+                if s.recv(100) == b"":
+                    closed += 1
+            except (ConnectionResetError, socket.timeout):
+                closed += 1 if not isinstance(sys.exc_info()[1], socket.timeout) else 0
+            s.close()
+        result("limits: slow clients do not starve others and are cut at --read-timeout", ok and closed == len(idle),
+               f"good request {st}, {closed}/{len(idle)} slow connections closed")
+    finally:
+        srv.stop()
+
+
+def test_hey(srv):
+    hey = shutil.which("hey")
+    if not hey:
+        result("hey: -z 5s -c 8 /infer gives only 200s (hey not installed)", False, "install Debian's hey")
+        return
+    p = subprocess.run([hey, "-z", "5s", "-c", "8", f"http://127.0.0.1:{srv.port}/infer"], capture_output=True,
+                       text=True, timeout=60)
+    codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", p.stdout)
+    ok = p.returncode == 0 and codes and all(c == "200" for c, _ in codes) and "Error distribution" not in p.stdout
+    result("hey: -z 5s -c 8 /infer gives only 200s", ok, p.stdout[-600:])
+
+
+def test_openai_client(srv):
+    node = shutil.which("node")
+    mod = os.path.join(HERE, "node_modules", "openai")
+    if not node or not os.path.isdir(mod):
+        result("openai npm client: streamed completions and chat", False,
+               "node or the openai package is missing (scripts/setup.sh installs them)")
+        return
+    p = subprocess.run([node, os.path.join(HERE, "openai_client.mjs"), f"http://127.0.0.1:{srv.port}/v1"],
+                       capture_output=True, text=True, timeout=60)
+    result("openai npm client: streamed completions and chat", p.returncode == 0 and "openai-client ok" in p.stdout,
+           (p.stdout + p.stderr)[-800:])
+
+
+def test_curl_stream(srv):
+    curl = shutil.which("curl")
+    if not curl:
+        result("curl -N streams chat chunks", False, "curl missing")
+        return
+    p = subprocess.run([curl, "-sN", f"http://127.0.0.1:{srv.port}/v1/chat/completions", "-d",
+                        json.dumps({"messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 6})],
+                       capture_output=True, text=True, timeout=30)
+    lines = [ln for ln in p.stdout.split("\n") if ln.startswith("data: ")]
+    result("curl -N streams chat chunks", p.returncode == 0 and len(lines) >= 3 and lines[-1] == "data: [DONE]",
+           p.stdout[-300:])
+
+
+def main():
+    srv = Server("--max-body", "200000", "--parallel", "8")
+    try:
+        for t in (test_golden_text, test_get_infer_defaults, test_batching_is_exact, test_stream_matches,
+                  test_openai_shapes, test_stop_strings, test_tokenize, test_bad_requests, test_metrics,
+                  test_curl_stream, test_openai_client, test_hey):
+            try:
+                t(srv)
+            except Exception as e:   # noqa: BLE001
+                result(t.__name__, False, f"{type(e).__name__}: {e}")
+        rc = srv.stop()
+        result("shutdown: idle server exits 0 on SIGTERM", rc == 0, f"rc={rc}")
+    finally:
+        srv.stop()
+    for t in (test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load):
+        try:
+            t()
+        except Exception as e:   # noqa: BLE001
+            result(t.__name__, False, f"{type(e).__name__}: {e}")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
