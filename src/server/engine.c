@@ -250,13 +250,13 @@ static void complete(sched *s, srv_req *r, const char *finish) {
     finish_locked(r);
     prof_mutex_unlock(&r->mu);
     if (r->status == 200) {
+        met_observe(MET_E2E, (double)(r->t_done - r->t_arrive) / 1e9);
         met_observe(MET_GEN_LEN, (double)r->n_gen);
         met_add_tokens((uint64_t)r->n_prompt, (uint64_t)r->n_gen);
         if (r->t_first) met_observe(MET_TTFT, (double)(r->t_first - r->t_arrive) / 1e9);
         if (r->n_gen > 1) met_observe(MET_TPOT, (double)(r->t_last - r->t_first) / 1e9 / (r->n_gen - 1));
     }
-    slot_free(s, r);
-    release(s->e, r);
+    slot_free(s, r);   // the caller releases r once it no longer touches it
 }
 
 static bool admit(sched *s, srv_req *r) {
@@ -331,7 +331,7 @@ static void *sched_main(void *p) {
         int k = 0;
         for (int i = 0; i < n_order; i++) {
             srv_req *r = order[i];
-            if (atomic_load(&r->cancel) || atomic_load(&e->cancel_all)) complete(&s, r, "cancelled");
+            if (atomic_load(&r->cancel) || atomic_load(&e->cancel_all)) { complete(&s, r, "cancelled"); release(e, r); }
             else order[k++] = r;
         }
         n_order = k;
@@ -382,7 +382,7 @@ static void *sched_main(void *p) {
         uint64_t now = util_now_ns();
         if (rc) {
             for (int i = 0; i < n_order; i++) req_fail(order[i], 500, "forward pass failed: %s", err);
-            for (int i = 0; i < n_order; i++) complete(&s, order[i], "stop");
+            for (int i = 0; i < n_order; i++) { complete(&s, order[i], "stop"); release(e, order[i]); }
             n_order = 0;
             continue;
         }
@@ -395,8 +395,10 @@ static void *sched_main(void *p) {
         prof_label_phase(NULL);
         // Requests completed in on_token() left their slots: compact again.
         k = 0;
-        for (int i = 0; i < n_order; i++)
+        for (int i = 0; i < n_order; i++) {
             if (order[i]->slot >= 0) order[k++] = order[i];
+            else release(e, order[i]);
+        }
         n_order = k;
         uint64_t used = 0;
         for (int i = 0; i < n_order; i++) used += (uint64_t)order[i]->n_past;

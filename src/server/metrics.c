@@ -21,7 +21,7 @@ typedef struct hist_def {
 } hist_def;
 
 static const hist_def hdefs[MET_N_HIST] = {
-    [MET_E2E] = {"llmscope_e2e_request_latency_seconds", "End-to-end request latency (arrival to last byte queued).", 25,
+    [MET_E2E] = {"llmscope_e2e_request_latency_seconds", "End-to-end request latency (arrival to the last token).", 25,
                  {0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
                   120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0}},
     [MET_QUEUE] = {"llmscope_request_queue_time_seconds", "Time from arrival until the request is admitted to a batch slot.", 23,
