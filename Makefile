@@ -64,6 +64,7 @@ run: all
 
 bench: all
 	scripts/bench.sh
+	scripts/bench-serve.sh
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address" test
