@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: generate text with the default model. The model is
-# $MODEL, else $MODELS/stories260K.gguf (MODELS defaults to ../shared/models).
+# The main job: serve the default model with llm-server on ADDR (default
+# 127.0.0.1:8080); it prints the URLs to try and runs until Ctrl-C. The model
+# is $MODEL, else $MODELS/stories260K.gguf (MODELS defaults to ../shared/models).
+# Extra server flags go in SERVER_FLAGS (e.g. SERVER_FLAGS="--parallel 16").
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 models=${MODELS:-$here/../shared/models}
@@ -11,4 +13,5 @@ if [ ! -f "$model" ]; then
   echo "and run: MODEL=/path/to/stories260K.gguf make run" >&2
   exit 1
 fi
-exec "$here/build/bin/llmscope" run -m "$model" -p "${PROMPT:-Once upon a time}" -n "${N:-200}" --temp "${TEMP:-0}"
+# shellcheck disable=SC2086
+exec "$here/build/bin/llm-server" --model "$model" --http-addr "${ADDR:-127.0.0.1:8080}" ${SERVER_FLAGS:-}
