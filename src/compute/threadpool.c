@@ -3,6 +3,7 @@
 // when the pool is busy, as in a decode step), then sleep on a futex, so an
 // idle pool costs no CPU. Wakers make the futex call only when someone sleeps.
 #include "threadpool.h"
+#include "prof/thread.h"
 
 #include <immintrin.h>
 #include <limits.h>
@@ -22,6 +23,7 @@
 typedef struct tp_worker {
     tp_pool *pool;
     int ith;
+    char name[16];   // "compute-1" …
 } tp_worker;
 
 struct tp_pool {
@@ -66,6 +68,8 @@ static void *worker_main(void *p) {
     tp_worker *w = p;
     tp_pool *pool = w->pool;
     uint32_t seen = 0;
+    // Known by name and role to the profiler, the tracer and the threads dump.
+    prof_thread_register(w->name, "compute");
     for (;;) {
         wait_change(&pool->work_gen, seen, &pool->work_sleepers);
         seen = atomic_load(&pool->work_gen);
@@ -74,6 +78,7 @@ static void *worker_main(void *p) {
         if (atomic_fetch_add(&pool->n_done, 1) == pool->n - 2 && atomic_load(&pool->done_sleepers))
             futex_wake((_Atomic uint32_t *)&pool->n_done);
     }
+    prof_thread_unregister();
     return NULL;
 }
 
@@ -93,15 +98,13 @@ tp_pool *tp_create(int n_threads, const char *name) {
         if (!pool->threads || !pool->workers) { free(pool->threads); free(pool->workers); free(pool); return NULL; }
     }
     for (int i = 1; i < n_threads; i++) {
-        pool->workers[i - 1] = (tp_worker){pool, i};
+        pool->workers[i - 1] = (tp_worker){pool, i, ""};
+        snprintf(pool->workers[i - 1].name, sizeof pool->workers[i - 1].name, "%.10s-%d", pool->name, i);
         if (pthread_create(&pool->threads[i - 1], NULL, worker_main, &pool->workers[i - 1]) != 0) {
             pool->n = i;   // stop the ones already started
             tp_free(pool);
             return NULL;
         }
-        char tname[16];
-        snprintf(tname, sizeof tname, "%.10s-%d", pool->name, i);
-        pthread_setname_np(pool->threads[i - 1], tname);
     }
     return pool;
 }
