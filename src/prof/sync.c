@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "internal.h"
 #include "thread.h"
 #include "util/util.h"
 
@@ -14,13 +15,17 @@ void prof_sync_set_hook(prof_wait_hook hook) { atomic_store(&wait_hook, hook); }
 
 static void waited(prof_wait_kind kind, const char *name, uint64_t t0) {
     prof_thread_set_wait(NULL, 0);
+    uint64_t t1 = util_now_ns();
     prof_wait_hook h = atomic_load_explicit(&wait_hook, memory_order_relaxed);
-    if (h) h(kind, name, t0, util_now_ns());
+    if (h) h(kind, name, t0, t1);
+    prof_block_on_wait(kind, name, t0, t1);
 }
 
 void prof_mutex_init(prof_mutex *m, const char *name) {
     pthread_mutex_init(&m->mu, NULL);
     m->name = name ? name : "mutex";
+    atomic_init(&m->nwaiters, 0);
+    atomic_init(&m->contended_since_ns, 0);
 }
 
 void prof_mutex_destroy(prof_mutex *m) { pthread_mutex_destroy(&m->mu); }
@@ -28,12 +33,27 @@ void prof_mutex_destroy(prof_mutex *m) { pthread_mutex_destroy(&m->mu); }
 void prof_mutex_lock(prof_mutex *m) {
     if (pthread_mutex_trylock(&m->mu) == 0) return;
     uint64_t t0 = util_now_ns();
-    prof_thread_set_wait(m->name, t0);
+    prof_thread_set_wait_frame(m->name, t0, __builtin_frame_address(0));
+    atomic_fetch_add(&m->nwaiters, 1);
+    uint64_t none = 0;
+    atomic_compare_exchange_strong(&m->contended_since_ns, &none, t0);
     pthread_mutex_lock(&m->mu);
+    atomic_fetch_sub(&m->nwaiters, 1);
     waited(PROF_WAIT_MUTEX, m->name, t0);
 }
 
-void prof_mutex_unlock(prof_mutex *m) { pthread_mutex_unlock(&m->mu); }
+// Uncontended: one relaxed load more than pthread_mutex_unlock. When threads
+// waited during this hold, the holder is charged waiters x (now - since) for
+// the mutex profile, and the next hold starts counting from now.
+void prof_mutex_unlock(prof_mutex *m) {
+    uint64_t since = atomic_load_explicit(&m->contended_since_ns, memory_order_relaxed);
+    if (__builtin_expect(since == 0, 1)) { pthread_mutex_unlock(&m->mu); return; }
+    uint32_t n = atomic_load(&m->nwaiters);
+    uint64_t now = util_now_ns();
+    atomic_store(&m->contended_since_ns, n ? now : 0);
+    pthread_mutex_unlock(&m->mu);
+    if (n && now > since) prof_mutex_on_unlock(m->name, (now - since) * n);
+}
 
 void prof_cond_init(prof_cond *c, const char *name) {
     pthread_condattr_t a;
@@ -48,7 +68,7 @@ void prof_cond_destroy(prof_cond *c) { pthread_cond_destroy(&c->cv); }
 
 void prof_cond_wait(prof_cond *c, prof_mutex *m) {
     uint64_t t0 = util_now_ns();
-    prof_thread_set_wait(c->name, t0);
+    prof_thread_set_wait_frame(c->name, t0, __builtin_frame_address(0));
     pthread_cond_wait(&c->cv, &m->mu);
     waited(PROF_WAIT_COND, c->name, t0);
 }
@@ -57,7 +77,7 @@ bool prof_cond_wait_until(prof_cond *c, prof_mutex *m, uint64_t deadline_ns) {
     uint64_t t0 = util_now_ns();
     if (deadline_ns <= t0) return false;
     struct timespec ts = {(time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u)};
-    prof_thread_set_wait(c->name, t0);
+    prof_thread_set_wait_frame(c->name, t0, __builtin_frame_address(0));
     int rc = pthread_cond_timedwait(&c->cv, &m->mu, &ts);
     waited(PROF_WAIT_COND, c->name, t0);
     return rc != ETIMEDOUT;

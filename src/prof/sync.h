@@ -6,6 +6,9 @@
 // wait shows up everywhere under the same name. Uncontended locking costs a
 // trylock; no clock is read unless the thread actually waits.
 //
+// The block and mutex profiles (pprof.h) record here directly, so the hook
+// stays free for another consumer (the tracer).
+//
 // Thread safety: as pthreads. The hook runs on the waiting thread, after the
 // wait, outside any lock of this module; it must be cheap and must not use
 // these primitives itself.
@@ -31,6 +34,9 @@ void prof_sync_set_hook(prof_wait_hook hook);
 typedef struct prof_mutex {
     pthread_mutex_t mu;
     const char *name;          // static string
+    // For the mutex profile (charged at unlock to the holder, as Go does):
+    _Atomic uint32_t nwaiters;               // threads blocked in prof_mutex_lock now
+    _Atomic uint64_t contended_since_ns;     // when this hold first had a waiter; 0 = none
 } prof_mutex;
 
 void prof_mutex_init(prof_mutex *m, const char *name);

@@ -14,14 +14,39 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t next_seq = 1;
 static _Atomic(prof_thread_hook) hook;
 static __thread prof_thread *self __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t my_stack_lo __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t my_stack_hi __attribute__((tls_model("initial-exec")));
+static __thread int my_stack_known __attribute__((tls_model("initial-exec")));   // 1 known, -1 failed
 
 prof_thread *prof_thread_table(void) { return table; }
 prof_thread *prof_thread_self(void) { return self; }
 
 void prof_thread_set_hook(prof_thread_hook h) { atomic_store(&hook, h); }
 
+bool prof_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
+    if (!my_stack_known) {
+        pthread_attr_t a;
+        void *addr = NULL;
+        size_t size = 0;
+        my_stack_known = -1;
+        if (pthread_getattr_np(pthread_self(), &a) == 0) {
+            if (pthread_attr_getstack(&a, &addr, &size) == 0 && addr && size) {
+                my_stack_lo = (uintptr_t)addr;
+                my_stack_hi = (uintptr_t)addr + size;
+                my_stack_known = 1;
+            }
+            pthread_attr_destroy(&a);
+        }
+    }
+    *lo = my_stack_known > 0 ? my_stack_lo : 0;
+    *hi = my_stack_known > 0 ? my_stack_hi : 0;
+    return my_stack_known > 0;
+}
+
 prof_thread *prof_thread_register(const char *name, const char *role) {
     prof_thread *t = self;
+    uintptr_t lo, hi;
+    prof_thread_stack_bounds(&lo, &hi);   // outside the lock: may read /proc
     pthread_mutex_lock(&reg_lock);
     if (!t) {
         for (int i = 0; i < PROF_MAX_THREADS; i++)
@@ -33,7 +58,10 @@ prof_thread *prof_thread_register(const char *name, const char *role) {
         atomic_store(&t->req, 0);
         atomic_store(&t->phase, NULL);
         atomic_store(&t->wait, NULL);
+        atomic_store(&t->wait_fp, 0);
         t->user = NULL;
+        t->stack_lo = lo;
+        t->stack_hi = hi;
     }
     snprintf(t->name, sizeof t->name, "%s", name ? name : "thread");
     snprintf(t->role, sizeof t->role, "%s", role ? role : "other");
@@ -68,7 +96,16 @@ void prof_label_phase(const char *phase) {
 
 void prof_thread_set_wait(const char *what, uint64_t since_ns) {
     if (!self) return;
+    atomic_store_explicit(&self->wait_fp, 0, memory_order_relaxed);
     atomic_store_explicit(&self->wait_since_ns, since_ns, memory_order_relaxed);
+    atomic_store_explicit(&self->wait, what, memory_order_relaxed);
+}
+
+__attribute__((noinline)) void prof_thread_set_wait_frame(const char *what, uint64_t since_ns, void *fp) {
+    if (!self) return;
+    atomic_store_explicit(&self->wait_since_ns, since_ns, memory_order_relaxed);
+    atomic_store_explicit(&self->wait_pc, (uintptr_t)__builtin_return_address(0), memory_order_relaxed);
+    atomic_store_explicit(&self->wait_fp, (uintptr_t)fp, memory_order_release);
     atomic_store_explicit(&self->wait, what, memory_order_relaxed);
 }
 

@@ -34,13 +34,21 @@ typedef struct prof_thread {
     _Atomic(const char *) phase;        // label: static string, or NULL
     _Atomic(const char *) wait;         // what it blocks on now (static name), or NULL
     _Atomic uint64_t wait_since_ns;     // monotonic time the wait began
+    _Atomic uintptr_t wait_fp;          // frame pointer of the prof_* call that waits, or 0
+    _Atomic uintptr_t wait_pc;          // a code address inside that call
     void *user;                         // for the profiler's per-thread state
+    uintptr_t stack_lo, stack_hi;       // the thread's stack [lo, hi) (0, 0 = unknown);
+                                        // the unwinder checks every frame against it
 } prof_thread;
 
 // Registers the calling thread (name and role are copied, truncated to 15
 // bytes; the kernel's thread name is set to `name` too). Registering twice
 // renames. Returns the slot, or NULL when the table is full.
 prof_thread *prof_thread_register(const char *name, const char *role);
+// The calling thread's stack bounds [lo, hi), from pthread_getattr_np and
+// cached per thread; false (and 0, 0) when unknown. Not async-signal-safe
+// (the first call may allocate); a handler reads prof_thread.stack_lo/hi.
+bool prof_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi);
 // Removes the calling thread (call before it exits).
 void prof_thread_unregister(void);
 // The calling thread's slot, or NULL when it is not registered.
@@ -51,6 +59,11 @@ prof_thread *prof_thread_self(void);
 void prof_label_req(uint64_t req);
 void prof_label_phase(const char *phase);
 void prof_thread_set_wait(const char *what, uint64_t since_ns);
+// The same, also recording the waiting call's frame (fp =
+// __builtin_frame_address(0) of the caller) and a code address inside the
+// caller, so the threads dump can unwind a thread blocked inside libc (whose
+// code has no frame pointers).
+void prof_thread_set_wait_frame(const char *what, uint64_t since_ns, void *fp);
 
 // Copies every registered slot into out[0..max) (labels read atomically one
 // by one); returns the count.

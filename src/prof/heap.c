@@ -1,0 +1,321 @@
+// heap.c — the heap profiler: sampled allocation profiling over every
+// allocation of the process. The C allocator's entry points (malloc, free,
+// calloc, realloc, reallocarray, posix_memalign, aligned_alloc, memalign,
+// valloc, pvalloc) are defined here and forward to glibc's __libc_* entry
+// points, so calls from every library (libc's own strdup and fopen included)
+// are seen. A thread-local countdown of bytes decides which allocation is
+// sampled (exponentially distributed intervals with mean = rate, as Go's
+// MemProfileRate): the fast path is one subtraction and one predictable
+// branch. A sampled allocation records its stack in a bucket and its address
+// in a sharded hash; free() checks a 64 Ki-entry counting filter first, so
+// the free of an unsampled block costs one load.
+//
+// Safety: the recorder may allocate (it sets a thread-local guard, so it
+// never samples itself); it takes mutexes but no signal handler of the
+// profiler ever allocates, so a SIGPROF landing inside malloc is harmless.
+// Compiled out under ASan/TSan/MSan (they own malloc), or with
+// -DPROF_HEAP_INTERPOSE=0: the heap profile then answers PROF_EUNAVAIL.
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "util/util.h"
+
+#ifndef PROF_HEAP_INTERPOSE
+#  if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#    define PROF_HEAP_INTERPOSE 0
+#  elif defined(__has_feature)
+#    if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#      define PROF_HEAP_INTERPOSE 0
+#    endif
+#  endif
+#endif
+#ifndef PROF_HEAP_INTERPOSE
+#  define PROF_HEAP_INTERPOSE 1
+#endif
+
+#define DEFAULT_RATE (512 * 1024)
+#define OFF_COUNTDOWN ((int64_t)1 << 30)   // while off, look at the rate again after 1 GiB
+
+static _Atomic int64_t heap_rate = DEFAULT_RATE;
+static prof_btable heap_buckets = PROF_BTABLE_INIT;   // v: allocs, alloc bytes, frees, freed bytes
+
+int64_t prof_heap_rate(void) { return atomic_load(&heap_rate); }
+bool prof_heap_available(void) { return PROF_HEAP_INTERPOSE; }
+
+#if PROF_HEAP_INTERPOSE
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void *__libc_valloc(size_t);
+extern void *__libc_pvalloc(size_t);
+
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+static TLS int64_t countdown;     // bytes until the next sample; starts at 0 so the first allocation initializes
+static TLS uint8_t busy;          // the recorder is running on this thread
+static TLS uint8_t inited;
+
+// A sampled, live block.
+typedef struct rec {
+    struct rec *next;
+    uintptr_t addr;
+    size_t size;             // bytes requested
+    prof_bucket *b;
+} rec;
+
+#define SHARDS 64
+#define SHARD_HEADS 256
+#define FILTER (1u << 16)
+static struct shard {
+    pthread_mutex_t mu;
+    rec *heads[SHARD_HEADS];
+} shards[SHARDS];
+static _Atomic uint16_t filter[FILTER];   // live sampled blocks per hash value (a counting filter)
+static pthread_once_t shards_once = PTHREAD_ONCE_INIT;
+
+static void shards_init(void) {
+    for (int i = 0; i < SHARDS; i++) pthread_mutex_init(&shards[i].mu, NULL);
+}
+
+static inline uint32_t addr_hash(const void *p) {
+    return (uint32_t)(((uintptr_t)p * 0x9E3779B97F4A7C15ULL) >> 32);
+}
+
+static int64_t next_interval(int64_t rate) {
+    if (rate <= 1) return 0;
+    double x = -log(prof_rand_unit()) * (double)rate;
+    return x > 1e12 ? (int64_t)1e12 : (int64_t)x;
+}
+
+static void record(void *p, size_t n, void *fp) {
+    uintptr_t pcs[PROF_MAX_DEPTH];
+    int depth = prof_stack_here(fp, pcs, PROF_MAX_DEPTH);
+    prof_bucket *b = prof_bucket_get(&heap_buckets, pcs, depth, NULL);
+    rec *r = b ? __libc_malloc(sizeof *r) : NULL;
+    if (!r) return;
+    pthread_once(&shards_once, shards_init);
+    r->addr = (uintptr_t)p;
+    r->size = n;
+    r->b = b;
+    atomic_fetch_add_explicit(&b->v[0], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->v[1], (int64_t)n, memory_order_relaxed);
+    uint32_t h = addr_hash(p);
+    struct shard *s = &shards[(h >> 16) % SHARDS];
+    pthread_mutex_lock(&s->mu);
+    rec **head = &s->heads[(h >> 22) % SHARD_HEADS];
+    r->next = *head;
+    *head = r;
+    atomic_fetch_add_explicit(&filter[h & (FILTER - 1)], 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->mu);
+}
+
+// The slow path: the countdown ran out. fp is the allocating entry point's
+// frame, so the recorded stack starts at its caller.
+__attribute__((noinline)) static void sample(void *p, size_t n, void *fp) {
+    if (busy) return;        // the recorder's own allocations: the countdown stays negative until it is done
+    busy = 1;
+    int64_t rate = atomic_load_explicit(&heap_rate, memory_order_relaxed);
+    if (rate <= 0) {
+        countdown = OFF_COUNTDOWN;
+    } else if (!inited) {
+        // First allocation of this thread: draw its first interval as if
+        // the countdown had started before this allocation.
+        inited = 1;
+        countdown += next_interval(rate);
+        if (countdown < 0) {
+            if (p) record(p, n, fp);
+            countdown = next_interval(rate);
+        }
+    } else {
+        if (p) record(p, n, fp);
+        countdown = next_interval(rate);
+    }
+    busy = 0;
+}
+
+#define TRACK(p, n) do { \
+    if (__builtin_expect((countdown -= (int64_t)(n)) < 0, 0)) sample((p), (n), __builtin_frame_address(0)); \
+} while (0)
+
+static void untrack_slow(void *p, uint32_t h) {
+    pthread_once(&shards_once, shards_init);
+    struct shard *s = &shards[(h >> 16) % SHARDS];
+    rec *found = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (rec **pp = &s->heads[(h >> 22) % SHARD_HEADS]; *pp; pp = &(*pp)->next) {
+        if ((*pp)->addr != (uintptr_t)p) continue;
+        found = *pp;
+        *pp = found->next;
+        atomic_fetch_sub_explicit(&filter[h & (FILTER - 1)], 1, memory_order_relaxed);
+        break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!found) return;
+    atomic_fetch_add_explicit(&found->b->v[2], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&found->b->v[3], (int64_t)found->size, memory_order_relaxed);
+    __libc_free(found);
+}
+
+// Before the block goes back to the allocator (after, its address could be
+// handed out and sampled again before the old record is gone).
+static inline void untrack(void *p) {
+    uint32_t h = addr_hash(p);
+    if (__builtin_expect(atomic_load_explicit(&filter[h & (FILTER - 1)], memory_order_relaxed) != 0, 0))
+        untrack_slow(p, h);
+}
+
+void *malloc(size_t n) {
+    void *p = __libc_malloc(n);
+    TRACK(p, n);
+    return p;
+}
+
+void free(void *p) {
+    if (!p) return;
+    untrack(p);
+    __libc_free(p);
+}
+
+void *calloc(size_t a, size_t b) {
+    void *p = __libc_calloc(a, b);
+    if (p) TRACK(p, a * b);   // no overflow: calloc succeeded
+    return p;
+}
+
+void *realloc(void *old, size_t n) {
+    // A failed realloc leaves old allocated but forgotten by the profile.
+    if (old) untrack(old);
+    void *p = __libc_realloc(old, n);
+    if (p && n) TRACK(p, n);
+    return p;
+}
+
+void *reallocarray(void *old, size_t a, size_t b) {
+    size_t n;
+    if (__builtin_mul_overflow(a, b, &n)) { errno = ENOMEM; return NULL; }
+    if (old) untrack(old);
+    void *p = __libc_realloc(old, n);
+    if (p && n) TRACK(p, n);
+    return p;
+}
+
+int posix_memalign(void **out, size_t align, size_t n) {
+    if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
+    int saved = errno;
+    void *p = __libc_memalign(align, n);
+    errno = saved;
+    if (!p) return ENOMEM;
+    TRACK(p, n);
+    *out = p;
+    return 0;
+}
+
+void *aligned_alloc(size_t align, size_t n) {
+    if (align == 0 || (align & (align - 1))) { errno = EINVAL; return NULL; }
+    void *p = __libc_memalign(align, n);
+    if (p) TRACK(p, n);
+    return p;
+}
+
+void *memalign(size_t align, size_t n) {
+    void *p = __libc_memalign(align, n);
+    if (p) TRACK(p, n);
+    return p;
+}
+
+void *valloc(size_t n) {
+    void *p = __libc_valloc(n);
+    if (p) TRACK(p, n);
+    return p;
+}
+
+void *pvalloc(size_t n) {
+    void *p = __libc_pvalloc(n);
+    if (p) TRACK(p, n);
+    return p;
+}
+
+void prof_heap_set_rate(int64_t bytes) {
+    if (bytes < 0) bytes = 0;
+    atomic_store(&heap_rate, bytes);
+    countdown = bytes > 0 ? next_interval(bytes) : OFF_COUNTDOWN;
+    inited = 1;
+}
+
+#else
+
+void prof_heap_set_rate(int64_t bytes) { atomic_store(&heap_rate, bytes < 0 ? 0 : bytes); }
+
+#endif
+
+// Go's scaleHeapSample: a block of average size s is sampled with
+// probability 1 - exp(-s / rate), so each sampled count and size stand for
+// 1 / (1 - exp(-s / rate)) of them.
+static void scale(int64_t count, int64_t size, int64_t rate, int64_t *oc, int64_t *os) {
+    if (count <= 0 || size <= 0) { *oc = *os = 0; return; }
+    if (rate <= 1) { *oc = count; *os = size; return; }
+    double avg = (double)size / (double)count;
+    double s = 1.0 / (1.0 - exp(-avg / (double)rate));
+    *oc = (int64_t)((double)count * s);
+    *os = (int64_t)((double)size * s);
+}
+
+prof_status prof_heap_profile(bool allocs, double seconds, prof_response *r) {
+    if (!PROF_HEAP_INTERPOSE) {
+        prof_set_error(r, "heap profiling is compiled out of this build (sanitizer or PROF_HEAP_INTERPOSE=0)");
+        return PROF_EUNAVAIL;
+    }
+    if (!(seconds >= 0 && seconds <= 3600)) { prof_set_error(r, "seconds must be in [0, 3600]"); return PROF_EINVAL; }
+    int64_t *base = NULL, *cur = NULL, nbase = 0;
+    uint64_t t0 = util_now_ns();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    if (seconds > 0) {
+        nbase = prof_btable_snapshot(&heap_buckets, &base);
+        if (nbase < 0) { prof_set_error(r, "out of memory"); return PROF_ENOMEM; }
+        struct timespec d = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+        while (nanosleep(&d, &d) != 0 && errno == EINTR) {}
+    }
+    int64_t n = prof_btable_snapshot(&heap_buckets, &cur);
+    prof_profile *p = n >= 0 ? prof_profile_new() : NULL;
+    if (!p) { free(base); free(cur); prof_set_error(r, "out of memory"); return PROF_ENOMEM; }
+    int64_t rate = prof_heap_rate();
+    prof_profile_sample_type(p, "alloc_objects", "count");
+    prof_profile_sample_type(p, "alloc_space", "bytes");
+    prof_profile_sample_type(p, "inuse_objects", "count");
+    prof_profile_sample_type(p, "inuse_space", "bytes");
+    prof_profile_period(p, "space", "bytes", rate);
+    if (allocs) prof_profile_default_sample_type(p, "alloc_space");
+    prof_profile_times(p, (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec, seconds > 0 ? (int64_t)(util_now_ns() - t0) : 0);
+    pthread_mutex_lock(&heap_buckets.mu);
+    prof_bucket *all = atomic_load(&heap_buckets.all);
+    pthread_mutex_unlock(&heap_buckets.mu);
+    bool ok = true;
+    for (prof_bucket *b = all; b && ok; b = b->all) {
+        if ((int64_t)b->id >= n) continue;   // made after the snapshot
+        int64_t v[4];
+        for (int k = 0; k < 4; k++) {
+            v[k] = cur[b->id * PROF_BUCKET_VALUES + k];
+            if (base && (int64_t)b->id < nbase) v[k] -= base[b->id * PROF_BUCKET_VALUES + k];
+        }
+        int64_t out[4];
+        scale(v[0], v[1], rate, &out[0], &out[1]);
+        scale(v[0] - v[2], v[1] - v[3], rate, &out[2], &out[3]);
+        if (!out[0] && !out[2]) continue;
+        prof_label l = {"bytes", NULL, v[0] ? v[1] / v[0] : 0, "bytes"};
+        ok = prof_profile_add(p, b->pcs, b->depth, false, out, &l, 1);
+    }
+    free(base);
+    free(cur);
+    if (!ok) { prof_profile_free(p); prof_set_error(r, "out of memory"); return PROF_ENOMEM; }
+    return prof_finish(p, r);
+}
