@@ -708,14 +708,16 @@ static int write_profiles(const char *dir) {
     qarg qa = {q, NULL};
     pthread_create(&tq, NULL, queue_consumer, &qa);
     prof_mutex_init(&test_mu, "test.mutex");
+    atomic_store(&test_mu_held, 0);
     pthread_create(&th, NULL, holder_main, NULL);
+    while (!atomic_load(&test_mu_held)) { struct timespec d = {0, 1000000}; nanosleep(&d, NULL); }
+    prof_mutex_lock(&test_mu);   // contended: charged to hold_the_lock
+    prof_mutex_unlock(&test_mu);
     void *big = big_alloc_site((size_t)32 << 20);
     prof_response r = {0};
     int bad = 0;
     if (prof_cpu_profile(0.6, 500, &r) != PROF_OK || write_file(dir, "cpu.pprof", &r)) bad++;
     prof_response_free(&r);
-    prof_mutex_lock(&test_mu);
-    prof_mutex_unlock(&test_mu);
     int item;
     prof_queue_push(q, &item);
     atomic_store(&stop_burn, 1);
