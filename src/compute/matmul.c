@@ -33,10 +33,13 @@
 #include "threadpool.h"
 #include "../util/util.h"
 
+#define DO_PRAGMA(x) _Pragma(#x)
+#define PRAGMA_UNROLL(n) DO_PRAGMA(GCC unroll n)   // loops over tile rows/tokens: unrolled, so accumulators stay in registers
+
 #define TILE_T 4   // tokens per pass over a row (float weights)
-#define QR 2       // weight rows per quantized tile (prefill)
+#define QR 3       // weight rows per quantized tile (small batches)
 #define QR1 4      // weight rows per quantized tile when one token is left (decode)
-#define QC 4       // tokens per quantized tile
+#define QC 4       // tokens per quantized tile (small batches)
 
 static inline int64_t xq_stride(int64_t K) {   // bytes per prepared activation row
     int64_t s = K + (K / 32) * (int64_t)sizeof(float);
@@ -45,8 +48,12 @@ static inline int64_t xq_stride(int64_t K) {   // bytes per prepared activation 
 
 static bool is_quant(enum ggml_type t) { return t == GGML_TYPE_Q8_0 || t == GGML_TYPE_Q4_0; }
 
+static inline int64_t pack_bytes(enum ggml_type type, int64_t K);
+
 size_t mm_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
-    return is_quant(type) ? (size_t)(xq_stride(K) * T) + 64 : 0;
+    if (!is_quant(type)) return 0;
+    const int64_t rows = xq_stride(K) * T, packed = (T + 7) / 8 * pack_bytes(type, K);
+    return (size_t)(rows > packed ? rows : packed) + 64;
 }
 
 // ---- activation quantization -------------------------------------------------
@@ -72,45 +79,121 @@ static void prep_row_scalar(const float *x, int64_t K, uint8_t *dst) {
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
-// Bit-identical to prep_row_scalar: the same float operations in the same
-// order per element (|q| + 0.5 truncated, sign put back).
+// One block of 32 values, bit-identical to prep_row_scalar: the same float
+// operations in the same order per element (|q| + 0.5 truncated, sign put
+// back). Returns the block's scale; q gets the 32 int8 values.
+AVX2_TARGET static inline __attribute__((always_inline)) float quant_block_avx2(const float *v, __m256i *q) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 half = _mm256_set1_ps(0.5f);
+    __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
+    __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i qi[4];
+    const __m256 vs[4] = {v0, v1, v2, v3};
+    for (int k = 0; k < 4; k++) {
+        __m256 p = _mm256_mul_ps(vs[k], vid);
+        __m256 sign = _mm256_andnot_ps(absmask, p);
+        __m256 r = _mm256_round_ps(_mm256_add_ps(_mm256_and_ps(p, absmask), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        qi[k] = _mm256_cvttps_epi32(_mm256_or_ps(r, sign));
+    }
+    __m256i s01 = _mm256_packs_epi32(qi[0], qi[1]), s23 = _mm256_packs_epi32(qi[2], qi[3]);
+    *q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    return d;
+}
+
 AVX2_TARGET static void prep_row_avx2(const float *x, int64_t K, uint8_t *dst) {
     int8_t *qs = (int8_t *)dst;
     float *ds = (float *)(dst + K);
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256 half = _mm256_set1_ps(0.5f);
-    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t b = 0; b < K / 32; b++) {
-        const float *v = x + b * 32;
-        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
-        __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
-        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
-                                 _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        const float amax = _mm_cvtss_f32(m4);
-        const float d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        const __m256 vid = _mm256_set1_ps(id);
-        __m256i q[4];
-        const __m256 vs[4] = {v0, v1, v2, v3};
-        for (int k = 0; k < 4; k++) {
-            __m256 p = _mm256_mul_ps(vs[k], vid);
-            __m256 sign = _mm256_andnot_ps(absmask, p);
-            __m256 r = _mm256_round_ps(_mm256_add_ps(_mm256_and_ps(p, absmask), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-            q[k] = _mm256_cvttps_epi32(_mm256_or_ps(r, sign));
-        }
-        __m256i s01 = _mm256_packs_epi32(q[0], q[1]), s23 = _mm256_packs_epi32(q[2], q[3]);
-        __m256i s = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23), perm);
-        _mm256_storeu_si256((__m256i *)(qs + b * 32), s);
-        ds[b] = d;
+        __m256i q;
+        ds[b] = quant_block_avx2(x + b * 32, &q);
+        _mm256_storeu_si256((__m256i *)(qs + b * 32), q);
     }
 }
+
+// ---- packed activations for batches (lanes = tokens) ----------------------------
+//
+// From PACK_MIN tokens on, the AVX2 path lays the quantized activations out
+// so that one 256-bit load holds the same few elements of 8 tokens (a token
+// group; the last group is padded with zero tokens). The kernel then
+// broadcasts a few weight values to all lanes and multiplies them by 8
+// tokens at once: the lanes of every integer sum are tokens, so no
+// horizontal sums are needed, and the float scaling (convert, scale, add)
+// is paid once per block for 8 tokens instead of once per token.
+//
+//   q8_0 weights (PK8 bytes per block and group): 16 × [8 tokens × 2 int16]
+//     (element pairs, for _mm256_madd_epi16), then the 8 tokens' scales.
+//   q4_0 weights (PK4 bytes): 8 × [8 tokens × 4 int8] (element quads, for
+//     _mm256_maddubs_epi16 with the unsigned nibbles), the 8 scales, then
+//     8·Σq per token (int32): q4_0 values are nibble − 8.
+#define PACK_MIN 8
+#define PK8 (16 * 32 + 32)
+#define PK4 (8 * 32 + 32 + 32)
+
+static inline int64_t pack_bytes(enum ggml_type type, int64_t K) {   // per token group
+    return (K / 32) * (type == GGML_TYPE_Q8_0 ? PK8 : PK4);
+}
+
+// Token t of group-relative lane `lane` into the pack of its group.
+AVX2_TARGET static void pack_token_avx2(enum ggml_type type, const float *x, int64_t K, uint8_t *grp, int lane) {
+    const int64_t nb = K / 32;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i q;
+        const float d = quant_block_avx2(x + b * 32, &q);
+        if (type == GGML_TYPE_Q8_0) {
+            uint8_t *blk = grp + b * PK8;
+            int16_t v[32];
+            _mm256_storeu_si256((__m256i *)v, _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)));
+            _mm256_storeu_si256((__m256i *)(v + 16), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)));
+            for (int h = 0; h < 16; h++) memcpy(blk + h * 32 + lane * 4, v + 2 * h, 4);
+            memcpy(blk + 16 * 32 + lane * 4, &d, 4);
+        } else {
+            uint8_t *blk = grp + b * PK4;
+            int8_t v[32];
+            _mm256_storeu_si256((__m256i *)v, q);
+            int32_t sum = 0;
+            for (int j = 0; j < 32; j++) sum += v[j];
+            for (int g = 0; g < 8; g++) memcpy(blk + g * 32 + lane * 4, v + 4 * g, 4);
+            memcpy(blk + 8 * 32 + lane * 4, &d, 4);
+            const int32_t s8 = 8 * sum;
+            memcpy(blk + 8 * 32 + 32 + lane * 4, &s8, 4);
+        }
+    }
+}
+
+// Zeroes lane `lane` of every block of a group (a padding token: scale 0).
+static void pack_zero(enum ggml_type type, int64_t K, uint8_t *grp, int lane) {
+    const int64_t nb = K / 32;
+    const int64_t bs = type == GGML_TYPE_Q8_0 ? PK8 : PK4;
+    const int words = (int)(bs / 32);
+    for (int64_t b = 0; b < nb; b++)
+        for (int k = 0; k < words; k++) memset(grp + b * bs + k * 32 + lane * 4, 0, 4);
+}
+
+static bool use_pack(int64_t T) { return T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2; }
 
 void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth) {
     if (!is_quant(w->type)) return;
     long t0, t1;
+    if (use_pack(T)) {   // threads split token groups
+        const int64_t gb = pack_bytes(w->type, w->K);
+        tp_split((T + 7) / 8, ith, nth, 1, &t0, &t1);
+        for (long g = t0; g < t1; g++)
+            for (int lane = 0; lane < 8; lane++) {
+                const int64_t t = g * 8 + lane;
+                if (t < T) pack_token_avx2(w->type, x + t * w->K, w->K, (uint8_t *)wdata + g * gb, lane);
+                else pack_zero(w->type, w->K, (uint8_t *)wdata + g * gb, lane);
+            }
+        return;
+    }
     tp_split(T, ith, nth, 1, &t0, &t1);
     const int64_t st = xq_stride(w->K);
     const bool simd = cpu_level() >= CPU_LEVEL_AVX2;
@@ -209,14 +292,14 @@ AVXVNNI_TARGET static ALWAYS_INLINE __m256i udot_avxvnni(__m256i a, __m256i b) {
                                           size_t rowb, const uint8_t *const *xq, int64_t K,           \
                                           float *out) {                                               \
         __m256 acc[QR1][QC];                                                                           \
-        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)                                            \
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)                                            \
             _Pragma("GCC unroll 4") for (int j = 0; j < C; j++) acc[i][j] = _mm256_setzero_ps();       \
         const int64_t nb = K / 32;                                                                     \
         const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);           \
         for (int64_t b = 0; b < nb; b++) {                                                             \
             __m256i aw[QR1], sw[QR1];                                                                  \
             __m256 dw[QR1];                                                                            \
-            _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {                                      \
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {                                      \
                 const uint8_t *row = w + (size_t)i * rowb;                                             \
                 __builtin_prefetch(row + (size_t)R * rowb + (size_t)b * bs);                           \
                 sw[i] = load_wq(type, row, b);                                                         \
@@ -226,13 +309,13 @@ AVXVNNI_TARGET static ALWAYS_INLINE __m256i udot_avxvnni(__m256i a, __m256i b) {
             _Pragma("GCC unroll 4") for (int j = 0; j < C; j++) {                                      \
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq[j] + b * 32));              \
                 const __m256 dx = _mm256_broadcast_ss((const float *)(xq[j] + K) + b);                 \
-                _Pragma("GCC unroll 4") for (int i = 0; i < R; i++) {                                  \
+                PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {                                  \
                     const __m256i p = UDOT(aw[i], _mm256_sign_epi8(xv, sw[i]));                        \
                     acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[i], dx), acc[i][j]); \
                 }                                                                                      \
             }                                                                                          \
         }                                                                                              \
-        _Pragma("GCC unroll 4") for (int i = 0; i < R; i++)                                            \
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)                                            \
             _Pragma("GCC unroll 4") for (int j = 0; j < C; j++) out[i * C + j] = hsum256(acc[i][j]);   \
     }
 
@@ -247,7 +330,7 @@ DEF_QTILE(qtile_avxvnni, AVXVNNI_TARGET, udot_avxvnni)
     TARGET static ALWAYS_INLINE void NAME##_rows(enum ggml_type type, int R, const uint8_t *wr,       \
                                                  size_t rowb, const uint8_t *xq0, int64_t st,          \
                                                  int64_t K, int64_t T, int64_t N, long r, float *y) {  \
-        float out[QR1 * QC];                                                                           \
+        float out[(QR1) * QC];                                                                           \
         const uint8_t *xs[QC];                                                                         \
         int64_t t = 0;                                                                                 \
         for (; t + QC <= T; t += QC) {                                                                 \
@@ -284,6 +367,137 @@ DEF_QTILE(qtile_avxvnni, AVXVNNI_TARGET, udot_avxvnni)
 DEF_QRUN(qrun_avx2, AVX2_TARGET, qtile_avx2)
 DEF_QRUN(qrun_avx512vnni, AVX512VNNI_TARGET, qtile_avx512vnni)
 DEF_QRUN(qrun_avxvnni, AVXVNNI_TARGET, qtile_avxvnni)
+
+// ---- AVX2: packed batches ---------------------------------------------------------
+
+#ifndef PR
+#define PR 4   // weight rows per packed tile (× 8 tokens)
+#endif
+#ifndef UNROLL_H
+#define UNROLL_H 4
+#endif
+#ifndef UNROLL_G
+#define UNROLL_G 4
+#endif
+
+// The 4 bytes at p in all 8 lanes, as a load (vpbroadcastd m32): written in
+// asm because compilers turn the intrinsic on stack data into shuffles.
+AVX2_TARGET static ALWAYS_INLINE __m256i bcast32(const int32_t *p) {
+    __m256i r;
+    __asm__("vpbroadcastd %1, %0" : "=x"(r) : "m"(*p));
+    return r;
+}
+
+// res[i] (8 token lanes) = row_i · x_tokens for R weight rows rowb bytes apart
+// at w and one packed token group. R is a constant at every call.
+AVX2_TARGET static ALWAYS_INLINE void ptile_q8(int R, const uint8_t *w, size_t rowb, const uint8_t *grp,
+                                               int64_t nb, __m256 *res) {
+    __m256 acc[PR];
+    _Alignas(32) int32_t wt[PR][16];   // the rows' block widened to int16, as pairs
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *xb = grp + b * PK8;
+        __m256 dw[PR];
+        __m256i ia[PR];
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+            const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0);
+            __builtin_prefetch(blk + (size_t)R * rowb);
+            _mm256_store_si256((__m256i *)wt[i], _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2))));
+            _mm256_store_si256((__m256i *)(wt[i] + 8), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18))));
+            fp16_t h;
+            memcpy(&h, blk, sizeof h);
+            dw[i] = _mm256_set1_ps(_cvtsh_ss(h));
+        }
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) ia[i] = _mm256_setzero_si256();
+        PRAGMA_UNROLL(UNROLL_H) for (int h = 0; h < 16; h++) {
+            const __m256i xv = _mm256_load_si256((const __m256i *)(xb + h * 32));
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
+                ia[i] = _mm256_add_epi32(ia[i], _mm256_madd_epi16(bcast32(wt[i] + h), xv));
+        }
+        const __m256 dx = _mm256_load_ps((const float *)(xb + 16 * 32));
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[i]), _mm256_mul_ps(dw[i], dx), acc[i]);
+    }
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) res[i] = acc[i];
+}
+
+// q4_0: the nibbles (0..15) are the unsigned operand of maddubs; Σ over the
+// 8 quads of a block fits int16 (8·2·15·127 < 2^15); the −8 offset is taken
+// off with the packed 8·Σq of each token.
+AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, const uint8_t *w, size_t rowb, const uint8_t *grp,
+                                               int64_t nb, __m256 *res) {
+    __m256 acc[PR];
+    _Alignas(32) int32_t wt[PR][8];    // the rows' block as 32 nibbles in element order, as quads
+    const __m256i lowmask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *xb = grp + b * PK4;
+        __m256 dw[PR];
+        __m256i s16[PR];
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+            const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q4_0);
+            __builtin_prefetch(blk + (size_t)R * rowb);
+            const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+            _mm256_store_si256((__m256i *)wt[i], _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lowmask));
+            fp16_t h;
+            memcpy(&h, blk, sizeof h);
+            dw[i] = _mm256_set1_ps(_cvtsh_ss(h));
+        }
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) s16[i] = _mm256_setzero_si256();
+        PRAGMA_UNROLL(UNROLL_G) for (int g = 0; g < 8; g++) {
+            const __m256i xv = _mm256_load_si256((const __m256i *)(xb + g * 32));
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
+                s16[i] = _mm256_add_epi16(s16[i], _mm256_maddubs_epi16(bcast32(wt[i] + g), xv));
+        }
+        const __m256 dx = _mm256_load_ps((const float *)(xb + 8 * 32));
+        const __m256i s8 = _mm256_load_si256((const __m256i *)(xb + 8 * 32 + 32));
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+            const __m256i ia = _mm256_sub_epi32(_mm256_madd_epi16(s16[i], ones), s8);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), _mm256_mul_ps(dw[i], dx), acc[i]);
+        }
+    }
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) res[i] = acc[i];
+}
+
+// Rows r (R of them) for token group g: tile, then scatter the lanes of real tokens.
+AVX2_TARGET static ALWAYS_INLINE void prows(enum ggml_type type, int R, const uint8_t *wd, size_t rowb,
+                                            const uint8_t *grp, int64_t nb, int64_t g, int64_t T, int64_t N,
+                                            long r, float *y) {
+    __m256 res[PR];
+    _Alignas(32) float lanes[8];
+    if (type == GGML_TYPE_Q8_0) ptile_q8(R, wd + (size_t)r * rowb, rowb, grp, nb, res);
+    else ptile_q4(R, wd + (size_t)r * rowb, rowb, grp, nb, res);
+    const int nt = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
+    for (int i = 0; i < R; i++) {
+        _mm256_store_ps(lanes, res[i]);
+        for (int j = 0; j < nt; j++) y[(g * 8 + j) * N + r + i] = lanes[j];
+    }
+}
+
+// One thread's rows [r0, r1): panels of rows small enough to stay in L2 while
+// every token group passes over them, so the weights come from memory once.
+AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint8_t *wd, size_t rowb,
+                                                 const uint8_t *pack, int64_t K, int64_t T, int64_t N, long r0,
+                                                 long r1, float *y) {
+    const int64_t nb = K / 32, ng = (T + 7) / 8, gb = pack_bytes(type, K);
+    long panel = (long)((128 * 1024) / rowb) / PR * PR;
+    if (panel < PR) panel = PR;
+    for (long p0 = r0; p0 < r1; p0 += panel) {
+        const long p1 = p0 + panel < r1 ? p0 + panel : r1;
+        for (int64_t g = 0; g < ng; g++) {
+            const uint8_t *grp = pack + g * gb;
+            long r = p0;
+            for (; r + PR <= p1; r += PR) prows(type, PR, wd, rowb, grp, nb, g, T, N, r, y);
+            for (; r < p1; r++) prows(type, 1, wd, rowb, grp, nb, g, T, N, r, y);
+        }
+    }
+}
+
+AVX2_TARGET static void prun_avx2(enum ggml_type type, const uint8_t *wd, size_t rowb, const uint8_t *pack,
+                                  int64_t K, int64_t T, int64_t N, long r0, long r1, float *y) {
+    if (type == GGML_TYPE_Q8_0) prun_typed(GGML_TYPE_Q8_0, wd, rowb, pack, K, T, N, r0, r1, y);
+    else prun_typed(GGML_TYPE_Q4_0, wd, rowb, pack, K, T, N, r0, r1, y);
+}
 
 // ---- AVX2: float weights -------------------------------------------------------
 
@@ -378,6 +592,10 @@ void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T
     tp_split(N, ith, nth, 4, &r0, &r1);
     if (r0 >= r1) return;
     if (is_quant(w->type)) {
+        if (use_pack(T)) {
+            prun_avx2(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
+            return;
+        }
         pick_qrun(lv)(w->type, w->data, rowb, wdata, xq_stride(K), K, T, N, r0, r1, y);
         return;
     }
