@@ -602,7 +602,7 @@ static void print_json(const opts *o, const load_cfg *cfg, load_result *r) {
     json_t *st = json_object();
     for (int k = 0; k < 1000; k++)
         if (r->status[k]) {
-            char key[8];
+            char key[16];
             snprintf(key, sizeof key, "%d", k);
             json_object_set_new(st, key, json_integer((json_int_t)r->status[k]));
         }

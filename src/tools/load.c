@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include "util/http_resp.h"
@@ -26,6 +27,7 @@ enum { P_IDLE, P_WAIT, P_CONNECTING, P_WRITING, P_READING, P_DONE };
 
 typedef struct conn {
     int fd;                         // -1 when not connected
+    uint32_t gen;                   // bumped per socket: events of a closed socket are told apart
     int phase;
     bool want_out;                  // EPOLLOUT is registered
     bool reused;                    // the current request went on a kept-alive connection
@@ -156,9 +158,12 @@ static uint64_t q_pop(engine *e) {
     return t;
 }
 
+// An event's key: the worker's index and its socket's generation.
+static uint64_t ev_key(const engine *e, const conn *c) { return (uint64_t)c->gen << 32 | (uint32_t)(c - e->cs); }
+
 static void set_out(engine *e, conn *c, bool on) {
     if (c->want_out == on || c->fd < 0) return;
-    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u32 = (uint32_t)(c - e->cs)};
+    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u64 = ev_key(e, c)};
     if (!epoll_ctl(e->ep, EPOLL_CTL_MOD, c->fd, &ev)) c->want_out = on;
 }
 
@@ -317,7 +322,8 @@ static void start_conn(engine *e, conn *c) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->fd = fd;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)(c - e->cs)};
+    c->gen++;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = ev_key(e, c)};
     if (epoll_ctl(e->ep, EPOLL_CTL_ADD, fd, &ev)) { int er = errno; close(fd); c->fd = -1; fail_errno(e, c, "epoll_ctl", er); return; }
     c->want_out = true;
     if (connect(fd, (const struct sockaddr *)&cfg->addr, cfg->addrlen) == 0) {
@@ -515,6 +521,11 @@ int load_run(const load_cfg *cfg, load_result *r, char *err, size_t errlen) {
     e->r = r;
     bool open_loop = cfg->rate > 0;
     int rc = -1;
+    struct rlimit rl;                                // a socket per worker, and some to spare
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < (rlim_t)cfg->c + 64) {
+        rl.rlim_cur = rl.rlim_max < (rlim_t)cfg->c + 64 ? rl.rlim_max : (rlim_t)cfg->c + 64;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     e->ep = epoll_create1(EPOLL_CLOEXEC);
     e->cs = calloc((size_t)cfg->c, sizeof *e->cs);
     e->idle = calloc((size_t)cfg->c, sizeof *e->idle);
@@ -620,8 +631,9 @@ int load_run(const load_cfg *cfg, load_result *r, char *err, size_t errlen) {
             goto restore;
         }
         for (int i = 0; i < n; i++) {
-            uint32_t k = evs[i].data.u32;
-            if (k < (uint32_t)cfg->c) on_event_fd(e, &e->cs[k], evs[i].events);
+            uint32_t k = (uint32_t)evs[i].data.u64, gen = (uint32_t)(evs[i].data.u64 >> 32);
+            // A socket closed earlier in this batch may have left events behind.
+            if (k < (uint32_t)cfg->c && e->cs[k].gen == gen) on_event_fd(e, &e->cs[k], evs[i].events);
         }
     }
     rc = 0;
