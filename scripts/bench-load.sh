@@ -5,12 +5,14 @@
 # /health when that binary exists, otherwise nginx serving a tiny file from
 # a temporary configuration on a loopback port. Prints a Markdown table.
 # Usage: scripts/bench-load.sh [SECONDS] [ROUNDS]   (defaults 10 and 3)
-# BENCH_TARGET=nginx skips llm-server.
+# BENCH_TARGET=nginx skips llm-server; LLMSCOPE_BIN and LLM_SERVER override
+# where the binaries are taken from.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
 rounds=${2:-3}
-bin=$here/build/bin
+bin=${LLMSCOPE_BIN:-$here/build/bin}            # where llmscope is
+server=${LLM_SERVER:-$here/build/bin/llm-server}
 model=${MODEL:-$here/../shared/models/stories260K.gguf}
 tmp=$(mktemp -d)
 srv_pid=
@@ -23,8 +25,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 up() { for _ in $(seq 50); do curl -fs "$url" > /dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 url="http://127.0.0.1:$port/health"
 target=
-if [ "${BENCH_TARGET:-auto}" != nginx ] && [ -x "$bin/llm-server" ] && [ -f "$model" ]; then
-  "$bin/llm-server" --model "$model" --http-addr "127.0.0.1:$port" > "$tmp/server.log" 2>&1 &
+if [ "${BENCH_TARGET:-auto}" != nginx ] && [ -x "$server" ] && [ -f "$model" ]; then
+  "$server" --model "$model" --http-addr "127.0.0.1:$port" > "$tmp/server.log" 2>&1 &
   srv_pid=$!
   if up; then target="llm-server (GET /health, $(basename "$model"))"
   else
@@ -66,7 +68,7 @@ run() { # $1 = name, then the command
   local name=$1; shift
   /usr/bin/time -f '%U %S' -o "$tmp/time" "$@" > "$tmp/out" 2> "$tmp/err" || { cat "$tmp/err" >&2; return 1; }
   local rps
-  rps=$(grep -m1 'Requests/sec' "$tmp/out" | awk '{print $2}')
+  rps=$(grep -m1 'Requests/sec' "$tmp/out" | awk '{printf "%.0f", $2}')
   echo "$rps $(awk '{printf "%.2f", $1 + $2}' "$tmp/time")"
 }
 
