@@ -1,8 +1,81 @@
 // ops.c — element-wise and row operations of the forward pass (see ops.h).
-// Written as plain loops the compiler vectorises; they are a small share of
-// the time next to the matrix products.
+// Plain loops are the reference; attention, softmax and SwiGLU, which cost a
+// visible share of a small model's pass (an exp per score and per hidden
+// unit), also have AVX2 paths chosen from cpu_level(), with an exp accurate
+// to a few ulp.
 #include "ops.h"
+#include <immintrin.h>
 #include <math.h>
+
+#include "cpu.h"
+
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+// e^x for 8 floats: x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6
+// polynomial (relative error about 2e-7), 2^n put in the exponent. Inputs
+// below -87 give 0 (well under float's smallest normal), above 88 inf.
+AVX2_TARGET static inline __m256 exp256(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365478515625f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(x, hi);
+    x = _mm256_max_ps(x, lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+AVX2_TARGET static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2_TARGET static inline float hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static void softmax_scalar(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) if (x[i] > max) max = x[i];
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+AVX2_TARGET static void softmax_avx2(float *x, int n) {
+    int i = 0;
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    for (; i + 8 <= n; i += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + i));
+    float max = hmax256(vm);
+    for (; i < n; i++) if (x[i] > max) max = x[i];
+    const __m256 bm = _mm256_set1_ps(max);
+    __m256 vs = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), bm));
+        _mm256_storeu_ps(x + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    double sum = hsum256(vs);
+    for (; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    const __m256 inv = _mm256_set1_ps((float)(1.0 / sum));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (; i < n; i++) x[i] *= (float)(1.0 / sum);
+}
 
 void op_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
@@ -33,15 +106,23 @@ void op_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs) {
 }
 
 void op_softmax(float *x, int n) {
-    float max = x[0];
-    for (int i = 1; i < n; i++) if (x[i] > max) max = x[i];
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
-    float inv = (float)(1.0 / sum);
-    for (int i = 0; i < n; i++) x[i] *= inv;
+    if (cpu_level() >= CPU_LEVEL_AVX2) softmax_avx2(x, n);
+    else softmax_scalar(x, n);
+}
+
+AVX2_TARGET static void silu_mul_avx2(float *a, const float *b, int n) {
+    int i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(a + i);
+        __m256 e = exp256(_mm256_xor_ps(v, sign));
+        _mm256_storeu_ps(a + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
 }
 
 void op_silu_mul(float *a, const float *b, int n) {
+    if (cpu_level() >= CPU_LEVEL_AVX2) { silu_mul_avx2(a, b, n); return; }
     for (int i = 0; i < n; i++) {
         float v = a[i];
         a[i] = v / (1.0f + expf(-v)) * b[i];
@@ -52,8 +133,70 @@ void op_add(float *a, const float *b, int n) {
     for (int i = 0; i < n; i++) a[i] += b[i];
 }
 
+// out[0 .. 8w) = Σ_t p[t] · v[t·stride + 0 .. 8w); w is a constant at each call.
+AVX2_TARGET static inline __attribute__((always_inline)) void wsum_avx2(float *out, const float *p, const float *v,
+                                                                      int64_t stride, int n, int w) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < w; j++) acc[j] = _mm256_setzero_ps();
+    for (int t = 0; t < n; t++) {
+        const __m256 pt = _mm256_set1_ps(p[t]);
+        const float *vt = v + t * stride;
+#pragma GCC unroll 8
+        for (int j = 0; j < w; j++) acc[j] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < w; j++) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
+// Scores as 8-wide dot products, the weighted sum of values with the output
+// held in registers (head_dim <= 256 in chunks of 64), scalar tails.
+AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const float *kc, const float *vc,
+                                            int64_t kv_stride, int n_kv, int head_dim, float *att) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const int hd8 = head_dim & ~7;
+    for (int t = 0; t < n_kv; t++) {
+        const float *k = kc + t * kv_stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 16 <= hd8; i += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(k + i + 8), a1);
+        }
+        if (i < hd8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
+        float s = hsum256(_mm256_add_ps(a0, a1));
+        for (i = hd8; i < head_dim; i++) s += q[i] * k[i];
+        att[t] = s * scale;
+    }
+    softmax_avx2(att, n_kv);
+    for (int c = 0; c < hd8; c += 64) {   // up to 64 output values at a time, in registers
+        const int w = hd8 - c < 64 ? (hd8 - c) / 8 : 8;
+        float *o = out + c;
+        const float *v = vc + c;
+        switch (w) {
+        case 8: wsum_avx2(o, att, v, kv_stride, n_kv, 8); break;
+        case 7: wsum_avx2(o, att, v, kv_stride, n_kv, 7); break;
+        case 6: wsum_avx2(o, att, v, kv_stride, n_kv, 6); break;
+        case 5: wsum_avx2(o, att, v, kv_stride, n_kv, 5); break;
+        case 4: wsum_avx2(o, att, v, kv_stride, n_kv, 4); break;
+        case 3: wsum_avx2(o, att, v, kv_stride, n_kv, 3); break;
+        case 2: wsum_avx2(o, att, v, kv_stride, n_kv, 2); break;
+        default: wsum_avx2(o, att, v, kv_stride, n_kv, 1); break;
+        }
+    }
+    for (int i = hd8; i < head_dim; i++) {
+        float o = 0.0f;
+        for (int t = 0; t < n_kv; t++) o += att[t] * vc[t * kv_stride + i];
+        out[i] = o;
+    }
+}
+
 void op_attention_head(float *out, const float *q, const float *kc, const float *vc,
                        int64_t kv_stride, int n_kv, int head_dim, float *att) {
+    if (cpu_level() >= CPU_LEVEL_AVX2) {
+        attention_head_avx2(out, q, kc, vc, kv_stride, n_kv, head_dim, att);
+        return;
+    }
     const float scale = 1.0f / sqrtf((float)head_dim);
     for (int t = 0; t < n_kv; t++) {
         const float *k = kc + t * kv_stride;
@@ -61,7 +204,7 @@ void op_attention_head(float *out, const float *q, const float *kc, const float 
         for (int i = 0; i < head_dim; i++) s += q[i] * k[i];
         att[t] = s * scale;
     }
-    op_softmax(att, n_kv);
+    softmax_scalar(att, n_kv);
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_kv; t++) {
         const float *v = vc + t * kv_stride;

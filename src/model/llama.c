@@ -438,10 +438,10 @@ static void forward_worker(int ith, int nth, void *arg) {
             memcpy(vc_l + at, c->v + t * KV, sizeof(float) * (size_t)KV);
         }
         tp_barrier(c->pool);
-        // Attention: one task per (token, head).
-        long a0, a1;
-        tp_split(T * hp->n_head, ith, nth, 1, &a0, &a1);
-        for (long task = a0; task < a1; task++) {
+        // Attention: one task per (token, head), dealt round-robin: a later
+        // token attends to more positions, so contiguous shares would leave
+        // the first threads idle.
+        for (long task = ith; task < T * hp->n_head; task += nth) {
             long t = task / hp->n_head, h = task % hp->n_head;
             size_t base = (size_t)b->seq[t] * seq_stride + (size_t)(h / group) * (size_t)HD;
             op_attention_head(c->xb2 + t * E + h * HD, c->q + t * E + h * HD, kc_l + base, vc_l + base,
