@@ -68,7 +68,7 @@ void prof_unwind_load_text(void) {
 // True when [a - 7, a) lies in one known code mapping.
 static bool in_text(const text_table *t, uintptr_t a) {
     for (int i = 0; t && i < t->n; i++)
-        if (a - 7 >= t->lo[i] && a <= t->hi[i]) return true;
+        if (a >= t->lo[i] + 7 && a <= t->hi[i]) return true;   // no wrap-around for small a
     return false;
 }
 
