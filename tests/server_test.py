@@ -469,12 +469,167 @@ def test_curl_stream(srv):
            p.stdout[-300:])
 
 
+def nesting_errors(evs):
+    """Slices (X) of each thread must be disjoint or contain one another."""
+    by = {}
+    for e in evs:
+        if e["ph"] == "X":
+            by.setdefault(e["tid"], []).append((float(e["ts"]), float(e["ts"]) + float(e["dur"]), e["name"]))
+    bad = 0
+    for sl in by.values():
+        sl.sort(key=lambda x: (x[0], -x[1]))
+        stack = []
+        for a, b, name in sl:
+            while stack and stack[-1][1] <= a + 1e-3:
+                stack.pop()
+            if stack and b > stack[-1][1] + 1e-3:
+                bad += 1
+            stack.append((a, b, name))
+    return bad
+
+
+def test_trace_capture(srv):
+    """A capture during a known load: every request has its task, its regions
+    in order across threads, one log per generated token, and flows."""
+    n_req, n_tok = 6, 10
+    box = {}
+
+    def capture():
+        box["trace"] = srv.request("GET", "/debug/trace?seconds=2", timeout=30)
+    th = threading.Thread(target=capture)
+    th.start()
+    time.sleep(0.3)
+    ids = []
+    lock = threading.Lock()
+
+    def one(p):
+        st, j = greedy(srv, p, n=n_tok)
+        with lock:
+            ids.append(j["id"] if st == 200 else None)
+    ts = [threading.Thread(target=one, args=(p,)) for p in PROMPTS[:n_req]]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    th.join()
+    st, data, hdrs = box["trace"]
+    try:
+        tr = json.loads(data)
+    except ValueError:
+        return result("trace: /debug/trace is JSON", False, data[:200])
+    evs = tr["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in evs if e["ph"] == "M" and e["name"] == "thread_name"}
+    problems = []
+    if None in ids or len(ids) != n_req:
+        problems.append(f"requests failed: {ids}")
+    for rid in ids:
+        if rid is None:
+            continue
+        b = [e for e in evs if e["ph"] == "b" and e.get("id") == rid]
+        e_ = [e for e in evs if e["ph"] == "e" and e.get("id") == rid]
+        toks = [e for e in evs if e["ph"] == "i" and e["name"] == "token" and e["args"].get("request") == rid]
+        flows = [e for e in evs if e["ph"] in "stf" and e.get("id") == rid and e.get("cat") == "request"]
+        regs = {}
+        for e in evs:
+            if e["ph"] == "X" and e.get("args", {}).get("request") == rid:
+                regs.setdefault(e["name"], e)
+        if len(b) != 1 or len(e_) != 1:
+            problems.append(f"{rid}: task b/e {len(b)}/{len(e_)}")
+        if sorted(t["args"]["index"] for t in toks) != list(range(n_tok)):
+            problems.append(f"{rid}: token logs {[t['args']['index'] for t in toks]}")
+        order = [regs.get(k) for k in ("submit", "tokenize", "respond")]
+        if None in order or not (order[0]["ts"] <= order[1]["ts"] <= order[2]["ts"]):
+            problems.append(f"{rid}: regions {list(regs)}")
+        elif names.get(order[1]["tid"], "").startswith("http") or not names.get(order[0]["tid"], "").startswith("http"):
+            problems.append(f"{rid}: submit on {names.get(order[0]['tid'])}, tokenize on {names.get(order[1]['tid'])}")
+        phs = "".join(f["ph"] for f in sorted(flows, key=lambda f: float(f["ts"])))
+        if not (phs.startswith("s") and phs.endswith("f") and "t" in phs) or len({f["tid"] for f in flows}) < 3:
+            problems.append(f"{rid}: flows {phs} over {len({f['tid'] for f in flows})} threads")
+    bad = nesting_errors(evs)
+    if bad:
+        problems.append(f"{bad} slices overlap without nesting")
+    roles = set(names.values())
+    if not any(n.startswith("compute") for n in roles) or "scheduler" not in roles:
+        problems.append(f"threads {sorted(roles)}")
+    if not any(e["ph"] == "C" and e["name"] == "queue.tokenize" for e in evs):
+        problems.append("no queue depth counter")
+    result("trace: tasks, ordered regions, a log per token and flows for every request of a known load",
+           st == 200 and not problems, "; ".join(problems)[:800])
+
+
+def test_flight_off(srv):
+    st, j, _ = srv.json("GET", "/debug/trace/flight")
+    result("trace: /debug/trace/flight without the recorder is 409 with a reason", st == 409 and "enable-trace" in
+           j["error"]["message"], f"{st} {j}")
+
+
+def test_flight_recorder():
+    d = tempfile.mkdtemp(prefix="llmscope-trace-")
+    srv = Server("--enable-trace=true", "--trace-slow-ms", "150", "--trace-dir", d, "--parallel", "2")
+    try:
+        greedy(srv, "The cat", n=3)   # fast: no dump
+        st, j = greedy(srv, "Once upon a time", n=1200)   # slow: dumped
+        time.sleep(0.3)
+        files = os.listdir(d)
+        slow = [f for f in files if f.startswith(f"slow-request-{j['id']}-")]
+        ok = st == 200 and len(slow) == 1 and len(files) == 1
+        detail = f"{files}"
+        if slow:
+            tr = json.load(open(os.path.join(d, slow[0])))
+            evs = tr["traceEvents"]
+            toks = [e for e in evs if e["ph"] == "i" and e["args"].get("request") == j["id"]]
+            tasks = [e for e in evs if e["ph"] in "be" and e.get("id") == j["id"]]
+            ok = ok and len(tasks) == 2 and len(toks) > 100 and nesting_errors(evs) == 0
+            detail += f" tasks {len(tasks)} token logs {len(toks)}"
+        st2, data, _ = srv.request("GET", "/debug/trace/flight")
+        fl = json.loads(data) if st2 == 200 else {}
+        ok = ok and any(e.get("id") == j["id"] for e in fl.get("traceEvents", []))
+        result("trace: flight recorder dumps the slow request and serves the last window", ok, detail)
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_pprof_endpoints(srv):
+    go = shutil.which("go")
+    stop = time.time() + 4
+
+    def load():
+        while time.time() < stop:
+            greedy(srv, "Once upon a time", n=30)
+    ts = [threading.Thread(target=load) for _ in range(4)]
+    for t in ts:
+        t.start()
+    st, prof, hdrs = srv.request("GET", "/debug/pprof/profile?seconds=2&hz=500", timeout=30)
+    st2, heap, _ = srv.request("GET", "/debug/pprof/heap", timeout=30)
+    st3, thr, _ = srv.request("GET", "/debug/pprof/threads?debug=2", timeout=30)
+    for t in ts:
+        t.join()
+    ok = st == 200 and prof[:2] == b"\x1f\x8b" and st3 == 200 and b"scheduler" in thr and b"tokenizer-1" in thr
+    detail = f"profile {st} {len(prof)} bytes, heap {st2}, threads {st3}"
+    if ok and go:
+        with tempfile.NamedTemporaryFile(suffix=".pprof") as f:
+            f.write(prof)
+            f.flush()
+            top = subprocess.run([go, "tool", "pprof", "-top", f.name], capture_output=True, text=True, timeout=60)
+            foc = subprocess.run([go, "tool", "pprof", "-top", "-tagfocus", "phase=decode", f.name],
+                                 capture_output=True, text=True, timeout=60)
+            ok = top.returncode == 0 and "Build ID" in top.stdout and re.search(r"llama_decode|forward_worker|mm_", top.stdout)
+            ok = ok and foc.returncode == 0 and re.search(r"llama_decode|forward_worker|mm_|matmul", foc.stdout)
+            detail += " | " + top.stdout[-400:] + foc.stderr[-200:]
+    elif not go:
+        detail += " (go missing: scripts/setup.sh installs golang-go)"
+        ok = False
+    result("pprof: CPU profile under load read by go tool pprof, labels focus on decode; threads dump", bool(ok), detail)
+
+
 def main():
     srv = Server("--max-body", "200000", "--parallel", "8")
     try:
         for t in (test_golden_text, test_get_infer_defaults, test_batching_is_exact, test_stream_matches,
                   test_openai_shapes, test_stop_strings, test_tokenize, test_bad_requests, test_metrics,
-                  test_curl_stream, test_openai_client, test_hey):
+                  test_curl_stream, test_openai_client, test_hey, test_trace_capture, test_flight_off,
+                  test_pprof_endpoints):
             try:
                 t(srv)
             except Exception as e:   # noqa: BLE001
@@ -483,7 +638,8 @@ def main():
         result("shutdown: idle server exits 0 on SIGTERM", rc == 0, f"rc={rc}")
     finally:
         srv.stop()
-    for t in (test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load):
+    for t in (test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load,
+              test_flight_recorder):
         try:
             t()
         except Exception as e:   # noqa: BLE001

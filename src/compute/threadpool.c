@@ -3,6 +3,7 @@
 // when the pool is busy, as in a decode step), then sleep on a futex, so an
 // idle pool costs no CPU. Wakers make the futex call only when someone sleeps.
 #include "threadpool.h"
+#include "prof/region.h"
 #include "prof/thread.h"
 
 #include <immintrin.h>
@@ -32,6 +33,7 @@ struct tp_pool {
     tp_worker *workers;          // (n - 1)
     tp_fn fn;
     void *arg;
+    const char *phase;           // the caller's phase label, worn by the workers during the run
     _Alignas(64) _Atomic uint32_t work_gen;    // bumped per tp_run()
     _Atomic int work_sleepers;
     _Alignas(64) _Atomic int n_done;           // workers finished with the current run
@@ -74,7 +76,12 @@ static void *worker_main(void *p) {
         wait_change(&pool->work_gen, seen, &pool->work_sleepers);
         seen = atomic_load(&pool->work_gen);
         if (atomic_load(&pool->stop)) break;
+        // The workers work for the caller's phase: samples, traces and
+        // counters of this run are attributed to it.
+        const char *phase = pool->phase ? pool->phase : "compute";
+        prof_region_begin(phase, 0);
         pool->fn(w->ith, pool->n, pool->arg);
+        prof_region_end(phase, NULL, 0);
         if (atomic_fetch_add(&pool->n_done, 1) == pool->n - 2 && atomic_load(&pool->done_sleepers))
             futex_wake((_Atomic uint32_t *)&pool->n_done);
     }
@@ -126,6 +133,8 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
     if (pool->n == 1) { fn(0, 1, arg); return; }
     pool->fn = fn;
     pool->arg = arg;
+    prof_thread *self = prof_thread_self();
+    pool->phase = self ? atomic_load_explicit(&self->phase, memory_order_relaxed) : NULL;
     atomic_store(&pool->n_done, 0);
     atomic_fetch_add(&pool->work_gen, 1);
     if (atomic_load(&pool->work_sleepers)) futex_wake(&pool->work_gen);

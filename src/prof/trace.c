@@ -20,7 +20,7 @@
 #include "thread.h"
 #include "util/util.h"
 
-enum ev_type { EV_BEGIN = 1, EV_END, EV_INSTANT, EV_COUNTER, EV_TASK_BEGIN, EV_TASK_END, EV_FLOW, EV_WAIT };
+enum ev_type { EV_BEGIN = 1, EV_END, EV_INSTANT, EV_COUNTER, EV_TASK_BEGIN, EV_TASK_END, EV_FLOW, EV_WAIT, EV_TOKEN };
 
 typedef struct ev {
     uint64_t ts;             // monotonic ns
@@ -153,6 +153,11 @@ void trace_flow_(uint64_t id, int phase) {
 }
 void trace_wait_(const char *name, uint64_t t0, uint64_t t1) {
     put(EV_WAIT, t0, name, t1, NULL, 0, NULL, 0, 0);
+}
+
+void trace_token_(uint64_t id, int64_t index, int64_t token, uint64_t gap_ns) {
+    // The gap rides in the unused key slot (EV_TOKEN's keys are fixed).
+    put(EV_TOKEN, util_now_ns(), "token", id, (const char *)(uintptr_t)gap_ns, index, NULL, token, 0);
 }
 
 void trace_sync_hook(prof_wait_kind kind, const char *name, uint64_t t0, uint64_t t1) {
@@ -353,6 +358,13 @@ char *trace_export_json(uint64_t from, uint64_t to, size_t *len) {
                 jts(&b, "ts", e->ts);
                 jargs(&b, e, e->id);
                 JL(&b, "}");
+                break;
+            case EV_TOKEN:
+                if (e->ts < from || e->ts > to) break;
+                jf(&b, ",{\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,\"tid\":%d,\"name\":\"token\"", pid, tid);
+                jts(&b, "ts", e->ts);
+                jf(&b, ",\"args\":{\"request\":%llu,\"index\":%lld,\"token\":%lld,\"gap_us\":%.3f}}",
+                   (unsigned long long)e->id, (long long)e->a, (long long)e->b, (double)(uintptr_t)e->akey / 1e3);
                 break;
             case EV_COUNTER: {
                 if (e->ts < from || e->ts > to) break;

@@ -53,6 +53,9 @@ void trace_task_end_(const char *name, uint64_t id, const char *akey, int64_t a,
 void trace_flow_(uint64_t id, int phase);
 // A finished wait on a named primitive, [t0_ns, t1_ns].
 void trace_wait_(const char *name, uint64_t t0_ns, uint64_t t1_ns);
+// One generated token of request id: its index, token id, and the gap since
+// the request's previous token (an instant "token" with those three args).
+void trace_token_(uint64_t id, int64_t index, int64_t token, uint64_t gap_ns);
 
 #define TRACE_ON() __builtin_expect(atomic_load_explicit(&trace_on, memory_order_relaxed) != 0, 0)
 #define trace_region_begin(...) do { if (TRACE_ON()) trace_region_begin_(__VA_ARGS__); } while (0)
@@ -63,6 +66,7 @@ void trace_wait_(const char *name, uint64_t t0_ns, uint64_t t1_ns);
 #define trace_task_end(...) do { if (TRACE_ON()) trace_task_end_(__VA_ARGS__); } while (0)
 #define trace_flow(...) do { if (TRACE_ON()) trace_flow_(__VA_ARGS__); } while (0)
 #define trace_wait(...) do { if (TRACE_ON()) trace_wait_(__VA_ARGS__); } while (0)
+#define trace_token(...) do { if (TRACE_ON()) trace_token_(__VA_ARGS__); } while (0)
 
 // A prof_sync wait hook that records every wait on a named primitive
 // (install with prof_sync_set_hook).

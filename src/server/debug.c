@@ -1,69 +1,80 @@
-// debug.c — the /debug/* endpoints (see debug.h).
+// debug.c — the /debug/* endpoints (see debug.h): /debug/pprof/* from the
+// profiler (pprof.h), /debug/trace and /debug/trace/flight from the tracer.
 #include "debug.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "prof/thread.h"
+#include "prof/pprof.h"
+#include "prof/trace.h"
 #include "util/util.h"
 
-typedef struct tb { char *p; size_t n, cap; } tb;
-
-static void tprintf(tb *b, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int w = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (w < 0) return;
-        if (b->p && (size_t)w < b->cap - b->n) { b->n += (size_t)w; return; }
-        size_t nc = (b->cap + (size_t)w + 1) * 2;
-        char *np = realloc(b->p, nc);
-        if (!np) return;
-        b->p = np;
-        b->cap = nc;
+static int from_prof(prof_status st, prof_response *pr, debug_response *out) {
+    if (st != PROF_OK) {
+        snprintf(out->err, sizeof out->err, "%s", pr->error[0] ? pr->error : prof_strerror(st));
+        prof_response_free(pr);
+        return prof_http_status(st);
     }
+    out->body = (char *)pr->body;
+    out->len = pr->len;
+    out->ctype = pr->content_type;
+    return 200;
 }
 
-// Every registered thread: name, role, labels and what it waits on.
-static int threads_text(debug_response *out) {
-    prof_thread_info *info = malloc(sizeof *info * PROF_MAX_THREADS);
-    if (!info) { snprintf(out->err, sizeof out->err, "out of memory"); return 500; }
-    int n = prof_thread_snapshot(info, PROF_MAX_THREADS);
-    uint64_t now = util_now_ns();
-    tb b = {0};
-    tprintf(&b, "threads: %d registered\n\n", n);
-    for (int i = 0; i < n; i++) {
-        tprintf(&b, "thread %u [%s, role %s, tid %d", info[i].seq, info[i].name, info[i].role, (int)info[i].tid);
-        if (info[i].req) tprintf(&b, ", request %llu", (unsigned long long)info[i].req);
-        if (info[i].phase) tprintf(&b, ", phase %s", info[i].phase);
-        if (info[i].wait)
-            tprintf(&b, "]: waiting on %s for %.3f ms\n\n", info[i].wait,
-                    (double)(now - info[i].wait_since_ns) / 1e6);
-        else
-            tprintf(&b, "]: running\n\n");
+// GET /debug/trace?seconds=N: trace the next N seconds (default 5, at most
+// 60) and return them. With the flight recorder on, tracing already runs.
+static int trace_capture(debug_get_fn get, void *cls, debug_response *out) {
+    const char *s = get(cls, "seconds");
+    double secs = 5;
+    if (s && !util_parse_f64(s, 0.001, 60, &secs)) {
+        snprintf(out->err, sizeof out->err, "seconds must be a number from 0.001 to 60");
+        return 400;
     }
-    free(info);
-    if (!b.p) { snprintf(out->err, sizeof out->err, "out of memory"); return 500; }
-    out->body = b.p;
-    out->len = b.n;
-    out->ctype = "text/plain; charset=utf-8";
+    trace_hold();
+    uint64_t t0 = util_now_ns();
+    struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0) {}
+    uint64_t t1 = util_now_ns();
+    size_t len;
+    char *j = trace_export_json(t0, t1, &len);
+    trace_release();
+    if (!j) { snprintf(out->err, sizeof out->err, "out of memory"); return 500; }
+    out->body = j;
+    out->len = len;
+    out->ctype = "application/json";
+    out->disposition = "attachment; filename=\"trace.json\"";
+    return 200;
+}
+
+// GET /debug/trace/flight: the flight recorder's last window.
+static int trace_flight(debug_response *out) {
+    if (!trace_flight_on()) {
+        snprintf(out->err, sizeof out->err, "the flight recorder is off (start llm-server with --enable-trace=true)");
+        return 409;
+    }
+    uint64_t now = util_now_ns(), w = trace_flight_window_ns();
+    size_t len;
+    char *j = trace_export_json(now > w ? now - w : 0, now, &len);
+    if (!j) { snprintf(out->err, sizeof out->err, "out of memory"); return 500; }
+    out->body = j;
+    out->len = len;
+    out->ctype = "application/json";
+    out->disposition = "attachment; filename=\"flight.json\"";
     return 200;
 }
 
 int debug_handle(const char *url, debug_get_fn get, void *cls, debug_response *out) {
-    (void)get; (void)cls;
-    if (!strcmp(url, "/debug/pprof/threads") || !strcmp(url, "/debug/pprof/goroutine")) return threads_text(out);
-    if (!strcmp(url, "/debug/pprof/") || !strcmp(url, "/debug/pprof")) {
-        tb b = {0};
-        tprintf(&b, "/debug/pprof/\n\nthreads (alias goroutine): every thread's name, role, labels and wait\n");
-        if (!b.p) return 500;
-        out->body = b.p;
-        out->len = b.n;
-        out->ctype = "text/plain; charset=utf-8";
-        return 200;
+    if (!strcmp(url, "/debug/pprof") || !strncmp(url, "/debug/pprof/", 13)) {
+        const char *name = url[12] ? url + 13 : "";
+        prof_response pr = {0};
+        prof_status st = prof_pprof_handle(name, get, cls, &pr);
+        int code = from_prof(st, &pr, out);
+        if (code == 200 && out->ctype && strstr(out->ctype, "octet-stream")) out->disposition = "attachment; filename=\"profile\"";
+        return code;
     }
+    if (!strcmp(url, "/debug/trace")) return trace_capture(get, cls, out);
+    if (!strcmp(url, "/debug/trace/flight")) return trace_flight(out);
     return 0;
 }

@@ -14,7 +14,9 @@
 #include <time.h>
 
 #include "metrics.h"
+#include "prof/region.h"
 #include "prof/thread.h"
+#include "prof/trace.h"
 #include "util/util.h"
 
 struct srv_engine {
@@ -113,13 +115,12 @@ eng_submit_rc eng_submit(srv_engine *e, srv_req *r) {
 static void tokenize_one(srv_engine *e, srv_req *r) {
     const tok_vocab *v = e->m->vocab;
     r->t_tok_begin = util_now_ns();
-    prof_label_req(r->id);
-    prof_label_phase("tokenize");
+    prof_region_begin("tokenize", r->id);
+    trace_flow(r->id, 1);
     int64_t cap = (int64_t)r->prompt_len + 8;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
     int64_t n = ids ? tok_encode(v, r->prompt, r->prompt_len, r->add_bos, r->parse_special, ids, cap) : -1;
-    prof_label_phase(NULL);
-    prof_label_req(0);
+    prof_region_end("tokenize", "tokens", n);
     r->t_tok_end = util_now_ns();
     if (n < 0 || n > cap) { free(ids); req_fail(r, 500, "cannot tokenize the prompt"); release(e, r); return; }
     if (n == 0) {   // nothing to start from: begin at BOS
@@ -286,10 +287,11 @@ static void on_token(sched *s, srv_req *r, int32_t id, uint64_t now) {
     r->tokens[r->n_prompt + r->n_gen] = id;
     prof_mutex_lock(&r->mu);
     bool stopped = append_text(r, id, piece, w);
-    if (r->n_gen == 1) r->t_first = now;
+    trace_token(r->id, r->n_gen - 1, id, r->n_gen == 1 ? now - r->t_admit : now - r->t_last);
+    if (r->n_gen == 1) { r->t_first = now; trace_flow(r->id, 1); }
     else met_observe(MET_ITL, (double)(now - r->t_last) / 1e9);
     r->t_last = now;
-    prof_cond_broadcast(&r->cv);
+    if (r->stream) prof_cond_broadcast(&r->cv);   // a non-streamed waiter wakes only at the end
     prof_mutex_unlock(&r->mu);
     if (stopped) complete(s, r, "stop");
     else if (r->n_gen >= r->max_tokens) complete(s, r, "length");
@@ -310,14 +312,13 @@ static void *sched_main(void *p) {
     bool closed = false;
     srv_req **order = calloc((size_t)par, sizeof *order);   // admission order
     int n_order = 0;
+    uint64_t win_t0 = util_now_ns(), gen_window = 0;
     for (;;) {
         // Admit: block only when nothing is running.
         while (s.n_active < par && !closed) {
             srv_req *r;
             if (s.n_active == 0) {
-                prof_label_phase("idle");
-                r = prof_queue_pop(e->q_admit);
-                prof_label_phase(NULL);
+                r = prof_queue_pop(e->q_admit);   // idle: shows as a wait on "admit"
                 if (!r) { closed = true; break; }
             } else if (!(r = prof_queue_try_pop(e->q_admit))) {
                 break;
@@ -374,13 +375,19 @@ static void *sched_main(void *p) {
             r->n_past++;
         }
         llama_batch b = {.n_tokens = n, .token = s.b_tok, .pos = s.b_pos, .seq = s.b_seq, .want_logits = s.b_want};
-        prof_label_phase(n_want == n ? "decode" : "prefill");
+        // A step with any prompt tokens is a prefill step (it may carry decode tokens too).
+        const char *phase = n_want == n ? "decode" : "prefill";
+        prof_region_begin("step", 0);
+        prof_region_begin(phase, 0);
         int rc = llama_decode(e->ctx, &b, err, sizeof err);
-        prof_label_phase("sample");
+        prof_region_end(phase, "tokens", n);
+        prof_region_begin("sample", 0);
         met_observe(MET_BATCH, (double)n);
         met_gauge_set(MET_BATCH_SEQS, (double)n_seqs);
         uint64_t now = util_now_ns();
         if (rc) {
+            prof_region_end("sample", NULL, 0);
+            prof_region_end("step", "sequences", n_seqs);
             for (int i = 0; i < n_order; i++) req_fail(order[i], 500, "forward pass failed: %s", err);
             for (int i = 0; i < n_order; i++) { complete(&s, order[i], "stop"); release(e, order[i]); }
             n_order = 0;
@@ -392,7 +399,8 @@ static void *sched_main(void *p) {
             // The sampled token is fed at the next step (it is tokens[n_past]).
             on_token(&s, r, id, now);
         }
-        prof_label_phase(NULL);
+        prof_region_end("sample", "tokens", n_want);
+        prof_region_end("step", "sequences", n_seqs);
         // Requests completed in on_token() left their slots: compact again.
         k = 0;
         for (int i = 0; i < n_order; i++) {
@@ -404,6 +412,20 @@ static void *sched_main(void *p) {
         for (int i = 0; i < n_order; i++) used += (uint64_t)order[i]->n_past;
         met_gauge_set(MET_RUNNING, (double)s.n_active);
         met_gauge_set(MET_KV_USAGE, (double)used / ((double)par * e->n_ctx));
+        if (TRACE_ON()) {
+            // Counter tracks: queue depths, sequences, KV use, generated tokens/s over the last second.
+            gen_window += (uint64_t)n_want;
+            if (now - win_t0 >= 1000000000ull) {
+                trace_counter("tokens_per_s", (double)gen_window * 1e9 / (double)(now - win_t0));
+                win_t0 = now;
+                gen_window = 0;
+            }
+            trace_counter("queue.tokenize", (double)prof_queue_len(e->q_tok));
+            trace_counter("queue.admit", (double)prof_queue_len(e->q_admit));
+            trace_counter("sequences.running", (double)s.n_active);
+            trace_counter("kv.usage", (double)used / ((double)par * e->n_ctx));
+            trace_counter("batch.tokens", (double)n);
+        }
     }
     met_gauge_set(MET_RUNNING, 0);
     free(order);

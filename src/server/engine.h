@@ -32,6 +32,7 @@ typedef struct srv_req {
     size_t prompt_len;
     bool add_bos;                  // prepend BOS when the model asks for it
     bool parse_special;            // control-token texts become tokens (chat templates)
+    bool stream;                   // the waiter wants every token (else only the end)
     int32_t max_tokens;
     sampler_params sp;
     char *stop[REQ_MAX_STOP];      // owned

@@ -23,7 +23,9 @@
 
 #include "debug.h"
 #include "metrics.h"
+#include "prof/region.h"
 #include "prof/thread.h"
+#include "prof/trace.h"
 #include "util/util.h"
 
 #define WAKE_NS (100 * 1000 * 1000ull)   // how often a waiting handler checks its socket
@@ -196,6 +198,29 @@ static json_t *result_json(route rt, const srv_req *r) {
                      api_timings(r));
 }
 
+// The end of a request's life on its HTTP thread: closes its trace task and,
+// when it was slower than --trace-slow-ms and the flight recorder runs,
+// writes the window around it to --trace-dir (at most one file a second).
+static void request_done(const srv_req *r, int status) {
+    trace_task_end("request", r->id, "generated_tokens", r->n_gen, "status", status);
+    if (!S.cfg.trace_slow_ms || !S.cfg.trace_dir || !trace_flight_on()) return;
+    uint64_t now = util_now_ns(), total = now - r->t_arrive;
+    if (total < (uint64_t)S.cfg.trace_slow_ms * 1000000ull) return;
+    static _Atomic uint64_t last_dump;
+    uint64_t prev = atomic_load(&last_dump);
+    if (now - prev < 1000000000ull || !atomic_compare_exchange_strong(&last_dump, &prev, now)) return;
+    uint64_t w = trace_flight_window_ns(), from = r->t_arrive > 1000000000ull ? r->t_arrive - 1000000000ull : 0;
+    if (now - from > w) from = now - w;
+    char name[96];
+    snprintf(name, sizeof name, "slow-request-%llu-%llums.json", (unsigned long long)r->id,
+             (unsigned long long)(total / 1000000ull));
+    prof_region_begin("trace.dump", r->id);
+    if (trace_write_file(S.cfg.trace_dir, name, from, now) == 0)
+        fprintf(stderr, "llm-server: request %llu took %llu ms: trace written to %s/%s\n", (unsigned long long)r->id,
+                (unsigned long long)(total / 1000000ull), S.cfg.trace_dir, name);
+    prof_region_end("trace.dump", NULL, 0);
+}
+
 // ---- streaming (server-sent events) -------------------------------------------
 
 typedef struct stream_ctx {
@@ -303,18 +328,18 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
         }
-        prof_label_req(r->id);
-        prof_label_phase("send");
+        prof_region_begin("send", r->id);
         stream_collect(s);
+        if (s->finished) trace_flow(r->id, 2);
         prof_mutex_unlock(&r->mu);
-        prof_label_phase(NULL);
-        prof_label_req(0);
+        prof_region_end("send", "bytes", (int64_t)s->len);
     }
 }
 
 static void stream_free(void *cls) {
     stream_ctx *s = cls;
     atomic_store(&s->r->cancel, 1);   // no-op when done; frees the slot when the client left early
+    request_done(s->r, s->finished ? 200 : 499);
     req_unref(s->r);
     free(s->buf);
     free(s);
@@ -340,8 +365,14 @@ static enum MHD_Result infer(struct MHD_Connection *c, conn_ctx *cc, const char 
         else rc = api_parse_json(kind, cc->body ? cc->body : "", cc->len, &S.lim, r, &o, err, sizeof err);
     }
     if (rc) { req_unref(r); prof_label_req(0); return send_error(c, cc, rc, "%s", err); }
+    r->stream = o.stream;
+    trace_task_begin("request", r->id, "prompt_bytes", (int64_t)r->prompt_len);
+    prof_region_begin("submit", r->id);
+    trace_flow(r->id, 0);
     eng_submit_rc sr = eng_submit(S.eng, r);
+    prof_region_end("submit", NULL, 0);
     if (sr != ENG_OK) {
+        request_done(r, 503);
         req_unref(r);
         prof_label_req(0);
         return send_error(c, cc, 503, sr == ENG_FULL ? "the server is overloaded: the queue is full" : "the server is shutting down");
@@ -349,7 +380,7 @@ static enum MHD_Result infer(struct MHD_Connection *c, conn_ctx *cc, const char 
     int fd = conn_fd(c);
     // Wait for the answer (or, for a stream, until the prompt is accepted),
     // cancelling when the client goes away.
-    prof_label_phase("wait");
+    prof_region_begin("wait", r->id);
     prof_mutex_lock(&r->mu);
     while (!r->done && !(o.stream && r->n_prompt > 0)) {
         if (!prof_cond_wait_until(&r->cv, &r->mu, util_now_ns() + WAKE_NS) && client_gone(fd)) {
@@ -359,19 +390,31 @@ static enum MHD_Result infer(struct MHD_Connection *c, conn_ctx *cc, const char 
     }
     bool failed = r->done && r->status != 200;
     prof_mutex_unlock(&r->mu);
-    prof_label_phase(NULL);
-    prof_label_req(0);
-    if (atomic_load(&r->cancel)) { req_unref(r); return MHD_NO; }   // the client is gone: drop the connection
+    prof_region_end("wait", NULL, 0);
+    if (atomic_load(&r->cancel)) {   // the client is gone: drop the connection
+        request_done(r, 499);
+        req_unref(r);
+        prof_label_req(0);
+        return MHD_NO;
+    }
     if (failed) {
         enum MHD_Result res = send_error(c, cc, r->status, "%s", r->err);
+        request_done(r, r->status);
         req_unref(r);
+        prof_label_req(0);
         return res;
     }
     if (!o.stream) {
+        prof_region_begin("respond", r->id);
+        trace_flow(r->id, 2);
         enum MHD_Result res = send_json(c, cc, 200, result_json(cc->rt, r));
+        prof_region_end("respond", NULL, 0);
+        request_done(r, 200);
         req_unref(r);
+        prof_label_req(0);
         return res;
     }
+    prof_label_req(0);
     stream_ctx *s = calloc(1, sizeof *s);
     if (!s) { atomic_store(&r->cancel, 1); req_unref(r); return send_error(c, cc, 500, "out of memory"); }
     s->r = r;

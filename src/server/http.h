@@ -22,6 +22,8 @@ typedef struct http_config {
     size_t max_body;           // bytes
     const char *api_key;       // NULL = none
     bool debug_remote;         // /debug/* answers non-loopback clients too
+    int trace_slow_ms;         // 0 = off: requests slower than this dump the flight recorder's window
+    const char *trace_dir;     // where those dumps go
 } http_config;
 
 // Starts listening (the server answers /health with 503 until

@@ -11,7 +11,9 @@
 #include "http.h"
 #include "metrics.h"
 #include "model/llama.h"
+#include "prof/pprof.h"
 #include "prof/thread.h"
+#include "prof/trace.h"
 #include "util/util.h"
 
 static void usage(FILE *f) {
@@ -32,7 +34,12 @@ static void usage(FILE *f) {
             "  --api-key KEY           require \"Authorization: Bearer KEY\" (not for /health, /metrics)\n"
             "  --shutdown-timeout S    on SIGTERM, wait this long for in-flight requests (default 10)\n"
             "  --debug-remote          /debug/* answers non-loopback clients too\n"
-            "  --enable-trace[=B]      keep the execution tracer's flight recorder on (default false)\n");
+            "  --enable-trace[=B]      keep the execution tracer's flight recorder on (default false)\n"
+            "  --trace-window S        how far back /debug/trace/flight reaches (default 10)\n"
+            "  --trace-events N        events kept per thread by the tracer (default 32768; 64 bytes each)\n"
+            "  --trace-slow-ms MS      with the flight recorder on, a request slower than this writes\n"
+            "                          the trace window around it to --trace-dir (default off)\n"
+            "  --trace-dir DIR         where slow-request traces go (default .)\n");
 }
 
 static bool flag(int argc, char **argv, int *i, const char *shortf, const char *longf, const char **val) {
@@ -60,8 +67,9 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *addr = "127.0.0.1:8080", *api_key = NULL;
     eng_config ec = {.n_threads = 0, .parallel = 8, .n_ctx = 0, .max_queue = 64, .tok_threads = 1, .n_batch = 512, .prefill_chunk = 256};
     http_config hc = {.max_conns = 256, .read_timeout_s = 30, .max_body = 1 << 20};
-    int64_t shutdown_s = 10;
+    int64_t shutdown_s = 10, trace_window_s = 10, trace_events = TRACE_DEFAULT_EVENTS;
     bool trace = false;
+    hc.trace_dir = ".";
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
@@ -87,10 +95,13 @@ int main(int argc, char **argv) {
         else if (flag(argc, argv, &i, NULL, "--max-conns", &v)) hc.max_conns = (int)num("--max-conns", v, 1, 100000);
         else if (flag(argc, argv, &i, NULL, "--api-key", &v)) api_key = v;
         else if (flag(argc, argv, &i, NULL, "--shutdown-timeout", &v)) shutdown_s = num("--shutdown-timeout", v, 0, 3600);
+        else if (flag(argc, argv, &i, NULL, "--trace-window", &v)) trace_window_s = num("--trace-window", v, 1, 3600);
+        else if (flag(argc, argv, &i, NULL, "--trace-events", &v)) trace_events = num("--trace-events", v, 1024, 1 << 24);
+        else if (flag(argc, argv, &i, NULL, "--trace-slow-ms", &v)) hc.trace_slow_ms = (int)num("--trace-slow-ms", v, 0, 86400000);
+        else if (flag(argc, argv, &i, NULL, "--trace-dir", &v)) hc.trace_dir = v;
         else { fprintf(stderr, "llm-server: unknown argument '%s'\n", argv[i]); usage(stderr); return 2; }
     }
     if (!model_path) { usage(stderr); return 2; }
-    (void)trace;   // the tracer's flight recorder reads this once it exists
 
     char host[256];
     uint16_t port;
@@ -110,6 +121,14 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    // The instruments: profiler signal handlers and recorders, the tracer
+    // (on permanently as a flight recorder with --enable-trace), waits on
+    // named primitives into the trace.
+    prof_status ps = prof_init();
+    if (ps != PROF_OK) fprintf(stderr, "llm-server: profiler unavailable: %s\n", prof_strerror(ps));
+    trace_init((uint32_t)trace_events);
+    prof_sync_set_hook(trace_sync_hook);
+    if (trace) trace_flight_start((uint64_t)trace_window_s * 1000000000ull);
     prof_thread_register("main", "main");
     met_init();
     char err[512];
@@ -135,9 +154,11 @@ int main(int argc, char **argv) {
             "        curl -sN %s/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}'\n"
             "        hey -z 30s -q 16 -c 8 %s/infer\n"
             "        curl -s %s/metrics | grep llmscope_\n"
-            "        curl -s %s/debug/pprof/threads?debug=2\n",
+            "        curl -s %s/debug/pprof/threads?debug=2\n"
+            "        curl -s '%s/debug/pprof/profile?seconds=10' > cpu.pprof   # go tool pprof cpu.pprof\n"
+            "        curl -s '%s/debug/trace?seconds=5' > trace.json          # ui.perfetto.dev\n",
             (double)(util_now_ns() - t0) / 1e6, m->name, eng_n_ctx(e), eng_parallel(e), eng_n_threads(e),
-            url, url, url, url, url);
+            url, url, url, url, url, url, url);
 
     int sig = 0;
     sigwait(&sigs, &sig);
