@@ -564,6 +564,19 @@ static bool find_wait(prof_status (*fn)(double, prof_response *), const char *ob
     return ok;
 }
 
+// Waits (up to 5 s) until the registered thread `name` blocks on `object`.
+static bool wait_until_waiting(const char *name, const char *object) {
+    prof_thread_info info[64];
+    for (int k = 0; k < 5000; k++) {
+        int n = prof_thread_snapshot(info, 64);
+        for (int i = 0; i < n; i++)
+            if (!strcmp(info[i].name, name) && info[i].wait && !strcmp(info[i].wait, object)) return true;
+        struct timespec d = {0, 1000000};
+        nanosleep(&d, NULL);
+    }
+    return false;
+}
+
 static void test_block_profile_queue(void) {
     prof_block_set_rate(1);
     prof_queue *q = prof_queue_new("test.block.queue", 4);
@@ -571,6 +584,7 @@ static void test_block_profile_queue(void) {
     qarg a = {q, NULL};
     pthread_t t;
     pthread_create(&t, NULL, queue_consumer, &a);
+    CHECK(wait_until_waiting("q-consumer", "test.block.queue"));
     struct timespec d = {0, 100000000};
     nanosleep(&d, NULL);
     int item;
@@ -621,8 +635,7 @@ static void test_threads_dump(void) {
     prof_queue *q = prof_queue_new("dump.queue", 2);
     pthread_t t;
     pthread_create(&t, NULL, dump_waiter, q);
-    struct timespec d = {0, 50000000};
-    nanosleep(&d, NULL);
+    CHECK(wait_until_waiting("dump-waiter", "dump.queue"));
     prof_response r = {0};
     REQUIRE(prof_threads_profile(2, &r) == PROF_OK);
     char *text = strndup((char *)r.body, r.len);
@@ -653,6 +666,68 @@ static void test_threads_dump(void) {
     pthread_join(t, NULL);
     prof_queue_free(q);
     prof_thread_unregister();
+}
+
+
+// ---- safety under load -----------------------------------------------------------
+
+static _Atomic int stress_stop;
+
+__attribute__((noinline)) void *stress_allocator(void *arg) {
+    // Registers and unregisters over and over (timers armed and disarmed
+    // while SIGPROF flies), allocating all the time (samples land in malloc
+    // and in the heap recorder's locks).
+    while (!atomic_load(&stress_stop)) {
+        prof_thread_register("stress", "test");
+        prof_label_phase("stress");
+        for (int i = 0; i < 2000; i++) {
+            void *p = malloc((size_t)(i % 512) + 1);
+            p = realloc(p, (size_t)(i % 1024) + 8);
+            free(p);
+        }
+        prof_thread_unregister();
+    }
+    return arg;
+}
+
+static void *short_lived(void *arg) {
+    prof_thread_register("short-lived", "test");
+    burn_alpha(1);
+    prof_thread_unregister();
+    return arg;   // exits while the profiler runs
+}
+
+static void test_stress_signals_in_malloc_and_exit(void) {
+    alarm(60);   // a deadlock fails the test instead of hanging it
+    prof_heap_set_rate(64);
+    atomic_store(&stress_stop, 0);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, stress_allocator, NULL);
+    REQUIRE(prof_cpu_start(4000, 1) == PROF_OK);
+    uint64_t end = util_now_ns() + 500000000;
+    int dumps = 0;
+    while (util_now_ns() < end) {
+        pthread_t s;
+        pthread_create(&s, NULL, short_lived, NULL);
+        prof_response r = {0};
+        if (prof_threads_profile(2, &r) == PROF_OK) dumps++;   // SIGURG on top of SIGPROF
+        prof_response_free(&r);
+        pthread_join(s, NULL);
+    }
+    prof_response r = {0};
+    CHECK(prof_cpu_stop(&r) == PROF_OK);
+    dprof p;
+    CHECK(decode_response(&r, &p));
+    int stress_samples = 0;
+    for (int i = 0; i < p.ns; i++) { const char *th = label_str(&p, &p.s[i], "thread"); if (th && !strcmp(th, "stress")) stress_samples++; }
+    CHECK(stress_samples > 0);
+    dfree(&p);
+    prof_response_free(&r);
+    atomic_store(&stress_stop, 1);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    prof_heap_set_rate(512 * 1024);
+    CHECK(dumps > 0);
+    alarm(0);
 }
 
 // ---- the dispatcher -------------------------------------------------------------
@@ -738,8 +813,104 @@ static int write_profiles(const char *dir) {
     return bad;
 }
 
+
+// ---- cost figures (test_prof --bench; docs/profiling.md) -----------------------
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+
+typedef struct bench_arg { int hz; double secs; double iters_per_cpu_s; } bench_arg;
+
+// Burns in rounds for `secs` of wall time; iterations per CPU second.
+static double burn_rate(double secs) {
+    uint64_t end = util_now_ns() + (uint64_t)(secs * 1e9), c0 = thread_cpu_ns(), iters = 0, x = 1;
+    while (util_now_ns() < end) { x = burn_alpha(x); iters++; }
+    atomic_fetch_add(&sink, x);
+    return (double)iters / ((double)(thread_cpu_ns() - c0) / 1e9);
+}
+
+static void *bench_worker(void *arg) {
+    double *rates = arg;   // [round] = iterations per CPU second
+    prof_thread_register("bench-worker", "test");
+    for (int i = 0; i < 8; i++) {
+        while (atomic_load(&stop_burn) == i * 2) {}   // wait for the main thread's go
+        rates[i] = burn_rate(0.4);
+        atomic_fetch_add(&stop_burn, 1);
+    }
+    prof_thread_unregister();
+    return NULL;
+}
+
+// Throughput of a CPU-bound loop with the CPU profiler at hz versus off, in
+// alternating rounds in one run; returns on/off.
+static double cpu_ratio(int hz, int64_t *signals, int64_t *handler_ns) {
+    double rates[8];
+    atomic_store(&stop_burn, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, bench_worker, rates);
+    for (int i = 0; i < 8; i++) {
+        bool on = i & 1;
+        if (on) prof_cpu_start(hz, 1);
+        atomic_fetch_add(&stop_burn, 1);                    // go
+        while (atomic_load(&stop_burn) != i * 2 + 2) { struct timespec d = {0, 1000000}; nanosleep(&d, NULL); }
+        if (on) {
+            prof_response r = {0};
+            int64_t sigs, ns;
+            prof_cpu_stats(&sigs, &ns);
+            prof_cpu_stop(&r);
+            prof_response_free(&r);
+            *signals += sigs;
+            *handler_ns += ns;
+        }
+    }
+    pthread_join(t, NULL);
+    double off = 0, on = 0;
+    for (int i = 0; i < 8; i++) { if (i & 1) on += rates[i]; else off += rates[i]; }
+    return on / off;
+}
+
+static double ns_per_pair(bool direct, size_t n, int reps) {
+    static void *ptrs[1024];
+    uint64_t t0 = util_now_ns();
+    for (int r = 0; r < reps; r++) {
+        for (int i = 0; i < 1024; i++) ptrs[i] = direct ? __libc_malloc(n) : malloc(n);
+        __asm__ volatile("" ::: "memory");
+        for (int i = 0; i < 1024; i++) { if (direct) __libc_free(ptrs[i]); else free(ptrs[i]); }
+    }
+    return (double)(util_now_ns() - t0) / (1024.0 * reps);
+}
+
+static int bench(void) {
+    prof_init();
+    printf("CPU profiler: throughput of a CPU-bound loop, profiler on / off (alternating 0.4 s rounds)\n");
+    const int hzs[] = {100, 1000, 4000};
+    for (int k = 0; k < 3; k++) {
+        int64_t sigs = 0, ns = 0;
+        double ratio = cpu_ratio(hzs[k], &sigs, &ns);
+        printf("  %4d Hz: %.4f   handler: %lld signals, %.0f ns each\n", hzs[k], ratio, (long long)sigs,
+               sigs ? (double)ns / (double)sigs : 0.0);
+    }
+    if (prof_heap_available()) {
+        printf("heap sampler: ns per malloc(32)+free pair (1024 live blocks per round)\n");
+        for (int k = 0; k < 2; k++) {   // twice: the first round warms the allocator
+            double direct = ns_per_pair(true, 32, 3000);
+            prof_heap_set_rate(0);
+            double off = ns_per_pair(false, 32, 3000);
+            prof_heap_set_rate(512 * 1024);
+            double dflt = ns_per_pair(false, 32, 3000);
+            prof_heap_set_rate(1);
+            double every = ns_per_pair(false, 32, 30);
+            prof_heap_set_rate(512 * 1024);
+            if (k) printf("  glibc direct %.1f, interposed rate 0 %.1f, rate 512 KiB %.1f, rate 1 (every allocation sampled) %.0f\n",
+                          direct, off, dflt, every);
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--write")) return write_profiles(argv[2]);
+    if (argc == 2 && !strcmp(argv[1], "--bench")) return bench();
     RUN(test_varint_roundtrip);
     RUN(test_profile_roundtrip);
     RUN(test_unwind_corrupt_chains);
@@ -749,6 +920,7 @@ int main(int argc, char **argv) {
     RUN(test_block_profile_queue);
     RUN(test_mutex_profile_holder);
     RUN(test_threads_dump);
+    RUN(test_stress_signals_in_malloc_and_exit);
     RUN(test_dispatch);
     return harness_done();
 }

@@ -44,6 +44,7 @@ static struct {
     cpu_entry *table;                       // (cap) entries, mmap'd at start
     size_t cap;
     _Atomic int64_t dropped;                // samples lost to a full table
+    _Atomic int64_t signals, handler_ns;    // handler runs and their total time (the cost of sampling)
     int64_t period_ns;
     uint64_t start_ns, start_wall_ns;
     timer_t timers[PROF_MAX_THREADS];
@@ -65,10 +66,17 @@ static bool same(const cpu_entry *e, uint64_t h, const uintptr_t *pcs, int n, ui
     return true;
 }
 
+static int64_t mono_ns(void) {   // clock_gettime is async-signal-safe (and a vDSO call)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void on_sigprof(int sig, siginfo_t *si, void *uc) {
     int saved_errno = errno;
     atomic_fetch_add(&cpu.inflight, 1);
     if (atomic_load(&cpu.active) && si && si->si_code == SI_TIMER && si->si_value.sival_int == atomic_load(&cpu.gen)) {
+        int64_t t0 = mono_ns();
         prof_thread *t = prof_thread_self();
         uintptr_t pcs[PROF_MAX_DEPTH];
         int n = prof_unwind_context(uc, t ? t->stack_lo : 0, t ? t->stack_hi : 0, pcs, PROF_MAX_DEPTH);
@@ -104,6 +112,8 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc) {
             }
         }
         if (!done) atomic_fetch_add_explicit(&cpu.dropped, weight, memory_order_relaxed);
+        atomic_fetch_add_explicit(&cpu.handler_ns, mono_ns() - t0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&cpu.signals, 1, memory_order_relaxed);
     }
     atomic_fetch_sub(&cpu.inflight, 1);
     errno = saved_errno;
@@ -178,6 +188,8 @@ prof_status prof_cpu_start(int hz, double expected_seconds) {
     cpu.table = mem;
     cpu.cap = cap;
     atomic_store(&cpu.dropped, 0);
+    atomic_store(&cpu.signals, 0);
+    atomic_store(&cpu.handler_ns, 0);
     cpu.period_ns = 1000000000 / hz;
     cpu.start_ns = util_now_ns();
     struct timespec ts;
@@ -216,6 +228,13 @@ prof_status prof_cpu_stop(prof_response *r) {
         prof_profile_sample_type(p, "cpu", "nanoseconds");
         prof_profile_period(p, "cpu", "nanoseconds", period);
         prof_profile_times(p, (int64_t)wall, (int64_t)dur);
+        int64_t sigs = atomic_load(&cpu.signals);
+        if (sigs) {
+            char c[96];
+            snprintf(c, sizeof c, "%lld signals, %.0f ns per signal in the handler", (long long)sigs,
+                     (double)atomic_load(&cpu.handler_ns) / (double)sigs);
+            prof_profile_comment(p, c);
+        }
         if (dropped) {
             char c[96];
             snprintf(c, sizeof c, "%lld samples dropped: the sample table was full", (long long)dropped);
@@ -239,6 +258,11 @@ prof_status prof_cpu_stop(prof_response *r) {
     pthread_mutex_unlock(&cpu.mu);
     if (st != PROF_OK) { prof_profile_free(p); prof_set_error(r, "out of memory"); return st; }
     return prof_finish(p, r);
+}
+
+void prof_cpu_stats(int64_t *signals, int64_t *handler_ns) {
+    *signals = atomic_load(&cpu.signals);
+    *handler_ns = atomic_load(&cpu.handler_ns);
 }
 
 prof_status prof_cpu_profile(double seconds, int hz, prof_response *r) {

@@ -73,6 +73,9 @@ prof_status prof_threads_profile(int debug, prof_response *r);
 // CPU profiling in two steps (what prof_cpu_profile does around a sleep).
 prof_status prof_cpu_start(int hz, double expected_seconds);
 prof_status prof_cpu_stop(prof_response *r);
+// Of the last (or running) CPU profile: SIGPROF handler runs and their total
+// time in ns (the profile's comments carry the same figures).
+void prof_cpu_stats(int64_t *signals, int64_t *handler_ns);
 
 // Rates. Heap: mean bytes between samples (Go's MemProfileRate; 512 KiB by
 // default, 1 = every allocation, 0 = off). A change applies to the calling
