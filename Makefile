@@ -65,6 +65,7 @@ run: all
 bench: all
 	scripts/bench.sh
 	scripts/bench-serve.sh
+	scripts/bench-instruments.sh
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address" test
