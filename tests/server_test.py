@@ -82,13 +82,20 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return None
+            self.proc.wait()
+            rc = None
+        if os.path.exists(self.log.name):
+            self.final_log = open(self.log.name).read()
+            os.unlink(self.log.name)
+        return rc
 
     def logtext(self):
-        return open(self.log.name).read()
+        if os.path.exists(self.log.name):
+            return open(self.log.name).read()
+        return getattr(self, "final_log", "")
 
 
 def sse_events(resp):
