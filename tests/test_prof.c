@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -294,6 +295,8 @@ static void test_profile_roundtrip(void) {
     dfree(&d);
 }
 
+uint64_t burn_alpha(uint64_t x);
+
 // ---- the unwinder -------------------------------------------------------------
 
 static void test_unwind_corrupt_chains(void) {
@@ -336,6 +339,33 @@ static void test_unwind_corrupt_chains(void) {
     uintptr_t rlo, rhi;
     prof_thread_stack_bounds(&rlo, &rhi);
     CHECK(prof_unwind_fp((uintptr_t)__builtin_frame_address(0), rlo, rhi, out, PROF_MAX_DEPTH) >= 2);
+}
+
+
+__attribute__((noinline)) static uintptr_t a_return_address(void) { return (uintptr_t)__builtin_return_address(0); }
+
+// The frameless-leaf check in prof_unwind_context: the word at the stack
+// pointer is taken as the leaf's return address only when it is one.
+static void test_unwind_leaf_heuristic(void) {
+#if defined(__x86_64__)
+    prof_unwind_load_text();
+    uintptr_t ret = a_return_address();   // a real return site: just after a call
+    _Alignas(16) uintptr_t stack[8] = {0};
+    ucontext_t uc;
+    memset(&uc, 0, sizeof uc);
+    uc.uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)burn_alpha;
+    uc.uc_mcontext.gregs[REG_RSP] = (greg_t)(uintptr_t)stack;
+    uc.uc_mcontext.gregs[REG_RBP] = 0;
+    uintptr_t out[PROF_MAX_DEPTH], lo = (uintptr_t)stack, hi = lo + sizeof stack;
+    const uintptr_t junk[] = {0, 3, 7, 4096, (uintptr_t)stack, (uintptr_t)burn_alpha + 1, UINTPTR_MAX - 2};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        stack[0] = junk[i];
+        CHECKF(prof_unwind_context(&uc, lo, hi, out, PROF_MAX_DEPTH) == 1, "word %zu taken for a return address", i);
+        CHECK(prof_unwind_context(&uc, 0, 0, out, PROF_MAX_DEPTH) == 1);
+    }
+    stack[0] = ret;
+    CHECK(prof_unwind_context(&uc, lo, hi, out, PROF_MAX_DEPTH) == 2 && out[0] == (uintptr_t)burn_alpha && out[1] == ret);
+#endif
 }
 
 // ---- CPU --------------------------------------------------------------------
@@ -914,6 +944,7 @@ int main(int argc, char **argv) {
     RUN(test_varint_roundtrip);
     RUN(test_profile_roundtrip);
     RUN(test_unwind_corrupt_chains);
+    RUN(test_unwind_leaf_heuristic);
     RUN(test_cpu_profile_two_threads);
     RUN(test_cpu_profile_params);
     RUN(test_heap_profile);
