@@ -53,16 +53,17 @@ check "-q 20 x -c 2 holds 40 requests/s" "$tmp/q.json" \
 # 3. Coordinated omission. The 40th request stalls the server for 500 ms.
 # Open loop at 100/s: the ~50 arrivals during the stall wait, and counted from
 # their intended send times they show it (p90 well above 200 ms); counted
-# from the actual send time (the uncorrected view) they do not.
+# from the actual send time (the uncorrected view) they do not (the bounds
+# leave room for a loaded machine's hiccups, far below the 500 ms stall).
 "$bin" load --rate 100 -n 150 -c 1 --json "$u/fast?stall_at=40&stall_ms=500&k=open" > "$tmp/o.json" 2>&1
 check "open loop: the stall shows in the corrected percentiles" "$tmp/o.json" \
   'd["latency_ms"]["p90"] > 200 and d["latency_ms"]["p99"] > 400 and 480 <= d["latency_ms"]["max"] <= 560 and d["summary"]["responses"] == 150'
 check "open loop: the uncorrected view hides the stall" "$tmp/o.json" \
-  'd["latency_uncorrected_ms"]["p90"] < 50 and d["latency_uncorrected_ms"]["p99"] < 50 and d["latency_uncorrected_ms"]["max"] >= 480'
+  'd["latency_uncorrected_ms"]["p90"] < 100 and d["latency_uncorrected_ms"]["p99"] < 150 and d["latency_uncorrected_ms"]["max"] >= 480'
 # The same stall under hey's closed loop at the same pace: only one request sees it.
 "$bin" load -n 150 -c 1 -q 100 --json "$u/fast?stall_at=40&stall_ms=500&k=closed" > "$tmp/c.json" 2>&1
 check "closed loop: the same stall is hidden from p99" "$tmp/c.json" \
-  'd["latency_ms"]["p99"] < 50 and d["latency_ms"]["max"] >= 480 and d["summary"]["responses"] == 150'
+  'd["latency_ms"]["p99"] < 150 and d["latency_ms"]["max"] >= 480 and d["summary"]["responses"] == 150'
 # Constant arrivals keep their schedule: 150 at 100/s take 1.5 s plus the stall's drain.
 check "open loop: arrivals keep their schedule" "$tmp/o.json" '1.45 <= d["summary"]["total_s"] <= 1.8'
 
