@@ -13,6 +13,7 @@ static const struct {
     {"gguf", cmd_gguf, "inspect (info) and synthesise (synth) GGUF model files"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"load", cmd_load, "HTTP load generator (hey's flags) with LLM latency metrics"},
+    {"flame", cmd_flame, "pprof, perf script or folded stacks to folded stacks or an SVG flame graph"},
 };
 
 static void usage(FILE *f) {

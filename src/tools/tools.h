@@ -9,5 +9,6 @@ int cmd_bench(int argc, char **argv);     // prefill / decode tokens per second
 int cmd_gguf(int argc, char **argv);      // gguf info | gguf synth
 int cmd_tokenize(int argc, char **argv);  // text -> token ids
 int cmd_load(int argc, char **argv);      // HTTP load generator with LLM metrics
+int cmd_flame(int argc, char **argv);     // profiles -> folded stacks / SVG flame graph
 
 #endif
