@@ -16,6 +16,7 @@ pkgs=(
   hey               # the reference load generator scripts/bench-load.sh compares llmscope load with
   curl              # tests: streaming with curl -N
   prometheus        # tests: promtool check metrics reads /metrics
+  linux-perf        # perf: tests record our binaries (symbols, frame pointers, build ID)
 )
 # Node.js for the official openai client in the tests (any recent node will
 # do; Debian's is used when none is installed).
