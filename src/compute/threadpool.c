@@ -21,6 +21,8 @@
 
 #define TP_SPIN 4000   // pause iterations before sleeping (~100-200 µs)
 
+void (*tp_lab_hook)(int ith, int nth);
+
 typedef struct tp_worker {
     tp_pool *pool;
     int ith;
@@ -80,6 +82,7 @@ static void *worker_main(void *p) {
         // counters of this run are attributed to it.
         const char *phase = pool->phase ? pool->phase : "compute";
         prof_region_begin(phase, 0);
+        if (__builtin_expect(tp_lab_hook != NULL, 0)) tp_lab_hook(w->ith, pool->n);
         pool->fn(w->ith, pool->n, pool->arg);
         prof_region_end(phase, NULL, 0);
         if (atomic_fetch_add(&pool->n_done, 1) == pool->n - 2 && atomic_load(&pool->done_sleepers))
@@ -130,6 +133,7 @@ void tp_free(tp_pool *pool) {
 int tp_n_threads(const tp_pool *pool) { return pool->n; }
 
 void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
+    if (__builtin_expect(tp_lab_hook != NULL, 0)) tp_lab_hook(0, pool->n);
     if (pool->n == 1) { fn(0, 1, arg); return; }
     pool->fn = fn;
     pool->arg = arg;

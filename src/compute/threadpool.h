@@ -26,6 +26,11 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg);
 // then sleeps (futex), so an idle pool costs no CPU.
 void tp_barrier(tp_pool *pool);
 
+// When set, every thread of every pool calls it at the start of each run,
+// before the work function (one predictable branch when unset). The
+// server's teaching lab uses it; nothing else should.
+extern void (*tp_lab_hook)(int ith, int nth);
+
 // Default thread count: the number of CPUs this process may run on.
 int tp_default_threads(void);
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lab.h"
 #include "metrics.h"
 #include "prof/region.h"
 #include "prof/thread.h"
@@ -117,9 +118,12 @@ static void tokenize_one(srv_engine *e, srv_req *r) {
     r->t_tok_begin = util_now_ns();
     prof_region_begin("tokenize", r->id);
     trace_flow(r->id, 1);
+    if (__builtin_expect(lab_case == LAB_ALLOC_CHURN, 0)) prompt_preprocess(r->prompt, r->prompt_len);
     int64_t cap = (int64_t)r->prompt_len + 8;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
     int64_t n = ids ? tok_encode(v, r->prompt, r->prompt_len, r->add_bos, r->parse_special, ids, cap) : -1;
+    for (int pass = 1; ids && n >= 0 && pass < tokenize_passes(); pass++)
+        n = tok_encode(v, r->prompt, r->prompt_len, r->add_bos, r->parse_special, ids, cap);
     prof_region_end("tokenize", "tokens", n);
     r->t_tok_end = util_now_ns();
     if (n < 0 || n > cap) { free(ids); req_fail(r, 500, "cannot tokenize the prompt"); release(e, r); return; }
@@ -250,6 +254,7 @@ static void complete(sched *s, srv_req *r, const char *finish) {
     }
     finish_locked(r);
     prof_mutex_unlock(&r->mu);
+    if (__builtin_expect(lab_case == LAB_HEAP_GROWTH, 0)) session_retain(r->prompt, r->prompt_len, r->out, r->out_len);
     if (r->status == 200) {
         met_observe(MET_E2E, (double)(r->t_done - r->t_arrive) / 1e9);
         met_observe(MET_GEN_LEN, (double)r->n_gen);
@@ -293,6 +298,7 @@ static void on_token(sched *s, srv_req *r, int32_t id, uint64_t now) {
     r->t_last = now;
     if (r->stream) prof_cond_broadcast(&r->cv);   // a non-streamed waiter wakes only at the end
     prof_mutex_unlock(&r->mu);
+    if (__builtin_expect(lab_case == LAB_YIELD_PER_TOKEN, 0)) decode_yield();
     if (stopped) complete(s, r, "stop");
     else if (r->n_gen >= r->max_tokens) complete(s, r, "length");
 }

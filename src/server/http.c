@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "debug.h"
+#include "lab.h"
 #include "metrics.h"
 #include "prof/region.h"
 #include "prof/thread.h"
@@ -367,6 +368,7 @@ static enum MHD_Result infer(struct MHD_Connection *c, conn_ctx *cc, const char 
     if (rc) { req_unref(r); prof_label_req(0); return send_error(c, cc, rc, "%s", err); }
     r->stream = o.stream;
     trace_task_begin("request", r->id, "prompt_bytes", (int64_t)r->prompt_len);
+    if (__builtin_expect(lab_case == LAB_GLOBAL_LOCK, 0)) auth_check();
     prof_region_begin("submit", r->id);
     trace_flow(r->id, 0);
     eng_submit_rc sr = eng_submit(S.eng, r);

@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "http.h"
+#include "lab.h"
 #include "metrics.h"
 #include "model/llama.h"
 #include "prof/pprof.h"
@@ -26,7 +27,7 @@ static void usage(FILE *f) {
             "  -c, --ctx N             context length per sequence (default: the model's, at most 4096)\n"
             "  --batch N               most tokens in one forward step (default 512)\n"
             "  --prefill-chunk N       most prompt tokens of one sequence per step (default 256)\n"
-            "  --tokenizer-threads N   tokenizer workers (default 1)\n"
+            "  --tokenizer-threads N   tokenizer workers (default 2)\n"
             "  --max-queue N           requests waiting before 503 (default 64)\n"
             "  --max-body BYTES        largest request body (default 1048576)\n"
             "  --read-timeout S        idle connections are closed after S seconds (default 30)\n"
@@ -39,7 +40,10 @@ static void usage(FILE *f) {
             "  --trace-events N        events kept per thread by the tracer (default 32768; 64 bytes each)\n"
             "  --trace-slow-ms MS      with the flight recorder on, a request slower than this writes\n"
             "                          the trace window around it to --trace-dir (default off)\n"
-            "  --trace-dir DIR         where slow-request traces go (default .)\n");
+            "  --trace-dir DIR         where slow-request traces go (default .)\n"
+            "  --inject NAME           the teaching lab: switch on a known-bad implementation\n"
+            "                          (alloc-churn, single-tokenizer, yield-per-token, false-sharing,\n"
+            "                          global-lock, slow-clients, heap-growth; docs/diagnose.md)\n");
 }
 
 static bool flag(int argc, char **argv, int *i, const char *shortf, const char *longf, const char **val) {
@@ -65,7 +69,7 @@ static int64_t num(const char *flagname, const char *v, int64_t lo, int64_t hi) 
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *addr = "127.0.0.1:8080", *api_key = NULL;
-    eng_config ec = {.n_threads = 0, .parallel = 8, .n_ctx = 0, .max_queue = 64, .tok_threads = 1, .n_batch = 512, .prefill_chunk = 256};
+    eng_config ec = {.n_threads = 0, .parallel = 8, .n_ctx = 0, .max_queue = 64, .tok_threads = 2, .n_batch = 512, .prefill_chunk = 256};
     http_config hc = {.max_conns = 256, .read_timeout_s = 30, .max_body = 1 << 20};
     int64_t shutdown_s = 10, trace_window_s = 10, trace_events = TRACE_DEFAULT_EVENTS;
     bool trace = false;
@@ -99,9 +103,15 @@ int main(int argc, char **argv) {
         else if (flag(argc, argv, &i, NULL, "--trace-events", &v)) trace_events = num("--trace-events", v, 1024, 1 << 24);
         else if (flag(argc, argv, &i, NULL, "--trace-slow-ms", &v)) hc.trace_slow_ms = (int)num("--trace-slow-ms", v, 0, 86400000);
         else if (flag(argc, argv, &i, NULL, "--trace-dir", &v)) hc.trace_dir = v;
+        else if (flag(argc, argv, &i, NULL, "--inject", &v)) {
+            if (!lab_parse(v, &lab_case)) { fprintf(stderr, "llm-server: unknown --inject '%s' (one of: %s)\n", v, lab_names()); return 2; }
+        }
         else { fprintf(stderr, "llm-server: unknown argument '%s'\n", argv[i]); usage(stderr); return 2; }
     }
     if (!model_path) { usage(stderr); return 2; }
+    if (lab_case == LAB_SINGLE_TOKENIZER) ec.tok_threads = 1;
+    if (lab_case == LAB_SLOW_CLIENTS) hc.read_timeout_s = 0;   // MHD: no timeout
+    lab_install();
 
     char host[256];
     uint16_t port;
