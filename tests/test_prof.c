@@ -384,10 +384,14 @@ __attribute__((noinline)) uint64_t burn_alpha(uint64_t x) {
     return x;
 }
 
-__attribute__((noinline)) uint64_t burn_beta(uint64_t x) {
+// burn_beta's loop is inlined from beta_inner: its samples' locations carry
+// two lines (beta_inner inlined into burn_beta).
+static inline __attribute__((always_inline)) uint64_t beta_inner(uint64_t x) {
     for (int i = 0; i < 20000; i++) x = (x ^ (x >> 7)) * 0x9E3779B97F4A7C15ULL + 3;
     return x;
 }
+
+__attribute__((noinline)) uint64_t burn_beta(uint64_t x) { return beta_inner(x) + 1; }
 
 typedef struct burner { const char *name, *phase; bool half; uint64_t cpu_ns; pthread_barrier_t *ready; } burner;
 
@@ -460,7 +464,12 @@ static void test_cpu_profile_two_threads(void) {
             (long long)na, ea, (long long)nb, eb);
     CHECK(bad == 0);
     CHECKF(na > 0.6 * ea && na < 1.3 * ea, "alpha %lld vs %.0f", (long long)na, ea);
-    CHECKF(nb > 0.5 * eb && nb < 1.3 * eb, "beta %lld vs %.0f", (long long)nb, eb);
+    // The beta thread also spends CPU in nanosleep and clock reads: all its
+    // samples against its CPU time, and most of them in burn_beta.
+    int64_t nbt = 0;
+    for (int i = 0; i < p.ns; i++) { const char *th = label_str(&p, &p.s[i], "thread"); if (th && !strcmp(th, "burn-beta")) nbt += p.s[i].vals[0]; }
+    CHECKF(nbt > 0.6 * eb && nbt < 1.3 * eb, "beta thread %lld vs %.0f", (long long)nbt, eb);
+    CHECKF(nb > nbt / 2, "burn_beta %lld of %lld", (long long)nb, (long long)nbt);
     CHECK(na > nb);
     // The request label is numeric, on beta's samples only.
     bool req7 = false;
@@ -468,6 +477,15 @@ static void test_cpu_profile_two_threads(void) {
         for (int j = 0; j < p.s[i].nlabels; j++)
             if (!strcmp(S(&p, p.s[i].labels[j].key), "request") && p.s[i].labels[j].num == 7) req7 = has_func(&p, &p.s[i], "burn_beta") || req7;
     CHECK(req7);
+    // Inlined frames: a location with beta_inner's line first, then burn_beta's.
+    bool inl = false;
+    for (int i = 0; i < p.nl && !inl; i++) {
+        const dloc *l = &p.l[i];
+        if (l->nlines < 2) continue;
+        const dfunc *f0 = func_by_id(&p, l->lines[0].func), *f1 = func_by_id(&p, l->lines[l->nlines - 1].func);
+        inl = f0 && f1 && !strcmp(S(&p, f0->name), "beta_inner") && !strcmp(S(&p, f1->name), "burn_beta") && l->lines[0].line > 0;
+    }
+    CHECK(inl);
     // Above the leaf, the stack reaches the thread's start function.
     bool deep = false;
     for (int i = 0; i < p.ns; i++) if (has_func(&p, &p.s[i], "burn_alpha") && has_func(&p, &p.s[i], "burner_main")) deep = true;
@@ -487,6 +505,7 @@ static void test_cpu_profile_params(void) {
 
 __attribute__((noinline)) void *big_alloc_site(size_t n) { void *p = malloc(n); __asm__ volatile("" ::"r"(p) : "memory"); return p; }
 __attribute__((noinline)) void *small_alloc_site(size_t n) { void *p = malloc(n); __asm__ volatile("" ::"r"(p) : "memory"); return p; }
+__attribute__((noinline)) void *churn_site(size_t n) { void *p = malloc(n); __asm__ volatile("" ::"r"(p) : "memory"); return p; }
 __attribute__((noinline)) void *calloc_site(size_t n) { void *p = calloc(1, n); __asm__ volatile("" ::"r"(p) : "memory"); return p; }
 
 // Sums the four heap values of the samples that contain func.
@@ -518,6 +537,18 @@ static void test_heap_profile(void) {
     heap_values("big_alloc_site", v);
     CHECK(v[3] == 0 && v[2] == 0);                 // no longer in use …
     CHECK(v[1] >= (int64_t)big && v[0] == 1);      // … but still allocated once
+
+    // Default rate over a large workload (800 MiB in 2 KiB blocks, each freed
+    // at once): the scaled estimate of the allocated bytes is within 10%
+    // (about 1600 samples, a standard error of 2.5%).
+    int64_t before[4];
+    heap_values("churn_site", before);
+    for (int i = 0; i < 400000; i++) free(churn_site(2048));
+    heap_values("churn_site", v);
+    double want = 400000.0 * 2048, got = (double)(v[1] - before[1]);
+    fprintf(stderr, "  heap: %.0f MiB allocated, estimated %.1f MiB at the default rate\n", want / 1048576, got / 1048576);
+    CHECKF(got > 0.9 * want && got < 1.1 * want, "alloc_space %.0f, want %.0f", got, want);
+    CHECK(v[3] - before[3] < 2048 * 64);   // none of it in use
 
     // Rate 1: every allocation, exact counts.
     prof_heap_set_rate(1);
@@ -922,18 +953,22 @@ static int bench(void) {
     }
     if (prof_heap_available()) {
         printf("heap sampler: ns per malloc(32)+free pair (1024 live blocks per round)\n");
-        for (int k = 0; k < 2; k++) {   // twice: the first round warms the allocator
-            double direct = ns_per_pair(true, 32, 3000);
+        // Alternating rounds, the fastest of each kept (the machine is shared).
+        double best[4] = {1e9, 1e9, 1e9, 1e9};
+        for (int k = 0; k < 7; k++) {
+            double v[4];
+            v[0] = ns_per_pair(true, 32, 2000);
             prof_heap_set_rate(0);
-            double off = ns_per_pair(false, 32, 3000);
+            v[1] = ns_per_pair(false, 32, 2000);
             prof_heap_set_rate(512 * 1024);
-            double dflt = ns_per_pair(false, 32, 3000);
+            v[2] = ns_per_pair(false, 32, 2000);
             prof_heap_set_rate(1);
-            double every = ns_per_pair(false, 32, 30);
+            v[3] = ns_per_pair(false, 32, 20);
             prof_heap_set_rate(512 * 1024);
-            if (k) printf("  glibc direct %.1f, interposed rate 0 %.1f, rate 512 KiB %.1f, rate 1 (every allocation sampled) %.0f\n",
-                          direct, off, dflt, every);
+            for (int i = 0; i < 4; i++) if (v[i] < best[i]) best[i] = v[i];
         }
+        printf("  glibc direct %.1f, interposed rate 0 %.1f, rate 512 KiB %.1f, rate 1 (every allocation sampled) %.0f\n",
+               best[0], best[1], best[2], best[3]);
     }
     return 0;
 }

@@ -44,7 +44,7 @@ static struct {
     cpu_entry *table;                       // (cap) entries, mmap'd at start
     size_t cap;
     _Atomic int64_t dropped;                // samples lost to a full table
-    _Atomic int64_t signals, handler_ns;    // handler runs and their total time (the cost of sampling)
+    _Atomic int64_t signals, handler_ns;    // handler runs (not preempted) and their total time: the cost of a sample
     int64_t period_ns;
     uint64_t start_ns, start_wall_ns;
     timer_t timers[PROF_MAX_THREADS];
@@ -112,8 +112,12 @@ static void on_sigprof(int sig, siginfo_t *si, void *uc) {
             }
         }
         if (!done) atomic_fetch_add_explicit(&cpu.dropped, weight, memory_order_relaxed);
-        atomic_fetch_add_explicit(&cpu.handler_ns, mono_ns() - t0, memory_order_relaxed);
-        atomic_fetch_add_explicit(&cpu.signals, 1, memory_order_relaxed);
+        // Runs longer than 100 us were preempted (the clock is wall time): left out of the mean.
+        int64_t took = mono_ns() - t0;
+        if (took < 100000) {
+            atomic_fetch_add_explicit(&cpu.handler_ns, took, memory_order_relaxed);
+            atomic_fetch_add_explicit(&cpu.signals, 1, memory_order_relaxed);
+        }
     }
     atomic_fetch_sub(&cpu.inflight, 1);
     errno = saved_errno;

@@ -119,34 +119,44 @@ int prof_sym_lookup(prof_symbolizer *s, uintptr_t pc, prof_frame *out, int max) 
     Dwfl_Line *dl = dwfl_module_getsrc(mod, pc);
     if (dl) file = dwfl_lineinfo(dl, NULL, &line, NULL, NULL, NULL);
 
-    // Inlined frames from the DWARF scopes around pc, innermost first.
+    // Inlined frames, innermost first: the innermost function scope around
+    // pc, then the concrete scopes that contain it (dwarf_getscopes_die; the
+    // scopes dwarf_getscopes lists after an inlined instance are those of its
+    // abstract definition, not of the function it was inlined into).
     int n = 0;
     Dwarf_Addr bias = 0;
     Dwarf_Die *cu = dwfl_module_addrdie(mod, pc, &bias);
-    Dwarf_Die *scopes = NULL;
+    Dwarf_Die *scopes = NULL, *chain = NULL;
     int ns = cu ? dwarf_getscopes(cu, pc - bias, &scopes) : 0;
+    int first = -1;
+    for (int i = 0; i < ns && first < 0; i++) {
+        int tag = dwarf_tag(&scopes[i]);
+        if (tag == DW_TAG_inlined_subroutine || tag == DW_TAG_subprogram) first = i;
+    }
+    int nc = first >= 0 ? dwarf_getscopes_die(&scopes[first], &chain) : 0;
     Dwarf_Files *files = NULL;
     size_t nfiles = 0;
     if (cu && dwarf_getsrcfiles(cu, &files, &nfiles) != 0) files = NULL;
-    for (int i = 0; i < ns && n < max; i++) {
-        int tag = dwarf_tag(&scopes[i]);
+    for (int i = 0; i < nc && n < max; i++) {
+        int tag = dwarf_tag(&chain[i]);
         if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram) continue;
-        out[n].func = dwarf_diename(&scopes[i]);
+        out[n].func = dwarf_diename(&chain[i]);
         out[n].file = file;
         out[n].line = line;
-        out[n].start_line = attr_int(&scopes[i], DW_AT_decl_line);
+        out[n].start_line = attr_int(&chain[i], DW_AT_decl_line);
         out[n].offset = 0;
         n++;
         if (tag == DW_TAG_subprogram) break;
         // The caller's position is the inlined call site.
-        line = attr_int(&scopes[i], DW_AT_call_line);
+        line = attr_int(&chain[i], DW_AT_call_line);
         Dwarf_Attribute a;
         Dwarf_Word fi;
         const char *cf = NULL;
-        if (files && dwarf_attr(&scopes[i], DW_AT_call_file, &a) && dwarf_formudata(&a, &fi) == 0 && fi < nfiles)
+        if (files && dwarf_attr(&chain[i], DW_AT_call_file, &a) && dwarf_formudata(&a, &fi) == 0 && fi < nfiles)
             cf = dwarf_filesrc(files, (size_t)fi, NULL, NULL);
         if (cf) file = cf;
     }
+    free(chain);
     free(scopes);
     if (n == 0) {   // no DWARF: the ELF symbol alone
         if (!symname && !file) return 0;
