@@ -191,15 +191,22 @@ static void test_hardware_reported_truthfully(void) {
     json_decref(j);
 }
 
-static atomic_int ticker_stop;
+static atomic_int ticker_stop, ticker_regions;
 static void *ticker(void *arg) {
     (void)arg;
     while (!atomic_load(&ticker_stop)) {
         pmu_phase_enter("during");
         burn_cpu_ms(1);
         pmu_phase_exit("during");
+        atomic_fetch_add(&ticker_regions, 1);
     }
     return NULL;
+}
+
+// Waits until the ticker has ended n more regions (it may be starved of CPU).
+static void ticker_wait(int n) {
+    int until = atomic_load(&ticker_regions) + n;
+    while (atomic_load(&ticker_regions) < until) sleep_ms(1);
 }
 
 // ?seconds=N: what happened in the window, not since start.
@@ -210,10 +217,11 @@ static void test_seconds_is_a_delta(void) {
     atomic_store(&ticker_stop, 0);
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, ticker, NULL) == 0);
-    sleep_ms(50);
+    ticker_wait(5);            // regions before the window…
     uint64_t t0 = mono_ns();
     json_t *d = counters(1);
     uint64_t wall = mono_ns() - t0;
+    ticker_wait(5);            // …and after it
     atomic_store(&ticker_stop, 1);
     pthread_join(th, NULL);
     json_t *c = counters(0);

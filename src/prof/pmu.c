@@ -204,6 +204,14 @@ static bool group_read_raw(const pmu_group *gp, group_read *r) {
     return true;
 }
 
+// The slot of the event with kernel id `id` (the i-th value read; usually slot i).
+static int group_slot(const pmu_group *gp, uint64_t id, uint64_t i) {
+    if (i < (uint64_t)gp->n && gp->id[i] == id) return (int)i;
+    for (int k = 0; k < gp->n; k++)
+        if (gp->id[k] == id) return k;
+    return -1;
+}
+
 // Opens defs[0..n) as one group on the calling thread. Returns the event
 // count opened (members the PMU lacks are skipped when skip_missing; the
 // leader must open), 0 with errno set when the leader is refused.
@@ -226,7 +234,10 @@ static int group_open(pmu_group *gp, const pmu_event_def *defs, int n, bool user
     }
     group_read r;
     if (gp->n && group_read_raw(gp, &r)) {     // baseline
-        for (uint64_t i = 0; i < r.nr && i < (uint64_t)gp->n; i++) gp->last[i] = r.v[2 * i];
+        for (uint64_t i = 0; i < r.nr; i++) {
+            int j = group_slot(gp, r.v[2 * i + 1], i);
+            if (j >= 0) gp->last[j] = r.v[2 * i];
+        }
         gp->last_enabled_ns = r.enabled_ns;
         gp->last_running_ns = r.running_ns;
     }
@@ -246,9 +257,7 @@ static void group_delta(pmu_group *gp, uint64_t d[F_NF], bool hw) {
     gp->last_running_ns = r.running_ns;
     for (uint64_t i = 0; i < r.nr; i++) {
         uint64_t val = r.v[2 * i], id = r.v[2 * i + 1];
-        int j = (i < (uint64_t)gp->n && gp->id[i] == id) ? (int)i : -1;
-        for (int k = 0; j < 0 && k < gp->n; k++)
-            if (gp->id[k] == id) j = k;
+        int j = group_slot(gp, id, i);
         if (j < 0) continue;
         uint64_t dv = val - gp->last[j];
         gp->last[j] = val;
