@@ -880,7 +880,7 @@ static int write_profiles(const char *dir) {
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
 
-typedef struct bench_arg { int hz; double secs; double iters_per_cpu_s; } bench_arg;
+#define BENCH_ROUNDS 12
 
 // Burns in rounds for `secs` of wall time; iterations per CPU second.
 static double burn_rate(double secs) {
@@ -893,9 +893,9 @@ static double burn_rate(double secs) {
 static void *bench_worker(void *arg) {
     double *rates = arg;   // [round] = iterations per CPU second
     prof_thread_register("bench-worker", "test");
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < BENCH_ROUNDS; i++) {
         while (atomic_load(&stop_burn) == i * 2) {}   // wait for the main thread's go
-        rates[i] = burn_rate(0.4);
+        rates[i] = burn_rate(0.5);
         atomic_fetch_add(&stop_burn, 1);
     }
     prof_thread_unregister();
@@ -905,11 +905,11 @@ static void *bench_worker(void *arg) {
 // Throughput of a CPU-bound loop with the CPU profiler at hz versus off, in
 // alternating rounds in one run; returns on/off.
 static double cpu_ratio(int hz, int64_t *signals, int64_t *handler_ns) {
-    double rates[8];
+    double rates[BENCH_ROUNDS];
     atomic_store(&stop_burn, 0);
     pthread_t t;
     pthread_create(&t, NULL, bench_worker, rates);
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < BENCH_ROUNDS; i++) {
         bool on = i & 1;
         if (on) prof_cpu_start(hz, 1);
         atomic_fetch_add(&stop_burn, 1);                    // go
@@ -926,7 +926,7 @@ static double cpu_ratio(int hz, int64_t *signals, int64_t *handler_ns) {
     }
     pthread_join(t, NULL);
     double off = 0, on = 0;
-    for (int i = 0; i < 8; i++) { if (i & 1) on += rates[i]; else off += rates[i]; }
+    for (int i = 0; i < BENCH_ROUNDS; i++) { if (i & 1) on += rates[i]; else off += rates[i]; }
     return on / off;
 }
 
@@ -943,7 +943,7 @@ static double ns_per_pair(bool direct, size_t n, int reps) {
 
 static int bench(void) {
     prof_init();
-    printf("CPU profiler: throughput of a CPU-bound loop, profiler on / off (alternating 0.4 s rounds)\n");
+    printf("CPU profiler: throughput of a CPU-bound loop, profiler on / off (alternating 0.5 s rounds, 6 each)\n");
     const int hzs[] = {100, 1000, 4000};
     for (int k = 0; k < 3; k++) {
         int64_t sigs = 0, ns = 0;
@@ -952,18 +952,18 @@ static int bench(void) {
                sigs ? (double)ns / (double)sigs : 0.0);
     }
     if (prof_heap_available()) {
-        printf("heap sampler: ns per malloc(32)+free pair (1024 live blocks per round)\n");
+        printf("heap sampler: ns per malloc(32)+free pair (1024 live blocks per round; fastest of 41 alternating runs)\n");
         // Alternating rounds, the fastest of each kept (the machine is shared).
         double best[4] = {1e9, 1e9, 1e9, 1e9};
-        for (int k = 0; k < 7; k++) {
+        for (int k = 0; k < 41; k++) {
             double v[4];
-            v[0] = ns_per_pair(true, 32, 2000);
+            v[0] = ns_per_pair(true, 32, 100);
             prof_heap_set_rate(0);
-            v[1] = ns_per_pair(false, 32, 2000);
+            v[1] = ns_per_pair(false, 32, 100);
             prof_heap_set_rate(512 * 1024);
-            v[2] = ns_per_pair(false, 32, 2000);
+            v[2] = ns_per_pair(false, 32, 100);
             prof_heap_set_rate(1);
-            v[3] = ns_per_pair(false, 32, 20);
+            v[3] = ns_per_pair(false, 32, 2);
             prof_heap_set_rate(512 * 1024);
             for (int i = 0; i < 4; i++) if (v[i] < best[i]) best[i] = v[i];
         }
