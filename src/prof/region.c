@@ -1,6 +1,7 @@
 // region.c — phase boundaries (see region.h).
 #include "region.h"
 
+#include "pmu.h"
 #include "thread.h"
 #include "trace.h"
 
@@ -15,11 +16,17 @@ void prof_region_begin(const char *phase, uint64_t req) {
     depth++;
     prof_label_phase(phase);
     if (req) prof_label_req(req);
+    pmu_phase_enter(phase);
     trace_region_begin(phase, req, NULL, 0);
 }
 
 void prof_region_end(const char *phase, const char *akey, int64_t a) {
-    trace_region_end(phase, akey, a);
+    pmu_phase_exit(phase);
+    if (TRACE_ON()) {   // the counters of the region ride on its slice
+        pmu_region_counts pc;
+        bool have = pmu_last_region(&pc);
+        trace_region_end_(phase, akey, a, have ? "cpu_ns" : NULL, have ? (int64_t)pc.task_clock_ns : 0);
+    }
     if (depth > 0) depth--;
     const char *outer = depth > 0 && depth <= MAX_DEPTH ? stack[depth - 1] : NULL;
     uint64_t oreq = depth > 0 && depth <= MAX_DEPTH ? reqs[depth - 1] : 0;

@@ -1,6 +1,7 @@
 // region.h — the one call a phase boundary needs: it sets the thread's phase
-// label (CPU samples pick it up), records the region in the tracer, and lets
-// the counters attribute what the thread ran since the last boundary.
+// label (CPU samples pick it up), records the region in the tracer (with the
+// CPU time the counters measured for it), and lets the counters attribute
+// what the thread ran since the last boundary to the phase (pmu.h).
 // Regions nest per thread (at most 8 deep is tracked for the label).
 // Thread safety: touches only the calling thread's state; cheap when tracing
 // is off (a label store and one branch).

@@ -131,8 +131,8 @@ static inline void put(uint8_t type, uint64_t ts, const char *name, uint64_t id,
 void trace_region_begin_(const char *name, uint64_t id, const char *akey, int64_t a) {
     put(EV_BEGIN, util_now_ns(), name, id, akey, a, NULL, 0, 0);
 }
-void trace_region_end_(const char *name, const char *akey, int64_t a) {
-    put(EV_END, util_now_ns(), name, 0, akey, a, NULL, 0, 0);
+void trace_region_end_(const char *name, const char *akey, int64_t a, const char *bkey, int64_t b) {
+    put(EV_END, util_now_ns(), name, 0, akey, a, bkey, b, 0);
 }
 void trace_instant_(const char *name, uint64_t id, const char *akey, int64_t a, const char *bkey, int64_t b) {
     put(EV_INSTANT, util_now_ns(), name, id, akey, a, bkey, b, 0);
@@ -235,6 +235,24 @@ static void jargs(jb *b, const ev *e, uint64_t id_as_req) {
     JL(b, "}");
 }
 
+// A slice's arguments: the request, the begin's argument, the end's two.
+static void slice_args(jb *b, const ev *bg, const ev *end) {
+    const char *k[3] = {bg->akey, end ? end->akey : NULL, end ? end->bkey : NULL};
+    int64_t v[3] = {bg->a, end ? end->a : 0, end ? end->b : 0};
+    if (!bg->id && !k[0] && !k[1] && !k[2]) return;
+    JL(b, ",\"args\":{");
+    bool first = true;
+    if (bg->id) { jf(b, "\"request\":%llu", (unsigned long long)bg->id); first = false; }
+    for (int i = 0; i < 3; i++) {
+        if (!k[i]) continue;
+        if (!first) JL(b, ",");
+        jstr(b, k[i]);
+        jf(b, ":%lld", (long long)v[i]);
+        first = false;
+    }
+    JL(b, "}");
+}
+
 static int cmp_ts(const void *x, const void *y) {
     const ev *a = x, *b = y;
     if (a->tid != b->tid) return a->tid < b->tid ? -1 : 1;
@@ -328,9 +346,7 @@ char *trace_export_json(uint64_t from, uint64_t to, size_t *len) {
                     jstr(&b, bg->name);
                     jts(&b, "ts", s);
                     jts(&b, "dur", t - s);
-                    ev merged = *bg;
-                    if (d == k && e->akey) { merged.bkey = e->akey; merged.b = e->a; }
-                    jargs(&b, &merged, bg->id);
+                    slice_args(&b, bg, d == k ? e : NULL);
                     JL(&b, "}");
                 }
                 depth = k;

@@ -43,7 +43,8 @@ void trace_hold(void);
 void trace_release(void);
 
 void trace_region_begin_(const char *name, uint64_t id, const char *akey, int64_t a);
-void trace_region_end_(const char *name, const char *akey, int64_t a);
+// Ends the innermost region named `name`, adding up to two arguments.
+void trace_region_end_(const char *name, const char *akey, int64_t a, const char *bkey, int64_t b);
 void trace_instant_(const char *name, uint64_t id, const char *akey, int64_t a, const char *bkey, int64_t b);
 void trace_counter_(const char *name, double v);
 void trace_task_begin_(const char *name, uint64_t id, const char *akey, int64_t a);
@@ -59,7 +60,7 @@ void trace_token_(uint64_t id, int64_t index, int64_t token, uint64_t gap_ns);
 
 #define TRACE_ON() __builtin_expect(atomic_load_explicit(&trace_on, memory_order_relaxed) != 0, 0)
 #define trace_region_begin(...) do { if (TRACE_ON()) trace_region_begin_(__VA_ARGS__); } while (0)
-#define trace_region_end(...) do { if (TRACE_ON()) trace_region_end_(__VA_ARGS__); } while (0)
+#define trace_region_end(name, akey, a) do { if (TRACE_ON()) trace_region_end_(name, akey, a, NULL, 0); } while (0)
 #define trace_instant(...) do { if (TRACE_ON()) trace_instant_(__VA_ARGS__); } while (0)
 #define trace_counter(...) do { if (TRACE_ON()) trace_counter_(__VA_ARGS__); } while (0)
 #define trace_task_begin(...) do { if (TRACE_ON()) trace_task_begin_(__VA_ARGS__); } while (0)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "prof/pmu.h"
 #include "prof/pprof.h"
 #include "prof/trace.h"
 #include "util/util.h"
@@ -65,7 +66,26 @@ static int trace_flight(debug_response *out) {
     return 200;
 }
 
+// GET /debug/counters[?seconds=N]: per-phase counters, cumulative or the
+// change over the next N seconds (at most 600).
+static int counters(debug_get_fn get, void *cls, debug_response *out) {
+    const char *s = get(cls, "seconds");
+    int64_t secs = 0;
+    if (s && !util_parse_i64(s, 0, 600, &secs)) {
+        snprintf(out->err, sizeof out->err, "seconds must be an integer from 0 to 600");
+        return 400;
+    }
+    size_t len;
+    char *j = pmu_counters_json((int)secs, &len);
+    if (!j) { snprintf(out->err, sizeof out->err, "out of memory"); return 500; }
+    out->body = j;
+    out->len = len;
+    out->ctype = "application/json";
+    return 200;
+}
+
 int debug_handle(const char *url, debug_get_fn get, void *cls, debug_response *out) {
+    if (!strcmp(url, "/debug/counters")) return counters(get, cls, out);
     if (!strcmp(url, "/debug/pprof") || !strncmp(url, "/debug/pprof/", 13)) {
         const char *name = url[12] ? url + 13 : "";
         prof_response pr = {0};

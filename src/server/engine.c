@@ -15,6 +15,7 @@
 
 #include "lab.h"
 #include "metrics.h"
+#include "prof/pmu.h"
 #include "prof/region.h"
 #include "prof/thread.h"
 #include "prof/trace.h"
@@ -406,6 +407,7 @@ static void *sched_main(void *p) {
             on_token(&s, r, id, now);
         }
         prof_region_end("sample", "tokens", n_want);
+        pmu_add_tokens(phase, (uint64_t)n);
         prof_region_end("step", "sequences", n_seqs);
         // Requests completed in on_token() left their slots: compact again.
         k = 0;

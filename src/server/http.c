@@ -24,6 +24,7 @@
 #include "debug.h"
 #include "lab.h"
 #include "metrics.h"
+#include "prof/pmu.h"
 #include "prof/region.h"
 #include "prof/thread.h"
 #include "prof/trace.h"
@@ -543,9 +544,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (!atomic_load(&S.model)) return send_error(c, cc, 503, "the model is loading");
         return send_json(c, cc, 200, json_pack("{s:s}", "status", "ok"));
     case R_METRICS: {
-        size_t len;
+        size_t len, plen = 0;
         char *t = met_render(&len);
         if (!t) return send_error(c, cc, 500, "out of memory");
+        char *pm = pmu_prometheus(&plen);   // the per-phase counters
+        char *both = pm ? realloc(t, len + plen + 1) : NULL;
+        if (both) { memcpy(both + len, pm, plen + 1); t = both; len += plen; }
+        free(pm);
         return send_body(c, cc, 200, "text/plain; version=0.0.4; charset=utf-8", t, len, NULL);
     }
     case R_MODELS: return models(c, cc);

@@ -12,6 +12,7 @@
 #include "lab.h"
 #include "metrics.h"
 #include "model/llama.h"
+#include "prof/pmu.h"
 #include "prof/pprof.h"
 #include "prof/thread.h"
 #include "prof/trace.h"
@@ -136,6 +137,7 @@ int main(int argc, char **argv) {
     // named primitives into the trace.
     prof_status ps = prof_init();
     if (ps != PROF_OK) fprintf(stderr, "llm-server: profiler unavailable: %s\n", prof_strerror(ps));
+    pmu_init();
     trace_init((uint32_t)trace_events);
     prof_sync_set_hook(trace_sync_hook);
     if (trace) trace_flight_start((uint64_t)trace_window_s * 1000000000ull);
