@@ -574,6 +574,25 @@ static void test_heap_profile(void) {
     CHECK(posix_memalign(&al, 3, 1000) != 0 || (free(al), 0));
     free(al);
     prof_heap_set_rate(512 * 1024);
+
+    // A memory-mapped data file (as model weights are) is its own entry:
+    // mapped bytes as alloc_space, resident bytes as inuse_space.
+    char path[] = "/tmp/test_prof_mmap_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    CHECK(ftruncate(fd, 4 << 20) == 0);
+    volatile uint8_t *m = mmap(NULL, 4 << 20, PROT_READ, MAP_PRIVATE, fd, 0);
+    REQUIRE(m != MAP_FAILED);
+    unsigned sum = 0;
+    for (size_t i = 0; i < (1u << 20); i += 4096) sum += m[i];   // 1 MiB resident
+    char frame[64];
+    snprintf(frame, sizeof frame, "[mmap] %s", path);
+    heap_values(frame, v);
+    CHECKF(v[1] == 4 << 20 && v[3] >= 1 << 20 && v[3] <= 4 << 20 && sum == 0, "mapped %lld resident %lld", (long long)v[1], (long long)v[3]);
+    munmap((void *)m, 4 << 20);
+    close(fd);
+    unlink(path);
+
     prof_response r = {0};
     CHECK(prof_heap_profile(true, 0, &r) == PROF_OK);
     dprof d;

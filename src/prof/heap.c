@@ -269,6 +269,50 @@ static void scale(int64_t count, int64_t size, int64_t rate, int64_t *oc, int64_
     *os = (int64_t)((double)size * s);
 }
 
+// Memory-mapped data files (model weights) of at least 256 KiB, from
+// /proc/self/smaps: each becomes a sample "[mmap] PATH" with
+// alloc_space = mapped bytes and inuse_space = resident bytes, labelled
+// kind=mmap (go tool pprof -tagignore kind=mmap leaves them out).
+#define MAX_MMAP_FILES 32
+static bool add_mapped_files(prof_profile *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return true;
+    struct { char path[256]; int64_t size, rss; } files[MAX_MMAP_FILES];
+    int n = 0, cur = -1;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        uintptr_t lo, hi;
+        char perm[8];
+        int pos = 0;
+        long long kb;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perm, &pos) >= 3 && pos > 0) {
+            char *path = line + pos;
+            path[strcspn(path, "\n")] = 0;
+            cur = -1;
+            if (path[0] != '/' || perm[2] == 'x' || strstr(path, ".so") || hi - lo < ((uintptr_t)256 << 10)) continue;
+            for (int i = 0; i < n; i++) if (!strcmp(files[i].path, path)) cur = i;
+            if (cur < 0 && n < MAX_MMAP_FILES) {
+                cur = n++;
+                snprintf(files[cur].path, sizeof files[cur].path, "%s", path);
+                files[cur].size = files[cur].rss = 0;
+            }
+            if (cur >= 0) files[cur].size += (int64_t)(hi - lo);
+        } else if (cur >= 0 && sscanf(line, "Rss: %lld kB", &kb) == 1) {
+            files[cur].rss += (int64_t)kb * 1024;
+        }
+    }
+    fclose(f);
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        char name[300];
+        snprintf(name, sizeof name, "[mmap] %.255s", files[i].path);
+        int64_t v[4] = {1, files[i].size, 1, files[i].rss};
+        prof_label l[3] = {{"kind", "mmap", 0, NULL}, {"mapped", NULL, files[i].size, "bytes"}, {"resident", NULL, files[i].rss, "bytes"}};
+        ok = prof_profile_add_named(p, name, v, l, 3);
+    }
+    return ok;
+}
+
 prof_status prof_heap_profile(bool allocs, double seconds, prof_response *r) {
     if (!PROF_HEAP_INTERPOSE) {
         prof_set_error(r, "heap profiling is compiled out of this build (sanitizer or PROF_HEAP_INTERPOSE=0)");
@@ -316,6 +360,7 @@ prof_status prof_heap_profile(bool allocs, double seconds, prof_response *r) {
     }
     free(base);
     free(cur);
+    if (ok && seconds == 0) ok = add_mapped_files(p);
     if (!ok) { prof_profile_free(p); prof_set_error(r, "out of memory"); return PROF_ENOMEM; }
     return prof_finish(p, r);
 }

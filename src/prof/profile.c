@@ -145,7 +145,7 @@ typedef struct sample {
     struct { int64_t key, str, num, unit; } labels[PROF_MAX_LABELS];
 } sample;
 
-typedef struct location { uintptr_t addr; bool exact; } location;
+typedef struct location { uintptr_t addr; bool exact; const char *name; } location;   // name: a synthetic frame (owned)
 
 struct prof_profile {
     char **strs;                 // string table; strs[0] = ""
@@ -213,6 +213,7 @@ void prof_profile_free(prof_profile *p) {
     map_free(&p->strmap);
     for (size_t i = 0; i < p->nsamples; i++) free(p->samples[i].locs);
     free(p->samples);
+    for (size_t i = 0; i < p->nlocs; i++) free((char *)p->locs[i].name);
     free(p->locs);
     map_free(&p->locmap);
     free(p);
@@ -253,7 +254,7 @@ static int64_t loc_index(prof_profile *p, uintptr_t addr, bool exact) {
         p->locs = nl;
         p->caplocs = cap;
     }
-    p->locs[p->nlocs] = (location){addr, exact};
+    p->locs[p->nlocs] = (location){addr, exact, NULL};
     *slot = (uint32_t)++p->nlocs;
     return (int64_t)p->nlocs - 1;
 }
@@ -289,6 +290,26 @@ bool prof_profile_add(prof_profile *p, const uintptr_t *pcs, int n, bool leaf_ex
     }
     p->nsamples++;
     return !p->oom;
+}
+
+bool prof_profile_add_named(prof_profile *p, const char *frame, const int64_t *values, const prof_label *labels, int nlabels) {
+    // A location of its own, keyed past every real address.
+    uint64_t key = (uint64_t)1 << 63 | (uint64_t)p->nlocs;
+    char *name = strdup(frame);
+    if (!name) { p->oom = true; return false; }
+    int64_t li = loc_index(p, (uintptr_t)(key >> 1), true);
+    if (li < 0) { free(name); p->oom = true; return false; }
+    p->locs[li].addr = 0;
+    p->locs[li].name = name;
+    size_t before = p->nsamples;
+    uintptr_t none = 0;
+    if (!prof_profile_add(p, &none, 0, false, values, labels, nlabels)) return false;
+    sample *s = &p->samples[before];
+    s->locs = malloc(sizeof *s->locs);
+    if (!s->locs) { p->oom = true; return false; }
+    s->locs[0] = (uint32_t)li;
+    s->nloc = 1;
+    return true;
 }
 
 bool prof_profile_write(prof_profile *p, bool gzip, uint8_t **out, size_t *len) {
@@ -345,7 +366,8 @@ bool prof_profile_write(prof_profile *p, bool gzip, uint8_t **out, size_t *len) 
         prof_pb_uint64(&sub, 2, mi >= 0 ? (uint64_t)mi + 1 : 0);
         prof_pb_uint64(&sub, 3, l->addr);
         prof_frame fr[16];
-        int nf = sym ? prof_sym_lookup(sym, l->exact ? l->addr : l->addr - 1, fr, 16) : 0;
+        int nf = l->name ? 1 : sym ? prof_sym_lookup(sym, l->exact ? l->addr : l->addr - 1, fr, 16) : 0;
+        if (l->name) fr[0] = (prof_frame){l->name, NULL, 0, 0, 0};
         for (int j = 0; j < nf; j++) {
             char unknown[32];
             const char *name = fr[j].func;

@@ -43,6 +43,11 @@ void prof_profile_comment(prof_profile *p, const char *comment);
 bool prof_profile_add(prof_profile *p, const uintptr_t *pcs, int n, bool leaf_exact,
                       const int64_t *values, const prof_label *labels, int nlabels);
 
+// Adds a sample whose only frame is the synthetic function `frame` (no
+// address), e.g. "[mmap] model.gguf".
+bool prof_profile_add_named(prof_profile *p, const char *frame, const int64_t *values,
+                            const prof_label *labels, int nlabels);
+
 // Symbolizes every address, encodes, and (when gzip) compresses. *out is
 // malloc'd; the caller frees it. Returns false on allocation failure.
 bool prof_profile_write(prof_profile *p, bool gzip, uint8_t **out, size_t *len);
