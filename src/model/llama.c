@@ -272,7 +272,20 @@ struct llama_ctx {
     int32_t *out_idx;      // (n_batch) tokens whose logits are wanted
     int32_t n_out;
     const llama_batch *batch;   // the batch of the decode in progress
+    // Per-thread copies for small batches (see forward_small): each thread
+    // keeps its own residual stream and quantizes its own matmul inputs, so
+    // those steps need no barrier.
+    int n_threads;
+    float *p_x;            // (n_threads, SMALL_T, n_embd) residual stream
+    float *p_xn;           // (n_threads, SMALL_T, max(n_embd, n_ff)) normed / SwiGLU input
+    float *p_rope;         // (n_threads, SMALL_T, n_rot)
+    void *p_wdata;         // (n_threads, p_wdata_bytes) quantized activations
+    size_t p_wdata_bytes;
 };
+
+// Batches up to this many tokens take the per-thread path (decode steps of
+// a few sequences); larger ones split every step between threads.
+#define SMALL_T 8
 
 static void *xalloc(size_t bytes, bool *ok) {
     void *p = NULL;
@@ -330,6 +343,13 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
     c->wdata = xalloc(c->wdata_bytes, &ok);
     c->logits = xalloc(sizeof(float) * B * (size_t)hp->n_vocab, &ok);
     c->out_idx = xalloc(sizeof(int32_t) * B, &ok);
+    const size_t NT = (size_t)n_threads, S = SMALL_T, H = E > F ? E : F;
+    c->n_threads = n_threads;
+    c->p_x = xalloc(sizeof(float) * NT * S * E, &ok);
+    c->p_xn = xalloc(sizeof(float) * NT * S * H, &ok);
+    c->p_rope = xalloc(sizeof(float) * NT * S * (size_t)hp->n_rot, &ok);
+    c->p_wdata_bytes = (max_wdata(m, SMALL_T) + 63) & ~(size_t)63;
+    c->p_wdata = xalloc(NT * c->p_wdata_bytes, &ok);
     if (!ok) {
         seterr(err, errlen, "out of memory for a context of %d positions x %d sequences (KV cache %.1f MiB)",
                n_ctx, n_seq, 2.0 * sizeof(float) * (double)kv_elems / (1 << 20));
@@ -349,7 +369,7 @@ void llama_ctx_free(llama_ctx *c) {
     if (!c) return;
     if (c->pool) tp_free(c->pool);
     void *bufs[] = {c->k_cache, c->v_cache, c->x, c->xb, c->xb2, c->q, c->k, c->v, c->hb, c->hb2,
-                    c->rope, c->att, c->wdata, c->logits, c->out_idx};
+                    c->rope, c->att, c->wdata, c->logits, c->out_idx, c->p_x, c->p_xn, c->p_rope, c->p_wdata};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -394,8 +414,95 @@ static void matmul_group(llama_ctx *c, const mm_weight *const *ws, float *const 
     }
 }
 
+// The pass for batches of at most SMALL_T tokens (decode). Every thread
+// holds the whole residual stream and normalizes and quantizes every matmul
+// input itself (a few thousand values: cheaper than a barrier), and computes
+// its own rows of each product; a thread ropes, caches and attends the KV
+// heads it owns. Five barriers per layer remain, one after each product and
+// one after attention. Threads compute identical residuals: the same
+// operations on the same values.
+static void forward_small(llama_ctx *c, int ith, int nth) {
+    const llama_model *m = c->m;
+    const llama_hparams *hp = &m->hp;
+    const llama_batch *b = c->batch;
+    const int64_t T = b->n_tokens, E = hp->n_embd, KV = hp->kv_dim, F = hp->n_ff, HD = hp->head_dim;
+    const int64_t H = E > F ? E : F;
+    const int64_t rowb = (int64_t)ggml_nbytes(m->tok_embd.type, E);
+    float *x = c->p_x + (size_t)ith * SMALL_T * (size_t)E;
+    float *xn = c->p_xn + (size_t)ith * SMALL_T * (size_t)H;
+    float *rope = c->p_rope + (size_t)ith * SMALL_T * (size_t)hp->n_rot;
+    void *wd = (char *)c->p_wdata + (size_t)ith * c->p_wdata_bytes;
+    for (int64_t t = 0; t < T; t++) {
+        dequantize_row(m->tok_embd.type, (const char *)m->tok_embd.data + rowb * b->token[t], x + t * E, E);
+        op_rope_table(rope + t * hp->n_rot, hp->n_rot, b->pos[t], hp->rope_theta);
+    }
+    const int group = hp->n_head / hp->n_head_kv;
+    const size_t seq_stride = (size_t)c->n_ctx * (size_t)KV;
+    const size_t layer_stride = (size_t)c->n_seq * seq_stride;
+    float *att = c->att + (size_t)ith * (size_t)c->n_ctx;
+    long g0, g1;   // this thread's KV heads
+    tp_split(hp->n_head_kv, ith, nth, 1, &g0, &g1);
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        float *kc_l = c->k_cache + (size_t)l * layer_stride;
+        float *vc_l = c->v_cache + (size_t)l * layer_stride;
+        if (l > 0) for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];   // the previous layer's FFN output
+        for (int64_t t = 0; t < T; t++) op_rmsnorm(xn + t * E, x + t * E, L->attn_norm, (int)E, hp->rms_eps);
+        const mm_weight *qkv[] = {&L->wq, &L->wk, &L->wv};
+        float *qkv_out[] = {c->q, c->k, c->v};
+        for (int i = 0; i < 3; i++) {
+            if (i == 0 || qkv[i]->type != qkv[i - 1]->type) mm_prepare(qkv[i], xn, T, wd, 0, 1);
+            mm_compute(qkv[i], xn, wd, T, qkv_out[i], ith, nth);
+        }
+        tp_barrier(c->pool);
+        // Own KV heads: rope, into the cache, then attention of their query heads.
+        if (g1 > g0) {
+            for (int64_t t = 0; t < T; t++) {
+                const float *cs = rope + t * hp->n_rot;
+                op_rope(c->q + t * E + g0 * group * HD, (int)((g1 - g0) * group), (int)HD, hp->n_rot, cs);
+                op_rope(c->k + t * KV + g0 * HD, (int)(g1 - g0), (int)HD, hp->n_rot, cs);
+                size_t at = (size_t)b->seq[t] * seq_stride + (size_t)b->pos[t] * (size_t)KV + (size_t)(g0 * HD);
+                memcpy(kc_l + at, c->k + t * KV + g0 * HD, sizeof(float) * (size_t)((g1 - g0) * HD));
+                memcpy(vc_l + at, c->v + t * KV + g0 * HD, sizeof(float) * (size_t)((g1 - g0) * HD));
+            }
+            for (int64_t t = 0; t < T; t++)
+                for (long h = g0 * group; h < g1 * group; h++) {
+                    size_t base = (size_t)b->seq[t] * seq_stride + (size_t)(h / group) * (size_t)HD;
+                    op_attention_head(c->xb2 + t * E + h * HD, c->q + t * E + h * HD, kc_l + base, vc_l + base,
+                                      KV, b->pos[t] + 1, (int)HD, att);
+                }
+        }
+        tp_barrier(c->pool);
+        mm_prepare(&L->wo, c->xb2, T, wd, 0, 1);
+        mm_compute(&L->wo, c->xb2, wd, T, c->xb, ith, nth);
+        tp_barrier(c->pool);
+        for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];
+        for (int64_t t = 0; t < T; t++) op_rmsnorm(xn + t * E, x + t * E, L->ffn_norm, (int)E, hp->rms_eps);
+        mm_prepare(&L->w_gate, xn, T, wd, 0, 1);
+        mm_compute(&L->w_gate, xn, wd, T, c->hb, ith, nth);
+        if (L->w_up.type != L->w_gate.type) mm_prepare(&L->w_up, xn, T, wd, 0, 1);
+        mm_compute(&L->w_up, xn, wd, T, c->hb2, ith, nth);
+        tp_barrier(c->pool);
+        memcpy(xn, c->hb, sizeof(float) * (size_t)(T * F));
+        op_silu_mul(xn, c->hb2, (int)(T * F));
+        mm_prepare(&L->w_down, xn, T, wd, 0, 1);
+        mm_compute(&L->w_down, xn, wd, T, c->xb, ith, nth);
+        tp_barrier(c->pool);
+    }
+    for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];
+    for (int32_t j = 0; j < c->n_out; j++)
+        op_rmsnorm(xn + j * E, x + (int64_t)c->out_idx[j] * E, m->output_norm, (int)E, hp->rms_eps);
+    mm_prepare(&m->output, xn, c->n_out, wd, 0, 1);
+    mm_compute(&m->output, xn, wd, c->n_out, c->logits, ith, nth);
+}
+
 static void forward_worker(int ith, int nth, void *arg) {
     llama_ctx *c = arg;
+    if (c->batch->n_tokens <= SMALL_T) {
+        forward_small(c, ith, nth);
+        return;
+    }
     const llama_model *m = c->m;
     const llama_hparams *hp = &m->hp;
     const llama_batch *b = c->batch;
