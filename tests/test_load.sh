@@ -45,6 +45,12 @@ check "closed loop: percentiles match a 20 ms server" "$tmp/a.json" \
   'all(20 <= d["latency_ms"][p] <= 32 for p in ("p10","p25","p50","p75")) and d["latency_ms"]["p90"] <= 45 and d["latency_ms"]["p99"] >= 20 and d["summary"]["responses"] == 60 and d["status_codes"] == {"200": 60} and d["summary"]["total_bytes"] == 300'
 [ -s "$tmp/a.err" ] && bad "no progress line when stderr is not a terminal" "$(head -c 300 "$tmp/a.err")" || ok "no progress line when stderr is not a terminal"
 
+# A terminal gets the live progress line (script(1) gives the command a terminal).
+if command -v script > /dev/null; then
+  script -qec "'$bin' load -z 1.2s -c 2 -q 10 '$u/health' > /dev/null" /dev/null > "$tmp/tty" 2>&1
+  grep -q 'done .* errors .* req/s' "$tmp/tty" && ok "progress line on a terminal" || bad "progress line on a terminal" "$(od -c "$tmp/tty" | head -5)"
+fi
+
 # 2. -q holds the rate: 2 workers at 20 requests/s each for 1.5 s is 60 requests.
 "$bin" load -c 2 -q 20 -z 1.5s --json "$u/health" > "$tmp/q.json" 2>&1
 check "-q 20 x -c 2 holds 40 requests/s" "$tmp/q.json" \
@@ -88,6 +94,14 @@ printf '%s\n' '{"prompt": "Once"}' '{"prompt": "upon"}' > "$tmp/c.jsonl"
 check "openai completions: usage.completion_tokens preferred" "$tmp/comp.json" 'd["status_codes"] == {"200": 4} and L["completed"] == 4 and L["output_tokens"] == 36'
 "$bin" load --openai completions --prompts "$tmp/p.jsonl" -n 2 -c 1 "$u/" > /dev/null 2> "$tmp/err"; rc=$?
 [ $rc -eq 1 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "p.jsonl:3:" "$tmp/err" && ok "prompt file: a messages line for completions is one error naming the line" || bad "prompt file: a messages line for completions is one error naming the line" "rc=$rc $(cat "$tmp/err")"
+
+# Without --openai, -D's body and each --prompts line are sent as they are.
+printf '{"model":"m","prompt":"hi","max_tokens":3,"stream":true}' > "$tmp/body.json"
+"$bin" load --stream -m POST -T application/json -D "$tmp/body.json" -n 4 -c 2 --json "$u/v1/completions" > "$tmp/d.json" 2>&1
+check "-D body sent as is" "$tmp/d.json" 'd["status_codes"] == {"200": 4} and L["output_tokens"] == 12'
+printf '%s\n' '{"model":"m","prompt":"a","max_tokens":2,"stream":true}' '{"model":"m","prompt":"b","max_tokens":4,"stream":true}' > "$tmp/raw.jsonl"
+"$bin" load --stream -m POST -T application/json --prompts "$tmp/raw.jsonl" -n 4 -c 1 --json "$u/v1/completions" > "$tmp/r.json" 2>&1
+check "--prompts lines sent as they are, cycled" "$tmp/r.json" 'd["status_codes"] == {"200": 4} and L["output_tokens"] == 12'
 
 # 6. HTTP framing: chunked bodies, bodies ended by the close, keep-alive and
 # -disable-keepalive (the server counts the connections it saw).
