@@ -749,8 +749,16 @@ static int cmd_load_run(opts *op, url_parts *up) {
     const char *why = NULL;
     if (o.openai) o.stream = true;
     if (!o.method) o.method = o.openai ? "POST" : "GET";
-    for (const char *m = o.method; *m; m++)
-        if (!(*m >= 'A' && *m <= 'Z')) return usage_err("bad method '%s' (upper-case letters, e.g. GET, POST)", o.method);
+    static char method[32];                          // as hey: the method is upper-cased
+    size_t ml = strlen(o.method);
+    if (!ml || ml >= sizeof method) return usage_err("bad method '%s'", o.method);
+    for (size_t k = 0; k <= ml; k++) {
+        char ch = o.method[k];
+        if (ch >= 'a' && ch <= 'z') ch = (char)(ch - 32);
+        if (k < ml && !(ch >= 'A' && ch <= 'Z')) return usage_err("bad method '%s' (letters only, e.g. GET, POST)", o.method);
+        method[k] = ch;
+    }
+    o.method = method;
     if (!o.ctype) o.ctype = o.openai ? "application/json" : "text/html";
     if (has_ctl(o.ctype) || (o.accept && has_ctl(o.accept)) || (o.ua && has_ctl(o.ua)) || (o.host_hdr && has_ctl(o.host_hdr)) ||
         (o.auth && strlen(o.auth) > 1000))
