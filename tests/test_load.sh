@@ -148,6 +148,17 @@ fi
 "$bin" load --rate 60 --arrival poisson --seed 3 -n 60 -c 4 --json "$u/health" > "$tmp/p.json" 2>&1
 check "poisson arrivals" "$tmp/p.json" 'd["summary"]["responses"] == 60 and 0.5 <= d["summary"]["total_s"] <= 2.0 and d["config"]["arrival"] == "poisson"'
 
+# Ctrl-C ends the run early and still prints the report.
+"$bin" load -z 20s -c 2 --rate 40 --json "$u/delay?ms=100" > "$tmp/int.json" 2>&1 &
+lp=$!
+sleep 0.8
+kill -INT "$lp"
+start=$(date +%s%N)
+wait "$lp"; rc=$?
+el=$(( ($(date +%s%N) - start) / 1000000 ))
+check "SIGINT: report of what finished" "$tmp/int.json" 'd["summary"]["interrupted"] and 5 <= d["summary"]["responses"] <= 40 and d["summary"]["total_s"] < 2'
+[ $rc -eq 0 ] && [ "$el" -lt 1000 ] && ok "SIGINT: exits at once with 0" || bad "SIGINT: exits at once with 0" "rc=$rc after ${el} ms"
+
 # 10. Usage errors exit 2, unreachable targets exit 1 with one line.
 expect_rc() { # NAME RC ARGS...
   local name=$1 want=$2; shift 2
