@@ -358,6 +358,9 @@ static char *write_folded(fold_tree *t) {
 static void test_folded_parse(void) {
     const char *in = "# a comment\nmain;b 3\r\nmain;b;c 2\n\n  main;b 1  \nmain;semi colon;x 0\nother 5";
     CHECK(fold_detect((const uint8_t *)in, strlen(in)) == FOLD_FORMAT_FOLDED);
+    const char *indented = "  add 3\nbeef;cafe 2\n";   // hex-looking names are not perf frames
+    CHECK(fold_detect((const uint8_t *)indented, strlen(indented)) == FOLD_FORMAT_FOLDED);
+    CHECK(fold_detect((const uint8_t *)"", 0) == FOLD_FORMAT_UNKNOWN);
     fold_tree *t = fold_new();
     char err[256] = "";
     CHECKF(fold_parse_folded(t, in, strlen(in), "in.folded", err, sizeof err) == 0, "%s", err);

@@ -192,26 +192,24 @@ int fold_add(fold_tree *t, const char *const *frames, const size_t *lens, size_t
     return 0;
 }
 
-static const fold_tree *sort_tree;
-static int by_name(const void *a, const void *b) {
-    const fold_node *na = &sort_tree->nodes[*(const uint32_t *)a], *nb = &sort_tree->nodes[*(const uint32_t *)b];
-    return strcmp(sort_tree->pool + na->name, sort_tree->pool + nb->name);
+static int by_name(const void *a, const void *b, void *arg) {
+    const fold_tree *t = arg;
+    const fold_node *na = &t->nodes[*(const uint32_t *)a], *nb = &t->nodes[*(const uint32_t *)b];
+    return strcmp(t->pool + na->name, t->pool + nb->name);
 }
 
 void fold_sort(fold_tree *t) {
     if (t->sorted) return;
     uint32_t *ids = malloc(t->n_nodes * sizeof *ids);
     if (!ids) return;   // unsorted output is still correct output
-    sort_tree = t;
     for (size_t p = 0; p < t->n_nodes; p++) {
         size_t k = 0;
         for (uint32_t c = t->nodes[p].first_child; c; c = t->nodes[c].next_sibling) ids[k++] = c;
         if (k < 2) continue;
-        qsort(ids, k, sizeof *ids, by_name);
+        qsort_r(ids, k, sizeof *ids, by_name, t);
         t->nodes[p].first_child = ids[0];
         for (size_t i = 0; i < k; i++) t->nodes[ids[i]].next_sibling = i + 1 < k ? ids[i + 1] : 0;
     }
-    sort_tree = NULL;
     free(ids);
     t->sorted = true;
 }
@@ -308,8 +306,18 @@ fold_format fold_detect(const uint8_t *data, size_t len) {
     lines L = {.text = (const char *)data, .len = len < 65536 ? len : 65536};
     const char *s;
     size_t n;
-    while (next_line(&L, &s, &n))
-        if (is_frame_line(s, n)) return FOLD_FORMAT_PERF;
+    while (next_line(&L, &s, &n)) {
+        // A frame, and not an indented folded line such as "  add 3": after
+        // the address comes a symbol, not just a count.
+        if (!is_frame_line(s, n)) continue;
+        size_t i = 0;
+        while (i < n && is_sp(s[i])) i++;
+        while (i < n && !is_sp(s[i])) i++;
+        while (i < n && is_sp(s[i])) i++;
+        size_t d = i;
+        while (i < n && isdigit((unsigned char)s[i])) i++;
+        if (d < n && (i < n || i == d)) return FOLD_FORMAT_PERF;
+    }
     return FOLD_FORMAT_FOLDED;
 }
 
