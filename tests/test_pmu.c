@@ -400,6 +400,8 @@ static void child_checks(void) {
     if (!strcmp(child_mode, "off")) {
         CHECK(!strcmp(hw, "unavailable") && !strcmp(sw, "off"));
         CHECK(json_object_size(json_object_get(j, "phases")) == 0);
+        if (access("/proc/sys/kernel/perf_event_paranoid", R_OK) == 0)
+            CHECK(json_is_integer(json_object_get(j, "perf_event_paranoid")));
         CHECK(!st.hardware && !st.software && strstr(st.why, "LLMSCOPE_PMU=off"));
         char *t = pmu_prometheus(NULL);
         CHECK(t && strstr(t, "llmscope_pmu_hardware_available 0\n") && !strstr(t, "phase="));

@@ -416,6 +416,7 @@ static void probe_sw(void) {
 static void thread_exit(void *p);
 
 static void init_once(void) {
+    g.paranoid = read_paranoid();
     const char *off = getenv("LLMSCOPE_PMU");
     if (off && (!strcmp(off, "off") || !strcmp(off, "0"))) {
         snprintf(g.hw_why, sizeof g.hw_why, "disabled by LLMSCOPE_PMU=off");
@@ -427,7 +428,6 @@ static void init_once(void) {
     if (inj && !strcmp(inj, "eacces")) g.inject = INJ_EACCES;
     else if (inj && !strcmp(inj, "enosys")) g.inject = INJ_ENOSYS;
     else if (inj && !strcmp(inj, "kernel")) g.inject = INJ_KERNEL;
-    g.paranoid = read_paranoid();
     // Closes a thread's counters when it exits (not run for the main thread
     // at exit(): the kernel closes those fds then).
     pthread_key_create(&g.key, thread_exit);
