@@ -180,10 +180,21 @@ static void pack_zero(enum ggml_type type, int64_t K, uint8_t *grp, int lane) {
 
 static bool use_pack(int64_t T) { return T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2; }
 
+void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
+    if (is_quant(w->type) && use_pack(T)) {   // threads split token groups
+        tp_split((T + 7) / 8, ith, nth, 1, t0, t1);
+        *t0 *= 8;
+        *t1 = *t1 * 8 < T ? *t1 * 8 : T;
+        if (*t0 > *t1) *t0 = *t1;
+        return;
+    }
+    tp_split(T, ith, nth, 1, t0, t1);
+}
+
 void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth) {
     if (!is_quant(w->type)) return;
     long t0, t1;
-    if (use_pack(T)) {   // threads split token groups
+    if (use_pack(T)) {   // threads split token groups (mm_prepare_rows)
         const int64_t gb = pack_bytes(w->type, w->K);
         tp_split((T + 7) / 8, ith, nth, 1, &t0, &t1);
         for (long g = t0; g < t1; g++)

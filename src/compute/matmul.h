@@ -29,6 +29,12 @@ size_t mm_wdata_size(enum ggml_type type, int64_t K, int64_t T);
 // weights; nothing for float weights). Threads split the T rows.
 void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth);
 
+// The rows [*t0, *t1) of x that thread ith reads in mm_prepare() (an even
+// split of T when the weight needs no conversion). A caller that produces x
+// row by row can produce exactly these rows on each thread and call
+// mm_prepare() with no barrier in between.
+void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1);
+
 // y (T, N) = x · Wᵀ. Threads split the N rows of W (so each thread streams its
 // own slice of the weights once for all T tokens). `x` is the float input and
 // `wdata` what mm_prepare() wrote from it.

@@ -397,7 +397,8 @@ int32_t llama_n_logits(const llama_ctx *c) { return c->n_out; }
 
 // y_i = x · W_iᵀ for weights that read the same input x (T rows). Weights of
 // one activation format share one mm_prepare(). Called by every thread; the
-// input must be complete (a barrier before), and ends with a barrier.
+// rows mm_prepare_rows() gives this thread for ws[0] must be complete (or
+// all rows, after a barrier), and it ends with a barrier.
 static void matmul_group(llama_ctx *c, const mm_weight *const *ws, float *const *ys, int n,
                          const float *x, int64_t T, int ith, int nth) {
     bool done[8] = {false};
@@ -528,8 +529,14 @@ static void forward_worker(int ith, int nth, void *arg) {
         float *kc_l = c->k_cache + (size_t)l * layer_stride;
         float *vc_l = c->v_cache + (size_t)l * layer_stride;
 
-        for (long t = t0; t < t1; t++) op_rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm, (int)E, hp->rms_eps);
-        tp_barrier(c->pool);
+        // Each thread adds the previous layer's FFN output to, and normalizes,
+        // the rows it will quantize itself: no barrier before the product.
+        long n0, n1;
+        mm_prepare_rows(&L->wq, T, ith, nth, &n0, &n1);
+        for (long t = n0; t < n1; t++) {
+            if (l > 0) op_add(c->x + t * E, c->xb + t * E, (int)E);
+            op_rmsnorm(c->xb + t * E, c->x + t * E, L->attn_norm, (int)E, hp->rms_eps);
+        }
         {
             const mm_weight *ws[] = {&L->wq, &L->wk, &L->wv};
             float *ys[] = {c->q, c->k, c->v};
@@ -560,29 +567,27 @@ static void forward_worker(int ith, int nth, void *arg) {
             float *ys[] = {c->xb};
             matmul_group(c, ws, ys, 1, c->xb2, T, ith, nth);
         }
-        for (long t = t0; t < t1; t++) {
+        mm_prepare_rows(&L->w_gate, T, ith, nth, &n0, &n1);
+        for (long t = n0; t < n1; t++) {
             op_add(c->x + t * E, c->xb + t * E, (int)E);
             op_rmsnorm(c->xb + t * E, c->x + t * E, L->ffn_norm, (int)E, hp->rms_eps);
         }
-        tp_barrier(c->pool);
         {
             const mm_weight *ws[] = {&L->w_gate, &L->w_up};
             float *ys[] = {c->hb, c->hb2};
             matmul_group(c, ws, ys, 2, c->xb, T, ith, nth);
         }
-        long e0, e1;
-        tp_split(T * F, ith, nth, 16, &e0, &e1);
-        op_silu_mul(c->hb + e0, c->hb2 + e0, (int)(e1 - e0));
-        tp_barrier(c->pool);
+        mm_prepare_rows(&L->w_down, T, ith, nth, &n0, &n1);
+        op_silu_mul(c->hb + n0 * F, c->hb2 + n0 * F, (int)((n1 - n0) * F));
         {
             const mm_weight *ws[] = {&L->w_down};
             float *ys[] = {c->xb};
             matmul_group(c, ws, ys, 1, c->hb, T, ith, nth);
         }
-        tp_split(T * E, ith, nth, 16, &e0, &e1);
-        op_add(c->x + e0, c->xb + e0, (int)(e1 - e0));
-        tp_barrier(c->pool);
     }
+    // The last layer's FFN output (earlier ones were added at the next layer's norm).
+    for (long t = t0; t < t1; t++) op_add(c->x + t * E, c->xb + t * E, (int)E);
+    tp_barrier(c->pool);
 
     // Final norm of the rows whose logits are wanted, then the classifier.
     long o0, o1;
