@@ -430,7 +430,12 @@ static void init_once(void) {
     else if (inj && !strcmp(inj, "kernel")) g.inject = INJ_KERNEL;
     // Closes a thread's counters when it exits (not run for the main thread
     // at exit(): the kernel closes those fds then).
-    pthread_key_create(&g.key, thread_exit);
+    if (pthread_key_create(&g.key, thread_exit) != 0) {
+        snprintf(g.hw_why, sizeof g.hw_why, "disabled: no pthread key left for per-thread counters");
+        snprintf(g.sw_why, sizeof g.sw_why, "%s", g.hw_why);
+        atomic_store(&g.state, ST_OFF);
+        return;
+    }
     // Phase 0 is "none": time outside any region.
     snprintf(g.phase_name[0], sizeof g.phase_name[0], "none");
     atomic_store(&g.phase_key[0], NULL);
