@@ -411,7 +411,8 @@ static void test_folded_names_cleaned_and_capped(void) {
 }
 
 // Captured from `perf record -g -e cpu-clock` on `llmscope run` (paths
-// shortened), with a C++ frame, a two-word command and an unknown symbol.
+// shortened), with a C++ frame, a two-word command, an unknown symbol and
+// source lines (-F +srcline).
 static const char perf_text[] =
     "llmscope 31361  1368.038238:     250000 cpu-clock: \n"
     "\t           34288 op_rmsnorm+0x98 (/opt/llmscope/bin/llmscope)\n"
@@ -429,7 +430,9 @@ static const char perf_text[] =
     "\n"
     "compute-1 31363/31363 [001]  1368.037594:     250000 cpu-clock: \n"
     "\t           236bc tp_barrier+0x4c (/opt/llmscope/bin/llmscope)\n"
+    "  threadpool.c:88\n"
     "\t           232f9 worker_main+0x89 (/opt/llmscope/bin/llmscope)\n"
+    "  threadpool.c:120\n"
     "\t           891f5 start_thread+0x305 (/usr/lib/x86_64-linux-gnu/libc.so.6)\n"
     "\n"
     "Web Content 4242/4243 [000] 99.5: 1 cpu-clock:\n"

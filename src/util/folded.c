@@ -471,6 +471,7 @@ static size_t header_comm(const char *s, size_t n) {
 int fold_parse_perf(fold_tree *t, const char *text, size_t len, const char *name, char *err, size_t errlen) {
     perf_sample S = {0};
     lines L = {.text = text, .len = len};
+    size_t n_frames = 0, bad_no = 0, bad_off = 0;   // frames read; the first indented line that was not one
     const char *s;
     size_t n;
     int rc = 0;
@@ -492,11 +493,11 @@ int fold_parse_perf(fold_tree *t, const char *text, size_t len, const char *name
             continue;
         }
         if (!S.open) { line_err(&L, name, err, errlen, "a stack frame before any sample header"); rc = -1; break; }
-        if (!is_frame_line(s, n)) {
-            line_err(&L, name, err, errlen, "expected a stack frame 'address symbol+0xoffset (dso)'");
-            rc = -1;
-            break;
+        if (!is_frame_line(s, n)) {   // e.g. a source line of -F +srcline: skipped, as stackcollapse-perf does
+            if (!bad_no) { bad_no = L.line_no; bad_off = L.line_off; }
+            continue;
         }
+        n_frames++;
         size_t i = b;
         while (i < n && s[i] != ' ') i++;
         while (i < n && s[i] == ' ') i++;
@@ -531,6 +532,12 @@ int fold_parse_perf(fold_tree *t, const char *text, size_t len, const char *name
         if (!sample_push(&S, sym, sl, made)) { line_err(&L, name, err, errlen, "out of memory"); rc = -1; }
     }
     if (rc == 0 && sample_flush(t, &S, why, sizeof why)) { line_err(&L, name, err, errlen, why); rc = -1; }
+    if (rc == 0 && n_frames == 0 && bad_no) {   // nothing but unreadable frames: not perf script output
+        L.line_no = bad_no;
+        L.line_off = bad_off;
+        line_err(&L, name, err, errlen, "expected a stack frame 'address symbol+0xoffset (dso)'");
+        rc = -1;
+    }
     free(S.fr);
     free(S.fl);
     free(S.made);

@@ -84,7 +84,9 @@ int fold_parse_folded(fold_tree *t, const char *text, size_t len, const char *na
 // by indented frames "addr symbol+0xoff (dso)", leaf first, and a blank line.
 // Each sample counts 1, under a root frame named after its command (as
 // stackcollapse-perf.pl does); "+0x..." offsets are dropped and an unknown
-// symbol becomes "[dso basename]". Returns 0, or -1 as fold_parse_folded.
+// symbol becomes "[dso basename]". Other indented lines (source lines of
+// -F +srcline) are skipped, unless no frame at all could be read. Returns 0,
+// or -1 as fold_parse_folded.
 int fold_parse_perf(fold_tree *t, const char *text, size_t len, const char *name, char *err, size_t errlen);
 
 #endif
