@@ -272,7 +272,10 @@ static void finish(engine *e, conn *c, const char *err) {
         }
     }
     e->in_flight--;
-    bool reuse = !err && cfg->keepalive && c->hr.keep_alive && !c->extra && c->fd >= 0;
+    // A response that came before the whole request was written (an early 413,
+    // say) leaves the connection out of step: do not reuse it.
+    bool reuse = !err && cfg->keepalive && c->hr.keep_alive && !c->extra && c->fd >= 0 &&
+                 c->req && c->wr_off == c->req->len;
     if (!reuse) conn_close(e, c);
     else set_out(e, c, false);
     c->req = NULL;
