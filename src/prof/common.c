@@ -138,6 +138,11 @@ prof_status prof_init(void) {
     pthread_mutex_lock(&once);
     prof_status st = PROF_OK;
     if (!done) {
+        // LLMSCOPE_MEMPROFILERATE=N sets the heap sampling rate at start-up
+        // (bytes; 0 = off, 1 = every allocation), as GODEBUG=memprofilerate.
+        const char *e = getenv("LLMSCOPE_MEMPROFILERATE");
+        int64_t rate;
+        if (e && util_parse_i64(e, 0, INT64_MAX, &rate)) prof_heap_set_rate(rate);
         prof_thread_set_hook(prof_cpu_thread_hook);
         st = prof_threads_install();
         done = st == PROF_OK;

@@ -37,7 +37,9 @@ const char *prof_strerror(prof_status s);
 
 // Call once at start-up, before starting threads (idempotent): installs the
 // SIGPROF and SIGURG handlers (SA_RESTART) and the thread-registry hook, and
-// turns on the block and mutex recorders at their default rates. The
+// reads LLMSCOPE_MEMPROFILERATE (the heap sampling rate in bytes, 0 = off;
+// as Go's GODEBUG=memprofilerate). The block and mutex recorders are on from
+// the start at their default rates. The
 // profiler owns SIGPROF and SIGURG; the process must not use them.
 prof_status prof_init(void);
 
