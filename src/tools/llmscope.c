@@ -14,6 +14,9 @@ static const struct {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"load", cmd_load, "HTTP load generator (hey's flags) with LLM latency metrics"},
     {"flame", cmd_flame, "pprof, perf script or folded stacks to folded stacks or an SVG flame graph"},
+    {"collect", cmd_collect, "capture a running server's profiles, trace, counters and metrics under load"},
+    {"report", cmd_report, "cross-check a capture and name the bottleneck, with the evidence"},
+    {"diagnose", cmd_diagnose, "collect + report in one command (optionally starting the server)"},
 };
 
 static void usage(FILE *f) {

@@ -10,5 +10,8 @@ int cmd_gguf(int argc, char **argv);      // gguf info | gguf synth
 int cmd_tokenize(int argc, char **argv);  // text -> token ids
 int cmd_load(int argc, char **argv);      // HTTP load generator with LLM metrics
 int cmd_flame(int argc, char **argv);     // profiles -> folded stacks / SVG flame graph
+int cmd_collect(int argc, char **argv);   // capture a server's evidence under load
+int cmd_report(int argc, char **argv);    // cross-checked diagnosis of a capture
+int cmd_diagnose(int argc, char **argv);  // collect + report
 
 #endif
