@@ -201,9 +201,9 @@ prof_status prof_cpu_start(int hz, double expected_seconds) {
     cpu.start_wall_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     atomic_fetch_add(&cpu.gen, 1);
     atomic_store(&cpu.active, 1);
-    prof_thread *tab = prof_thread_table();
-    for (int i = 0; i < PROF_MAX_THREADS; i++)
-        if (atomic_load(&tab[i].in_use)) arm(i, tab[i].tid);
+    static prof_thread_info info[PROF_MAX_THREADS];   // under cpu.mu
+    int n = prof_thread_snapshot(info, PROF_MAX_THREADS);
+    for (int k = 0; k < n; k++) arm(info[k].slot, info[k].tid);
     pthread_mutex_unlock(&cpu.mu);
     return PROF_OK;
 }

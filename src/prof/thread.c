@@ -124,6 +124,7 @@ int prof_thread_snapshot(prof_thread_info *out, int max) {
         o->phase = atomic_load_explicit(&t->phase, memory_order_relaxed);
         o->wait = atomic_load_explicit(&t->wait, memory_order_relaxed);
         o->wait_since_ns = atomic_load_explicit(&t->wait_since_ns, memory_order_relaxed);
+        o->slot = i;
     }
     pthread_mutex_unlock(&reg_lock);
     return n;

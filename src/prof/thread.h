@@ -76,6 +76,7 @@ typedef struct prof_thread_info {
     const char *phase;
     const char *wait;
     uint64_t wait_since_ns;
+    int slot;                           // index in prof_thread_table()
 } prof_thread_info;
 int prof_thread_snapshot(prof_thread_info *out, int max);
 

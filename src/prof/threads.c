@@ -74,24 +74,27 @@ typedef struct tstate {
     uintptr_t pcs[PROF_MAX_DEPTH];
 } tstate;
 
-// Snapshots the registry and collects every thread's stack. *out is malloc'd.
+// Snapshots the registry (under its lock: slots may be reused meanwhile)
+// and collects every thread's stack. *out is malloc'd.
 static int collect(tstate **out) {
     static _Atomic int installed;
     if (!atomic_exchange(&installed, 1) && prof_threads_install() != PROF_OK) atomic_store(&installed, 0);
     tstate *ts = calloc(PROF_MAX_THREADS, sizeof *ts);
-    if (!ts) return -1;
+    prof_thread_info *info = calloc(PROF_MAX_THREADS, sizeof *info);
+    if (!ts || !info) { free(ts); free(info); return -1; }
     prof_unwind_load_text();
-    prof_thread *tab = prof_thread_table();
     pthread_mutex_lock(&dump_mu);
-    int n = 0;
+    int m = prof_thread_snapshot(info, PROF_MAX_THREADS), n = 0;
     uint32_t gen = ++dump_gen;
     pid_t pid = getpid();
-    for (int i = 0; i < PROF_MAX_THREADS; i++) {
-        if (!atomic_load(&tab[i].in_use)) continue;
+    for (int k = 0; k < m; k++) {
+        int i = info[k].slot;
         atomic_store_explicit(&caps[i].want, gen, memory_order_release);
+        ts[n].info = info[k];
         ts[n].slot = i;
         ts[n].n = -1;
-        if (syscall(SYS_tgkill, (long)pid, (long)tab[i].tid, (long)SIGURG) == 0) n++;
+        // A thread that has exited since the snapshot is left out (ESRCH).
+        if (syscall(SYS_tgkill, (long)pid, (long)info[k].tid, (long)SIGURG) == 0) n++;
     }
     uint64_t deadline = util_now_ns() + ANSWER_TIMEOUT_NS;
     for (int k = 0; k < n; k++) {
@@ -104,18 +107,9 @@ static int collect(tstate **out) {
             ts[k].n = c->n;
             memcpy(ts[k].pcs, c->pcs, sizeof ts[k].pcs);
         }
-        prof_thread *t = &tab[ts[k].slot];
-        ts[k].info.tid = t->tid;
-        ts[k].info.seq = t->seq;
-        memcpy(ts[k].info.name, t->name, sizeof t->name);
-        memcpy(ts[k].info.role, t->role, sizeof t->role);
-        ts[k].info.name[PROF_NAME_LEN - 1] = ts[k].info.role[PROF_NAME_LEN - 1] = 0;
-        ts[k].info.req = atomic_load(&t->req);
-        ts[k].info.phase = atomic_load(&t->phase);
-        ts[k].info.wait = atomic_load(&t->wait);
-        ts[k].info.wait_since_ns = atomic_load(&t->wait_since_ns);
     }
     pthread_mutex_unlock(&dump_mu);
+    free(info);
     *out = ts;
     return n;
 }
