@@ -630,13 +630,119 @@ def test_pprof_endpoints(srv):
     result("pprof: CPU profile under load read by go tool pprof, labels focus on decode; threads dump", bool(ok), detail)
 
 
+def test_debug_safety(srv):
+    p = subprocess.run([os.path.join(BIN, "llm-server"), "-m", MODEL, "--debug-remote"], capture_output=True, text=True,
+                       timeout=20)
+    ok = p.returncode == 2 and "debug-token" in p.stderr
+    out = []
+
+    def cap():
+        st, j, h = srv.json("GET", "/debug/trace?seconds=1.5", timeout=30)
+        out.append(st)
+    ts = [threading.Thread(target=cap) for _ in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    ok = ok and sorted(out).count(200) == 4 and sorted(out).count(429) == 2
+    st, j, _ = srv.json("GET", "/debug/pprof/profile?seconds=100000")
+    st2, j2, _ = srv.json("GET", "/debug/pprof/profile?seconds=1&hz=100000")
+    st3, j3, _ = srv.json("GET", "/debug/trace?seconds=61")
+    ok = ok and st == 400 and st2 == 400 and st3 == 400
+    result("debug safety: remote needs a token, at most 4 captures at once, seconds and hz capped", ok,
+           f"exit {p.returncode} {p.stderr.strip()[:100]}; captures {sorted(out)}; caps {st} {st2} {st3}")
+
+
+def test_hostile_clients():
+    """Hundreds of slow, half-open and reset connections while normal
+    clients keep their P99 within 2x of an undisturbed baseline."""
+    srv = Server("--max-conns", "600", "--read-timeout", "5", "--parallel", "4")
+    try:
+        def p99(n=40):
+            lat = []
+            for i in range(n):
+                t0 = time.time()
+                st, j = greedy(srv, PROMPTS[i % len(PROMPTS)], n=8)
+                lat.append(time.time() - t0 if st == 200 else 99)
+                if st != 200:
+                    statuses.append((st, j))
+            lat.sort()
+            return lat[int(len(lat) * 0.99) - 1 if len(lat) >= 100 else -1], lat
+        statuses = []
+        p99(8)   # warm-up
+        base, _ = p99()
+        socks, stop = [], threading.Event()
+        for i in range(300):
+            try:
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            except OSError:
+                break
+            kind = i % 4
+            if kind == 0:      # headers one byte at a time
+                s.sendall(b"G")
+            elif kind == 1:    # half-open: connects, says nothing
+                pass
+            elif kind == 2:    # a request whose (larger than its buffer) answer it reads a byte at a time
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            else:              # a partial body, then a reset
+                s.sendall(b"POST /infer HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"pro")
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            socks.append((kind, s))
+
+        def trickle():
+            msg = b"ET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            k = 0
+            while not stop.is_set() and k < len(msg):
+                for kind, s in socks:
+                    try:
+                        if kind == 0:
+                            s.send(msg[k:k + 1])
+                        elif kind == 2:
+                            s.recv(1)
+                    except OSError:
+                        pass
+                k += 1
+                stop.wait(0.1)
+        th = threading.Thread(target=trickle)
+        th.start()
+        for kind, s in socks:
+            if kind == 3:
+                s.close()   # RST
+        time.sleep(0.3)
+        disturbed, lat = p99()
+        stop.set()
+        th.join()
+        for kind, s in socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        # Nothing leaks: every connection thread is gone again.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, text, _ = srv.request("GET", "/debug/pprof/threads?debug=2")
+            n_http = len(re.findall(rb"http-\d+", text))
+            if n_http <= 4:
+                break
+            time.sleep(0.5)
+        ok = len(socks) == 300 and disturbed <= 2 * base + 0.05 and max(lat) < 99
+        result("hostile clients: 300 slow, half-open and reset connections; normal P99 within 2x of baseline",
+               ok, f"baseline p99 {base * 1e3:.1f} ms, disturbed p99 {disturbed * 1e3:.1f} ms, {len(socks)} sockets, "
+               f"failures {statuses[:3]}")
+        result("hostile clients: their connection threads end when they go", n_http <= 4,
+               f"{n_http} http threads still registered")
+    finally:
+        srv.stop()
+
+
 def main():
     srv = Server("--max-body", "200000", "--parallel", "8")
     try:
         for t in (test_golden_text, test_get_infer_defaults, test_batching_is_exact, test_stream_matches,
                   test_openai_shapes, test_stop_strings, test_tokenize, test_bad_requests, test_metrics,
                   test_curl_stream, test_openai_client, test_hey, test_trace_capture, test_flight_off,
-                  test_pprof_endpoints):
+                  test_pprof_endpoints, test_debug_safety):
             try:
                 t(srv)
             except Exception as e:   # noqa: BLE001
@@ -646,7 +752,7 @@ def main():
     finally:
         srv.stop()
     for t in (test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load,
-              test_flight_recorder):
+              test_flight_recorder, test_hostile_clients):
         try:
             t()
         except Exception as e:   # noqa: BLE001

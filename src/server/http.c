@@ -31,6 +31,7 @@
 #include "util/util.h"
 
 #define WAKE_NS (100 * 1000 * 1000ull)   // how often a waiting handler checks its socket
+#define DEBUG_MAX_ACTIVE 4                // concurrent /debug/* requests (each may block for its capture)
 
 typedef enum route {
     R_NOT_FOUND, R_HEALTH, R_METRICS, R_MODELS, R_TOKENIZE, R_INFER, R_COMPLETIONS, R_CHAT, R_DEBUG,
@@ -46,6 +47,8 @@ static struct {
     struct MHD_Daemon *d;
     http_config cfg;
     char api_key[256];
+    char debug_token[256];
+    _Atomic int debug_active;      // debug requests running now
     _Atomic(const llama_model *) model;
     srv_engine *eng;
     api_limits lim;
@@ -138,15 +141,24 @@ static bool is_loopback(struct MHD_Connection *c) {
     return false;
 }
 
+// Constant-time comparison of a presented secret with the expected one.
+static bool secret_eq(const char *got, const char *want) {
+    size_t a = strlen(got), b = strlen(want);
+    unsigned diff = (unsigned)(a ^ b);
+    for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(got[i] ^ want[i]);
+    return diff == 0;
+}
+
+static bool debug_token_ok(struct MHD_Connection *c) {
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Debug-Token");
+    return S.debug_token[0] && h && secret_eq(h, S.debug_token);
+}
+
 static bool auth_ok(struct MHD_Connection *c) {
     if (!S.api_key[0]) return true;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     if (!h || strncmp(h, "Bearer ", 7)) return false;
-    h += 7;
-    size_t a = strlen(h), b = strlen(S.api_key);
-    unsigned diff = (unsigned)(a ^ b);
-    for (size_t i = 0; i < a && i < b; i++) diff |= (unsigned char)(h[i] ^ S.api_key[i]);
-    return diff == 0;
+    return secret_eq(h + 7, S.api_key);
 }
 
 static route route_of(const char *url) {
@@ -507,8 +519,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         default:
             if (!post) return send_error(c, cc, 405, "use POST");
         }
-        if (cc->rt == R_DEBUG && !S.cfg.debug_remote && !is_loopback(c))
-            return send_error(c, cc, 403, "debug endpoints answer only on loopback (see --debug-remote)");
+        if (cc->rt == R_DEBUG && !is_loopback(c)) {
+            if (!S.cfg.debug_remote)
+                return send_error(c, cc, 403, "debug endpoints answer only on loopback (see --debug-remote)");
+            if (!debug_token_ok(c))
+                return send_error(c, cc, 401, "debug endpoints need the debug token (X-Debug-Token: TOKEN)");
+        }
         if (cc->rt != R_HEALTH && cc->rt != R_METRICS && !auth_ok(c))
             return send_error(c, cc, 401, "a valid API key is required (Authorization: Bearer KEY)");
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
@@ -556,8 +572,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     case R_MODELS: return models(c, cc);
     case R_TOKENIZE: return tokenize(c, cc);
     case R_DEBUG: {
+        // Captures block their connection's thread: a few at a time.
+        if (atomic_fetch_add(&S.debug_active, 1) >= DEBUG_MAX_ACTIVE) {
+            atomic_fetch_sub(&S.debug_active, 1);
+            return send_error(c, cc, 429, "%d debug requests are running already; try again later", DEBUG_MAX_ACTIVE);
+        }
         debug_response d = {0};
         int st = debug_handle(url, query_get, c, &d);
+        atomic_fetch_sub(&S.debug_active, 1);
         if (st == 0) return send_error(c, cc, 404, "no such debug endpoint");
         if (st != 200) { free(d.body); return send_error(c, cc, st, "%s", d.err[0] ? d.err : "debug endpoint failed"); }
         struct MHD_Response *resp = MHD_create_response_from_buffer(d.len, d.body, MHD_RESPMEM_MUST_FREE);
@@ -602,6 +624,7 @@ bool http_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port) 
 bool http_start(const http_config *cfg, char *err, size_t errlen) {
     S.cfg = *cfg;
     snprintf(S.api_key, sizeof S.api_key, "%s", cfg->api_key ? cfg->api_key : "");
+    snprintf(S.debug_token, sizeof S.debug_token, "%s", cfg->debug_token ? cfg->debug_token : "");
     S.created = time(NULL);
     pthread_key_create(&S.thread_key, thread_gone);
     struct sockaddr_storage ss;

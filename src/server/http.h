@@ -21,7 +21,8 @@ typedef struct http_config {
     int read_timeout_s;        // idle connections are closed after this
     size_t max_body;           // bytes
     const char *api_key;       // NULL = none
-    bool debug_remote;         // /debug/* answers non-loopback clients too
+    bool debug_remote;         // /debug/* answers non-loopback clients too …
+    const char *debug_token;   // … when they present this token (X-Debug-Token)
     int trace_slow_ms;         // 0 = off: requests slower than this dump the flight recorder's window
     const char *trace_dir;     // where those dumps go
 } http_config;

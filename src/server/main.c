@@ -35,7 +35,9 @@ static void usage(FILE *f) {
             "  --max-conns N           open connections at most (default 256)\n"
             "  --api-key KEY           require \"Authorization: Bearer KEY\" (not for /health, /metrics)\n"
             "  --shutdown-timeout S    on SIGTERM, wait this long for in-flight requests (default 10)\n"
-            "  --debug-remote          /debug/* answers non-loopback clients too\n"
+            "  --debug-remote          /debug/* answers non-loopback clients too, when they send\n"
+            "                          X-Debug-Token with the --debug-token value (required then)\n"
+            "  --debug-token TOKEN     the token remote debug clients must present\n"
             "  --enable-trace[=B]      keep the execution tracer's flight recorder on (default false)\n"
             "  --trace-window S        how far back /debug/trace/flight reaches (default 10)\n"
             "  --trace-events N        events kept per thread by the tracer (default 32768; 64 bytes each)\n"
@@ -99,6 +101,7 @@ int main(int argc, char **argv) {
         else if (flag(argc, argv, &i, NULL, "--read-timeout", &v)) hc.read_timeout_s = (int)num("--read-timeout", v, 1, 86400);
         else if (flag(argc, argv, &i, NULL, "--max-conns", &v)) hc.max_conns = (int)num("--max-conns", v, 1, 100000);
         else if (flag(argc, argv, &i, NULL, "--api-key", &v)) api_key = v;
+        else if (flag(argc, argv, &i, NULL, "--debug-token", &v)) hc.debug_token = v;
         else if (flag(argc, argv, &i, NULL, "--shutdown-timeout", &v)) shutdown_s = num("--shutdown-timeout", v, 0, 3600);
         else if (flag(argc, argv, &i, NULL, "--trace-window", &v)) trace_window_s = num("--trace-window", v, 1, 3600);
         else if (flag(argc, argv, &i, NULL, "--trace-events", &v)) trace_events = num("--trace-events", v, 1024, 1 << 24);
@@ -110,6 +113,10 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "llm-server: unknown argument '%s'\n", argv[i]); usage(stderr); return 2; }
     }
     if (!model_path) { usage(stderr); return 2; }
+    if (hc.debug_remote && (!hc.debug_token || strlen(hc.debug_token) < 16)) {
+        fprintf(stderr, "llm-server: --debug-remote needs --debug-token with at least 16 characters\n");
+        return 2;
+    }
     if (lab_case == LAB_SINGLE_TOKENIZER) ec.tok_threads = 1;
     if (lab_case == LAB_SLOW_CLIENTS) hc.read_timeout_s = 0;   // MHD: no timeout
     lab_install();
