@@ -189,7 +189,13 @@ static void *capture_main(void *p) {
     uint64_t t0 = util_now_ns();
     body b;
     char err[256] = "";
-    c->status = http_get(c->t, c->path, c->timeout_s, &b, err, sizeof err);
+    // The server runs a few debug requests at a time (429 beyond): wait for a slot.
+    for (int tries = 0;; tries++) {
+        c->status = http_get(c->t, c->path, c->timeout_s, &b, err, sizeof err);
+        if (c->status != 429 || tries >= 40) break;
+        free(b.p);
+        sleep_s(0.1 + 0.05 * tries);
+    }
     c->ms = (double)(util_now_ns() - t0) / 1e6;
     if (c->status == 0) snprintf(c->why, sizeof c->why, "%s", err);
     else if (c->status == 404) snprintf(c->why, sizeof c->why, "not served by this server (HTTP 404 for %s)", c->path);
@@ -514,11 +520,17 @@ int collect_run(const collect_opts *o) {
     }
 
     // Before the window: metrics and the first heap profile.
+    // Block and mutex profiles are cumulative: the report subtracts the
+    // start from the end. (The server serves only a few debug requests at a
+    // time, so only the captures that must span the window hold one open.)
     capture pre[] = {
         {.name = "metrics_before", .file = "metrics_before.txt", .path = "/metrics", .timeout_s = 10},
         {.name = "heap_start", .file = "heap_start.pb.gz", .path = "/debug/pprof/heap", .timeout_s = 30},
+        {.name = "block_start", .file = "block_start.pb.gz", .path = "/debug/pprof/block", .timeout_s = 30},
+        {.name = "mutex_start", .file = "mutex_start.pb.gz", .path = "/debug/pprof/mutex", .timeout_s = 30},
     };
-    for (size_t i = 0; i < 2; i++) { pre[i].t = &t; pre[i].dir = o->dir; capture_main(&pre[i]); }
+    size_t npre = sizeof pre / sizeof pre[0];
+    for (size_t i = 0; i < npre; i++) { pre[i].t = &t; pre[i].dir = o->dir; capture_main(&pre[i]); }
 
     json_t *procs = json_array();
     uint64_t t_open = util_now_ns();
@@ -542,16 +554,12 @@ int collect_run(const collect_opts *o) {
     capture win[] = {
         {.name = "cpu", .file = "cpu.pb.gz", .timeout_s = tw},
         {.name = "trace", .file = "trace.json", .timeout_s = tw},
-        {.name = "block", .file = "block.pb.gz", .timeout_s = tw},
-        {.name = "mutex", .file = "mutex.pb.gz", .timeout_s = tw},
         {.name = "counters", .file = "counters.json", .timeout_s = tw},
         {.name = "threads", .file = "threads.txt", .path = "/debug/pprof/threads?debug=2", .delay_s = secs / 2.0, .timeout_s = 30},
     };
     snprintf(win[0].path, sizeof win[0].path, "/debug/pprof/profile?seconds=%d", secs);
     snprintf(win[1].path, sizeof win[1].path, "/debug/trace?seconds=%d", secs);
-    snprintf(win[2].path, sizeof win[2].path, "/debug/pprof/block?seconds=%d", secs);
-    snprintf(win[3].path, sizeof win[3].path, "/debug/pprof/mutex?seconds=%d", secs);
-    snprintf(win[4].path, sizeof win[4].path, "/debug/counters?seconds=%d", secs);
+    snprintf(win[2].path, sizeof win[2].path, "/debug/counters?seconds=%d", secs);
     size_t nwin = sizeof win / sizeof win[0];
     for (size_t i = 0; i < nwin; i++) { win[i].t = &t; win[i].dir = o->dir; start(&win[i]); }
     if (pid > 0) {
@@ -564,10 +572,13 @@ int collect_run(const collect_opts *o) {
 
     // After the window.
     capture post[] = {
+        {.name = "block_end", .file = "block_end.pb.gz", .path = "/debug/pprof/block", .timeout_s = 30},
+        {.name = "mutex_end", .file = "mutex_end.pb.gz", .path = "/debug/pprof/mutex", .timeout_s = 30},
         {.name = "heap_end", .file = "heap_end.pb.gz", .path = "/debug/pprof/heap", .timeout_s = 30},
         {.name = "metrics_after", .file = "metrics_after.txt", .path = "/metrics", .timeout_s = 10},
     };
-    for (size_t i = 0; i < 2; i++) { post[i].t = &t; post[i].dir = o->dir; capture_main(&post[i]); }
+    size_t npost = sizeof post / sizeof post[0];
+    for (size_t i = 0; i < npost; i++) { post[i].t = &t; post[i].dir = o->dir; capture_main(&post[i]); }
 
     int load_rc = 0;
     if (load_pid > 0) load_rc = wait_child(load_pid, 120);
@@ -575,11 +586,11 @@ int collect_run(const collect_opts *o) {
     if (perf_pid > 0) perf_rc = wait_child(perf_pid, 30);
 
     // The manifest.
-    capture *all[2 + sizeof win / sizeof win[0] + 2];
+    capture *all[sizeof pre / sizeof pre[0] + sizeof win / sizeof win[0] + sizeof post / sizeof post[0]];
     size_t na = 0;
-    for (size_t i = 0; i < 2; i++) all[na++] = &pre[i];
+    for (size_t i = 0; i < npre; i++) all[na++] = &pre[i];
     for (size_t i = 0; i < nwin; i++) all[na++] = &win[i];
-    for (size_t i = 0; i < 2; i++) all[na++] = &post[i];
+    for (size_t i = 0; i < npost; i++) all[na++] = &post[i];
     for (size_t i = 0; i < na; i++) {
         capture *c = all[i];
         if (c->bytes || (!c->why[0] && c->status == 200)) {
@@ -589,7 +600,7 @@ int collect_run(const collect_opts *o) {
         }
     }
     // Counters that answered but could not count hardware events.
-    if (win[4].bytes) {
+    if (win[2].bytes) {
         char p[4096];
         snprintf(p, sizeof p, "%s/counters.json", o->dir);
         json_t *cj = json_load_file(p, 0, NULL);
@@ -678,8 +689,8 @@ static void collect_usage(FILE *f) {
 "usage: llmscope collect --url http://HOST:PORT --seconds N [--load \"LOAD ARGS\"] [--perf] [--pid PID] -o DIR\n"
 "\n"
 "Captures a running llm-server's evidence over one window of N seconds:\n"
-"CPU profile, heap profiles at the start and end, the threads dump midway,\n"
-"block and mutex deltas, the execution trace, the counters delta, /metrics\n"
+"CPU profile, heap, block and mutex profiles at the start and end (the report\n"
+"takes their differences), the threads dump midway, the execution trace, the counters delta, /metrics\n"
 "before and after, /proc figures of the process, and with --load the results of\n"
 "`llmscope load LOAD ARGS --json` run against the server during the window.\n"
 "--perf adds `perf record -g` of the server process. DIR/manifest.json lists\n"

@@ -126,7 +126,10 @@ static bool in_set(const char *name, const char *const *set) {
 static const char *const ALLOC_FNS[] = {
     "malloc", "free", "calloc", "realloc", "strdup", "strndup", "__strdup", "__strndup", "cfree", "memalign",
     "posix_memalign", "aligned_alloc", "__libc_*", "_int_malloc", "_int_free", "_int_realloc", "malloc_consolidate",
-    "unlink_chunk*", "tcache_*", "sysmalloc", "_mid_memalign", "alloc_perturb", "operator new*", "operator delete*", NULL};
+    "unlink_chunk*", "tcache_*", "sysmalloc", "_mid_memalign", "alloc_perturb", "operator new*", "operator delete*",
+    // a sanitizer build's allocator
+    "__interceptor_malloc", "__interceptor_free", "__interceptor_calloc", "__interceptor_realloc", "__interceptor_strdup",
+    "__interceptor_strndup", "__asan_*", "asan_*", "__asan::*", "Allocate", "Deallocate", "Reallocate", "SetUsedSize", NULL};
 static const char *const COPY_FNS[] = {"memcpy", "memmove", "strlen", "__memmove_*", "__memcpy_*", "__strlen_*", "__strnlen_*",
                                        "strnlen", "__memset_*", "memset", "__memchr_*", NULL};
 static const char *const YIELD_FNS[] = {"sched_yield", "__sched_yield", "nanosleep", "__nanosleep", "clock_nanosleep",
@@ -217,7 +220,7 @@ typedef struct report {
     double seconds;
     int ncpu;
     // instruments, NULL / empty when unavailable
-    pprof_data *cpu, *block, *mutex, *heap0, *heap1;
+    pprof_data *cpu, *block, *mutex, *block0, *mutex0, *heap0, *heap1;   // block/mutex: end and start
     bool have_trace, have_threads, have_m0, have_m1;
     ev_trace tr;
     ev_threads th;
@@ -411,6 +414,16 @@ static double set_incl(const fnview *v, const char *const *set) {
     return s;
 }
 
+// Delay (s) charged to one named object: the end profile less the start one
+// (both cumulative); a profile that came as a delta has no start.
+static double obj_delay(const pprof_data *end, const pprof_data *start, const char *obj) {
+    double d = 0;
+    fnview v;
+    if (end && fnview_make(end, pprof_data_default_type(end), "object", obj, &v)) { d += v.total; fnview_free(&v); }
+    if (start && fnview_make(start, pprof_data_default_type(start), "object", obj, &v)) { d -= v.total; fnview_free(&v); }
+    return d > 0 ? d * 1e-9 : 0;
+}
+
 static void digest_waits(report *r) {
     // Candidate object names: the trace's waits and the threads dump's.
     for (size_t i = 0; i < r->tr.n_waits; i++) add_name(r->objs, &r->n_objs, r->tr.waits[i].on);
@@ -418,15 +431,8 @@ static void digest_waits(report *r) {
     const char *known[] = {"tokenize", "admit", "request", "request.output", NULL};
     for (int i = 0; known[i]; i++) add_name(r->objs, &r->n_objs, known[i]);
     for (int i = 0; i < r->n_objs; i++) {
-        fnview v;
-        if (r->block && fnview_make(r->block, pprof_data_default_type(r->block), "object", r->objs[i], &v)) {
-            r->obj_block_s[i] = v.total * 1e-9;
-            fnview_free(&v);
-        }
-        if (r->mutex && fnview_make(r->mutex, pprof_data_default_type(r->mutex), "object", r->objs[i], &v)) {
-            r->obj_mutex_s[i] = v.total * 1e-9;
-            fnview_free(&v);
-        }
+        r->obj_block_s[i] = obj_delay(r->block, r->block0, r->objs[i]);
+        r->obj_mutex_s[i] = obj_delay(r->mutex, r->mutex0, r->objs[i]);
     }
 }
 
@@ -643,8 +649,9 @@ static void detect_tokenize(report *r) {
         double best = 0, bestf = 0;
         for (size_t i = 0; i < v->n; i++) {
             if (in_set(v->f[i].name, ALLOC_FNS) && v->f[i].incl > best) { best = v->f[i].incl; top_alloc = v->f[i].name; }
+            // The hottest function of the program's own (not the C library's internals).
             if (!in_set(v->f[i].name, ALLOC_FNS) && !in_set(v->f[i].name, COPY_FNS) && !in_set(v->f[i].name, WAIT_FNS)
-                && !in_set(v->f[i].name, INSTR_FNS) && v->f[i].self > bestf) { bestf = v->f[i].self; top_fn = v->f[i].name; }
+                && !in_set(v->f[i].name, INSTR_FNS) && v->f[i].name[0] != '_' && v->f[i].name[0] != '[' && v->f[i].self > bestf) { bestf = v->f[i].self; top_fn = v->f[i].name; }
         }
     }
     // The trace: requests queued before the stage, and how busy its workers were.
@@ -691,7 +698,7 @@ static void detect_tokenize(report *r) {
         return;
     }
     // Requests wait for a tokenizer that is slow per request: the stage is saturated in bursts.
-    bool queued = r->n_req && q50 >= 1 && tok50 >= 1 && q99 >= tok50;
+    bool queued = r->n_req && tok50 >= 1 && ((q50 >= 0.5 * tok50 && q99 >= 2 * tok50) || (share >= 0.2 && q99 >= tok50));
     if (queued) {
         finding *f = new_finding(r, "tokenizer-saturated");
         if (!f) return;
@@ -1040,8 +1047,10 @@ static int analyse(report *r) {
     r->ncpu = (int)jnum(r->man, "host_cpus");
     if (r->ncpu <= 0) r->ncpu = 1;
     r->cpu = load_pprof(r, "cpu");
-    r->block = load_pprof(r, "block");
-    r->mutex = load_pprof(r, "mutex");
+    r->block = load_pprof(r, "block_end");
+    r->mutex = load_pprof(r, "mutex_end");
+    r->block0 = load_pprof(r, "block_start");
+    r->mutex0 = load_pprof(r, "mutex_start");
     r->heap0 = load_pprof(r, "heap_start");
     r->heap1 = load_pprof(r, "heap_end");
     char *t = load_text(r, "trace", &n);
@@ -1094,6 +1103,8 @@ static void report_free(report *r) {
     pprof_data_free(r->cpu);
     pprof_data_free(r->block);
     pprof_data_free(r->mutex);
+    pprof_data_free(r->block0);
+    pprof_data_free(r->mutex0);
     pprof_data_free(r->heap0);
     pprof_data_free(r->heap1);
     ev_trace_free(&r->tr);
