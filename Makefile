@@ -66,6 +66,7 @@ bench: all
 	scripts/bench.sh
 	scripts/bench-serve.sh
 	scripts/bench-instruments.sh
+	scripts/bench-lab.sh
 
 asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address" test
