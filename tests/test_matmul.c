@@ -32,7 +32,8 @@ static void check_type(enum ggml_type type, int iters) {
         uint8_t *wq = malloc(rowb * (size_t)N);
         float *ref = malloc(sizeof(float) * (size_t)(T * N)), *y = malloc(sizeof(float) * (size_t)(T * N));
         size_t wds = mm_wdata_size(type, K, T);
-        uint8_t *wd0 = aligned_alloc(64, wds + 64), *wd1 = aligned_alloc(64, wds + 64);
+        const size_t wda = (wds + 64 + 63) & ~(size_t)63;   // aligned_alloc wants a multiple of the alignment
+        uint8_t *wd0 = aligned_alloc(64, wda), *wd1 = aligned_alloc(64, wda);
         REQUIRE(wf && x && wq && ref && y && wd0 && wd1);
         for (int64_t i = 0; i < N * K; i++) wf[i] = frnd();
         // Activations with an outlier now and then (a block's scale set by one value) and zero blocks.
