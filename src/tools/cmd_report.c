@@ -108,6 +108,23 @@ static bool fnview_make(const pprof_data *p, size_t type, const char *key, const
     return true;
 }
 
+// Fills a view's function table from its tree (for trees not made from a profile).
+static void perf_digest(fnview *v) {
+    size_t n;
+    const fold_node *nodes = fold_nodes(v->t, &n);
+    v->total = (double)fold_total(v->t);
+    for (size_t i = 1; i < n; i++) {
+        const char *name = fold_name(v->t, &nodes[i]);
+        fnstat *st = fn_find(v, name, true);
+        if (!st) continue;
+        st->self += (double)nodes[i].self;
+        bool outer = true;
+        for (uint32_t a = nodes[i].parent; a != 0; a = nodes[a].parent)
+            if (!strcmp(fold_name(v->t, &nodes[a]), name)) { outer = false; break; }
+        if (outer) st->incl += (double)nodes[i].total;
+    }
+}
+
 static int cmp_self(const void *a, const void *b) {
     double x = ((const fnstat *)a)->self, y = ((const fnstat *)b)->self;
     return (x < y) - (x > y);
@@ -144,11 +161,13 @@ static const char *const WAIT_FNS[] = {"wait_change", "futex_wait", "syscall", "
 static const char *const KERNEL_FNS[] = {"matmul*", "mm_*", "dot_*", "vec_dot*", "gemm*", "gemv*", "attention*", "softmax*",
                                          "rmsnorm*", "rope*", "swiglu*", "silu*", "quant*", "dequant*", "_mm*", "_mm256*",
                                          "_mm512*", "*_avx2", "*_avx512", "forward*", "llama_*", "ops_*", "tp_run", "worker_main",
-                                         "matmul_group", NULL};
+                                         "matmul_group", "op_*", "ggml_*", "embed*", "get_rows*", NULL};
 // The instruments' own frames.
 static const char *const INSTR_FNS[] = {"prof_*", "trace_*", "pmu_*", "get_ring", "heap_*", "bt_*", "unwind*", "symbolize*",
                                         "dwfl_*", "dwarf_*", "elf_*", "gelf_*", "deflate*", "inflate*", "[libz*", "[libdw*",
-                                        "[libelf*", "collect", NULL};
+                                        "[libelf*", "collect", "thread_charge", "thread_open", "thread_self", "thread_cs_split",
+                                        "group_*", "snap_*", "ru_read", "sys_perf_open", "put", "record", "untrack*", "on_sigprof",
+                                        "waited", "take", "thread_clock", NULL};
 
 static bool ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -172,7 +191,7 @@ typedef struct evidence {
 
 typedef struct finding {
     char key[32];        // stable identifier: alloc-churn, tokenizer-saturated, ...
-    char title[300];     // names the bottleneck concretely
+    char title[512];     // names the bottleneck concretely
     conf confidence;
     double cpu_share;    // of the process's sampled CPU time (0..1), -1 = n/a
     double wall_share;   // of the window's wall time on the affected thread(s), -1 = n/a
@@ -228,6 +247,8 @@ typedef struct report {
     json_t *counters, *load, *proc;
     char unavail[16][400];
     int n_unavail;
+    // perf record's stacks (with --perf), as a second CPU sampler
+    fnview perf;
     // CPU profile digests
     fnview all;
     double cpu_total_s;                 // sampled CPU seconds
@@ -412,6 +433,11 @@ static double set_incl(const fnview *v, const char *const *set) {
         if (outer) s += (double)nodes[i].total;
     }
     return s;
+}
+
+// Share of perf's samples under a set of functions (0 when there is no perf capture).
+static double perf_share(const report *r, const char *const *set) {
+    return r->perf.t && r->perf.total > 0 ? set_incl(&r->perf, set) / r->perf.total : 0;
 }
 
 // Delay (s) charged to one named object: the end profile less the start one
@@ -685,6 +711,8 @@ static void detect_tokenize(report *r) {
         if (r->n_req && tok50 >= 1)
             add_ev(f, "trace", "tokenize takes %.1f ms per request at P50 (%.1f ms at P99), %.0f%% of the P99 requests' latency with its queue (queue P99 %.1f ms)",
                    tok50, r->pct99[C_TOK], stage_share * 100, q99);
+        double ps = perf_share(r, ALLOC_FNS);
+        if (ps >= 0.05) add_ev(f, "perf", "perf record: allocator frames in %.0f%% of the process's samples", ps * 100);
         double ipc = counter_phase(r, "tokenize", "ipc"), nsrt = counter_phase(r, "tokenize", "task_clock_ns"),
                pf = counter_phase(r, "tokenize", "page_faults"), regs = counter_phase(r, "tokenize", "regions");
         if (isfinite(ipc)) add_ev(f, "counters", "tokenize runs at IPC %.2f", ipc);
@@ -758,13 +786,12 @@ static void detect_lock(report *r) {
     for (size_t i = 0; i < r->th.n; i++) waiting_now += r->th.t[i].waiting && !strcmp(r->th.t[i].wait_on, obj);
     // Waited-for time per second of window: 1.0 = one thread always waiting.
     double intensity = best_s / (w > 0 ? w : 1);
-    if (intensity < 0.05 && lockw_tail < 0.1) return;
+    if (intensity < 0.1 && lockw_tail < 0.1) return;
     finding *f = new_finding(r, "lock-convoy");
     if (!f) return;
     snprintf(f->title, sizeof f->title, "lock convoy on \"%s\": requests queue for one lock held across a slow step (%.2f thread-seconds of waiting per second)",
              obj, intensity);
     f->tail_share = lockw_tail;
-    f->wall_share = intensity;
     if (r->obj_mutex_s[best] > 0)
         add_ev(f, "mutex", "the mutex profile charges %.2f s of contention to \"%s\" over %.1f s", r->obj_mutex_s[best], obj, w);
     if (r->obj_block_s[best] > 0)
@@ -827,6 +854,8 @@ static void detect_yield(report *r) {
                w > 0 ? sample_wall / w * 100 : 0, sample_cpu * 1e3, off_cpu * 100,
                r->tr.n_gaps ? (double)r->tr.gaps_us[r->tr.n_gaps / 2] / 1e3 : 0,
                r->tr.n_gaps ? (double)r->tr.gaps_us[(size_t)((double)(r->tr.n_gaps - 1) * 0.99)] / 1e3 : 0);
+    double ps = perf_share(r, YIELD_FNS);
+    if (ps > 0) add_ev(f, "perf", "perf record: yield/sleep calls in %.1f%% of the process's samples", ps * 100);
     if (ctr_sig) add_ev(f, "counters", "%.2f context switches per sampled token in `sample` (%.0f switches, %.0f tokens)", csw_per_tok, csw, toks);
     f->confidence = grade(f, (prof_sig || ctr_sig) && trace_sig);
     f->score = f->tail_share > 0 ? f->tail_share : 0.3;
@@ -854,7 +883,8 @@ static void detect_false_sharing(report *r) {
     }
     if (!best.name || pc <= 0) return;
     double share = best.self / pc;
-    if (share < 0.15) return;
+    // At 100 Hz, 100 ms is ten samples: fewer say nothing about where a thread spends its time.
+    if (share < 0.15 || best.self * 1e-9 < 0.1 || best.name[0] == '0') return;
     // On how many threads is it hot? Fold per thread and look for it.
     size_t ty = pprof_data_default_type(r->cpu);
     int hot_threads = 0;
@@ -876,11 +906,15 @@ static void detect_false_sharing(report *r) {
     char fname[128];
     snprintf(fname, sizeof fname, "%s", best.name);
     snprintf(f->title, sizeof f->title,
-             "false sharing suspected in %s: a hot per-thread update runs on %d compute threads at once (%s) and takes %.0f%% of the forward pass",
+             "false sharing suspected in %.80s: a hot per-thread update runs on %d compute threads at once (%.120s) and takes %.0f%% of the forward pass",
              fname, hot_threads, names, share * 100);
     f->cpu_share = best.self * 1e-9 / r->cpu_total_s;
     f->tail_share = tail_share(r, C_DECODE);
     add_ev(f, "profile", "%s holds %.0f%% of decode/prefill CPU in its own frame (not a math kernel) and is hot on %s", fname, share * 100, names);
+    if (r->perf.t && r->perf.total > 0) {
+        fnstat *ps = fn_find(&r->perf, fname, false);
+        if (ps && ps->self > 0) add_ev(f, "perf", "perf record: %s in %.0f%% of the process's samples (own frame)", fname, ps->self / r->perf.total * 100);
+    }
     if (hw_available(r)) {
         double mr = counter_phase(r, "decode", "cache_miss_rate"), ipc = counter_phase(r, "decode", "ipc");
         add_ev(f, "counters", "decode IPC %.2f, cache-miss rate %.1f%%", ipc, mr * 100);
@@ -1069,6 +1103,18 @@ static int analyse(report *r) {
     if (t) { r->have_m0 = ev_metrics_parse(t, n, "metrics_before.txt", &r->m0, err, sizeof err) == 0; free(t); }
     t = load_text(r, "metrics_after", &n);
     if (t) { r->have_m1 = ev_metrics_parse(t, n, "metrics_after.txt", &r->m1, err, sizeof err) == 0; free(t); }
+    if (json_object_get(json_object_get(r->man, "captured"), "perf_script")) {
+        t = load_text(r, "perf_script", &n);
+        fold_tree *pt = t ? fold_new() : NULL;
+        if (pt && fold_parse_perf(pt, t, n, "perf.script", err, sizeof err) == 0) {
+            r->perf.t = pt;
+            perf_digest(&r->perf);
+        } else {
+            fold_free(pt);
+            if (t) note_unavail(r, "perf_script", err);
+        }
+        free(t);
+    }
     r->counters = load_json(r, "counters");
     r->load = load_json(r, "load");
     r->proc = load_json(r, "proc");
@@ -1112,6 +1158,7 @@ static void report_free(report *r) {
     ev_metrics_free(&r->m0);
     ev_metrics_free(&r->m1);
     fnview_free(&r->all);
+    fnview_free(&r->perf);
     for (int i = 0; i < r->n_phases; i++) fnview_free(&r->phase_view[i]);
     for (int c = 0; c < C_N; c++) free(r->comp[c]);
     free(r->total);
@@ -1227,7 +1274,7 @@ static void print_findings(out *o, report *r) {
         if (f->confidence < CONF_MEDIUM) continue;
         shown++;
         char a[16], b[16], c[16];
-        char h[400];
+        char h[700];
         snprintf(h, sizeof h, "%d. [%s] %s", shown, f->key, f->title);
         heading(o, 3, h);
         para(o, "confidence: %s (%d independent sources agree) — share of CPU %s, of wall time %s, of P99 latency %s",
@@ -1255,7 +1302,7 @@ static void print_crosscheck(out *o, report *r) {
     heading(o, 2, "Cross-check");
     table t = {.ncol = 3};
     row(&t, "instrument", "signal", "confirmed");
-    const char *srcs[] = {"profile", "trace", "counters", "mutex", "block", "heap", "threads", "metrics", "proc", "load"};
+    const char *srcs[] = {"profile", "trace", "counters", "mutex", "block", "heap", "threads", "metrics", "proc", "load", "perf"};
     for (size_t s = 0; s < sizeof srcs / sizeof srcs[0]; s++) {
         bool any = false;
         for (int i = 0; i < r->n_f; i++)
@@ -1319,6 +1366,17 @@ static void print_cpu(out *o, report *r) {
     print_table(o, &t);
     para(o, "Outside any phase: %.0f ms (%.0f%%).", (r->cpu_total_s - labelled) * 1e3,
          r->cpu_total_s > 0 ? (r->cpu_total_s - labelled) / r->cpu_total_s * 100 : 0);
+    if (r->perf.t && r->perf.total > 0) {
+        qsort(r->perf.f, r->perf.n, sizeof *r->perf.f, cmp_self);
+        table pt = {.ncol = 2};
+        row(&pt, "perf record: function (self)", "share of samples");
+        for (size_t k = 0; k < r->perf.n && k < 8; k++) {
+            char b[16];
+            snprintf(b, sizeof b, "%.1f%%", r->perf.f[k].self / r->perf.total * 100);
+            row(&pt, r->perf.f[k].name, b);
+        }
+        print_table(o, &pt);
+    }
 }
 
 static void print_waits(out *o, report *r) {
