@@ -668,8 +668,31 @@ static void detect_tokenize(report *r) {
     int pi = phase_index(r, "tokenize");
     double alloc = 0, copy = 0;
     const char *top_alloc = NULL, *top_fn = NULL;
+    const char *alloc_caller = NULL;
     if (pi >= 0) {
         fnview *v = &r->phase_view[pi];
+        // Who calls the allocator: the frame above each outermost allocator frame.
+        size_t nn;
+        const fold_node *nodes = fold_nodes(v->t, &nn);
+        fnview callers = {0};
+        for (size_t i = 1; i < nn; i++) {
+            if (!in_set(fold_name(v->t, &nodes[i]), ALLOC_FNS)) continue;
+            uint32_t a = nodes[i].parent;
+            while (a != 0 && (in_set(fold_name(v->t, &nodes[a]), ALLOC_FNS) || in_set(fold_name(v->t, &nodes[a]), COPY_FNS))) a = nodes[a].parent;
+            if (a == 0 || nodes[i].parent != a) {
+                // only outermost allocator frames (their parent chain up to a is allocator/copy frames)
+                uint32_t q = nodes[i].parent;
+                bool outer = true;
+                while (q != a) { if (in_set(fold_name(v->t, &nodes[q]), ALLOC_FNS)) { outer = false; break; } q = nodes[q].parent; }
+                if (!outer || a == 0) continue;
+            }
+            fnstat *c = fn_find(&callers, fold_name(v->t, &nodes[a]), true);
+            if (c) c->incl += (double)nodes[i].total;
+        }
+        double bc = 0;
+        for (size_t i = 0; i < callers.n; i++)
+            if (callers.f[i].incl > bc && callers.f[i].name[0] != '0') { bc = callers.f[i].incl; alloc_caller = callers.f[i].name; }
+        free(callers.f);
         alloc = set_incl(v, ALLOC_FNS) / v->total;
         copy = set_incl(v, COPY_FNS) / v->total;
         double best = 0, bestf = 0;
@@ -677,7 +700,8 @@ static void detect_tokenize(report *r) {
             if (in_set(v->f[i].name, ALLOC_FNS) && v->f[i].incl > best) { best = v->f[i].incl; top_alloc = v->f[i].name; }
             // The hottest function of the program's own (not the C library's internals).
             if (!in_set(v->f[i].name, ALLOC_FNS) && !in_set(v->f[i].name, COPY_FNS) && !in_set(v->f[i].name, WAIT_FNS)
-                && !in_set(v->f[i].name, INSTR_FNS) && v->f[i].name[0] != '_' && v->f[i].name[0] != '[' && v->f[i].self > bestf) { bestf = v->f[i].self; top_fn = v->f[i].name; }
+                && !in_set(v->f[i].name, INSTR_FNS) && v->f[i].name[0] != '_' && v->f[i].name[0] != '[' && v->f[i].name[0] != '0'
+                && v->f[i].self > bestf) { bestf = v->f[i].self; top_fn = v->f[i].name; }
         }
     }
     // The trace: requests queued before the stage, and how busy its workers were.
@@ -702,7 +726,7 @@ static void detect_tokenize(report *r) {
         if (!f) return;
         snprintf(f->title, sizeof f->title,
                  "allocation churn in prompt pre-processing: the tokenize phase spends %.0f%% of its CPU in the allocator (%s%s%s)",
-                 alloc * 100, top_alloc ? top_alloc : "malloc/free", top_fn ? "; hottest own code " : "", top_fn ? top_fn : "");
+                 alloc * 100, top_alloc ? top_alloc : "malloc/free", alloc_caller ? ", called from " : "", alloc_caller ? alloc_caller : "");
         f->cpu_share = share;
         f->tail_share = stage_share;
         f->wall_share = w > 0 ? max_busy / w : -1;
