@@ -483,6 +483,7 @@ static void digest_heap(report *r) {
                 s = nodes[s].parent;
             if (s == 0) s = (uint32_t)i;
             const char *site = fold_name(t, &nodes[s]);
+            if (site[0] == '[') continue;   // a mapped file, not a heap allocation
             bool instr = false;
             for (uint32_t a = s; a != 0; a = nodes[a].parent)
                 if (in_set(fold_name(t, &nodes[a]), INSTR_FNS)) { instr = true; break; }
@@ -1327,7 +1328,15 @@ static void print_crosscheck(out *o, report *r) {
     table t = {.ncol = 3};
     row(&t, "instrument", "signal", "confirmed");
     const char *srcs[] = {"profile", "trace", "counters", "mutex", "block", "heap", "threads", "metrics", "proc", "load", "perf"};
+    const char *keys[] = {"cpu", "trace", "counters", "mutex_end", "block_end", "heap_end", "threads", "metrics_after", "proc", "load", "perf"};
     for (size_t s = 0; s < sizeof srcs / sizeof srcs[0]; s++) {
+        if (!json_object_get(json_object_get(r->man, "captured"), keys[s])) {
+            const char *why = json_string_value(json_object_get(json_object_get(r->man, "unavailable"), keys[s]));
+            char w[200];
+            snprintf(w, sizeof w, "unavailable: %.180s", why ? why : "not captured");
+            row(&t, srcs[s], w, "-");
+            continue;
+        }
         bool any = false;
         for (int i = 0; i < r->n_f; i++)
             for (int k = 0; k < r->f[i].n_ev; k++)
@@ -1440,6 +1449,7 @@ static void print_heap(out *o, report *r) {
     table t = {.ncol = 2};
     row(&t, "site (allocating function <- caller)", "growth");
     for (int q = 0; q < r->n_sites && q < 6; q++) {
+        if (r->site_growth[order[q]] == 0) continue;
         char a[32];
         snprintf(a, sizeof a, "%+.1f KiB", r->site_growth[order[q]] / 1024);
         row(&t, r->sites[order[q]], a);
