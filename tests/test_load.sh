@@ -51,10 +51,12 @@ if command -v script > /dev/null; then
   grep -q 'done .* errors .* req/s' "$tmp/tty" && ok "progress line on a terminal" || bad "progress line on a terminal" "$(od -c "$tmp/tty" | head -5)"
 fi
 
-# 2. -q holds the rate: 2 workers at 20 requests/s each for 1.5 s is 60 requests.
+# 2. -q holds the rate: 2 workers at 20 requests/s each for 1.5 s is 60 requests
+# (a loaded machine can make a worker miss a tick, as hey's Go ticker would;
+# a total rate of 20/s would give 30, no pacing thousands).
 "$bin" load -c 2 -q 20 -z 1.5s --json "$u/health" > "$tmp/q.json" 2>&1
 check "-q 20 x -c 2 holds 40 requests/s" "$tmp/q.json" \
-  '56 <= d["summary"]["responses"] <= 62 and 36 <= d["summary"]["requests_per_sec"] <= 42'
+  '50 <= d["summary"]["responses"] <= 62 and 33 <= d["summary"]["requests_per_sec"] <= 42'
 
 # 3. Coordinated omission. The 40th request stalls the server for 500 ms.
 # Open loop at 100/s: the ~50 arrivals during the stall wait, and counted from
@@ -75,10 +77,11 @@ check "open loop: arrivals keep their schedule" "$tmp/o.json" '1.45 <= d["summar
 
 # 4. Streams (llmscope's /infer events): first token after 50 ms, then one
 # every 15 ms, 8 tokens: TTFT 50, ITL and TPOT 15, E2E 50 + 7 * 15 = 155 ms.
-"$bin" load --stream -n 6 -c 3 --json --slo-ttft 80 --slo-e2e 300 "$u/sse?n=8&ttft=50&gap=15&style=infer" > "$tmp/s.json" 2>&1
-check "stream: TTFT matches" "$tmp/s.json" '49 <= L["ttft_ms"]["p50"] <= 65 and L["ttft_ms"]["p99"] <= 90 and L["ttft_ms"]["count"] == 6'
-check "stream: ITL matches (every gap)" "$tmp/s.json" 'L["itl_ms"]["count"] == 42 and 13 <= L["itl_ms"]["p50"] <= 19 and 14 <= L["itl_ms"]["mean"] <= 17.5'
-check "stream: TPOT and E2E match" "$tmp/s.json" '14 <= L["tpot_ms"]["mean"] <= 17.5 and 154 <= L["e2el_ms"]["p50"] <= 185'
+# Minimums and medians: a loaded machine only ever adds delay.
+"$bin" load --stream -n 6 -c 3 --json --slo-ttft 2000 --slo-e2e 5000 "$u/sse?n=8&ttft=50&gap=15&style=infer" > "$tmp/s.json" 2>&1
+check "stream: TTFT matches" "$tmp/s.json" '49 <= L["ttft_ms"]["min"] <= 58 and 49 <= L["ttft_ms"]["p50"] <= 65 and L["ttft_ms"]["count"] == 6'
+check "stream: ITL matches (every gap)" "$tmp/s.json" 'L["itl_ms"]["count"] == 42 and 12 <= L["itl_ms"]["p25"] and L["itl_ms"]["p50"] <= 19 and 13 <= L["itl_ms"]["mean"]'
+check "stream: TPOT and E2E match" "$tmp/s.json" '14 <= L["tpot_ms"]["p50"] <= 18 and 154 <= L["e2el_ms"]["min"] <= 170 and L["e2el_ms"]["p50"] <= 190'
 check "stream: tokens, throughput, goodput" "$tmp/s.json" \
   'L["completed"] == 6 and L["failed"] == 0 and L["output_tokens"] == 48 and abs(L["output_throughput"] - 48 / L["duration_s"]) < 1e-6 and L["good_requests"] == 6 and L["goodput"] > 0'
 "$bin" load --stream -n 4 -c 2 --json --slo-tpot 5 "$u/sse?n=4&ttft=5&gap=15&style=openai" > "$tmp/g.json" 2>&1
@@ -172,6 +175,8 @@ expect_rc "bad -z" 2 -z 10x "$u/"
 expect_rc "-n less than -c" 2 -n 5 -c 10 "$u/"
 expect_rc "bad header" 2 -H "NoColon" "$u/"
 expect_rc "-q with --rate" 2 -q 5 --rate 5 "$u/"
+expect_rc "a flag's missing value after the URL" 2 "$u/" -H
+expect_rc "--arrival without a value" 2 "$u/" --rate 5 --arrival
 expect_rc "bad --openai" 2 --openai foo "$u/"
 "$bin" load https://127.0.0.1:1/ > /dev/null 2> "$tmp/err"; rc=$?
 [ $rc -eq 2 ] && grep -q "only http://" "$tmp/err" && ok "https refused with a usage message" || bad "https refused with a usage message" "rc=$rc $(cat "$tmp/err")"

@@ -679,7 +679,7 @@ int cmd_load(int argc, char **argv) {
             if (!miss) o.t_ns = (uint64_t)(t * 1e9);
         } else if (flag(argc, argv, &i, "m", &v, &miss)) o.method = v;
         else if (flag(argc, argv, &i, "H", &v, &miss)) {
-            if (miss) break;
+            if (miss) return usage_err("%s needs a value", a);
             if (o.n_headers >= HEADERS_MAX) return usage_err("too many -H headers (at most %s)", "64");
             const char *colon = strchr(v, ':');
             if (!colon || colon == v || has_ctl(v) || strcspn(v, " \t") < (size_t)(colon - v))
@@ -708,7 +708,7 @@ int cmd_load(int argc, char **argv) {
         else if (flag(argc, argv, &i, "rate", &v, &miss)) {
             if (!miss && (!util_parse_f64(v, 0, 1e7, &o.rate) || !(o.rate > 0))) return usage_err("bad value '%s' for --rate (arrivals/s > 0)", v);
         } else if (flag(argc, argv, &i, "arrival", &v, &miss)) {
-            if (miss) break;
+            if (miss) return usage_err("%s needs a value", a);
             if (!strcmp(v, "poisson")) o.poisson = true;
             else if (strcmp(v, "constant")) return usage_err("bad value '%s' for --arrival (constant or poisson)", v);
         } else if (flag(argc, argv, &i, "seed", &v, &miss)) {

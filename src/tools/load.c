@@ -36,6 +36,7 @@ typedef struct conn {
     bool extra;                     // bytes after the response: do not reuse the connection
     int64_t left;                   // closed loop: requests this worker still sends; -1 = unbounded
     uint64_t next_ns;               // closed loop with -q: when the next request may start
+    uint64_t grid_ns;               // closed loop with -q: the last tick of the worker's grid used
     const load_req *req;
     size_t wr_off;                  // bytes of req written
     uint64_t intended_ns, start_ns, conn_start_ns, conn_ns, written_ns, first_byte_ns, deadline_ns;
@@ -283,10 +284,16 @@ static void finish(engine *e, conn *c, const char *err) {
     if (c->left > 0) c->left--;
     if (c->left == 0 || e->stopping) { c->phase = P_DONE; return; }
     if (cfg->qps > 0) {
-        // hey's ticker: one tick per 1/q s; a late request does not bunch the next ones up.
+        // hey's pacing is Go's time.Ticker: ticks on a fixed grid, and ticks
+        // missed while a request ran are dropped but one, which fires at once.
         uint64_t period = (uint64_t)(1e9 / cfg->qps);
-        c->next_ns += period;
-        if (c->next_ns < now) c->next_ns = now;
+        uint64_t g = c->grid_ns + (period ? period : 1);
+        if (g > now) {
+            c->grid_ns = c->next_ns = g;
+        } else {
+            c->next_ns = now;
+            c->grid_ns = period ? g + (now - g) / period * period : now;
+        }
         c->phase = P_WAIT;
         return;
     }
@@ -553,7 +560,7 @@ int load_run(const load_cfg *cfg, load_result *r, char *err, size_t errlen) {
         c->fd = -1;
         c->left = open_loop ? -1 : per;
         if (cfg->stream) sse_init(&c->sse, SSE_EVENT_MAX_DEFAULT);
-        c->next_ns = e->t0;
+        c->next_ns = c->grid_ns = e->t0;
         if (!open_loop && c->left == 0) { c->phase = P_DONE; continue; }
         if (!open_loop && cfg->qps > 0) c->phase = P_WAIT;
         else make_idle(e, c);
