@@ -241,6 +241,10 @@ static void test_profile_roundtrip(void) {
     prof_label l2[] = {{"phase", "decode", 0, NULL}};
     CHECK(prof_profile_add(p, pcs, 2, true, v1, l1, 2));
     CHECK(prof_profile_add(p, pcs + 1, 1, false, v2, l2, 1));
+    // Named frames (mapped files): each its own location and function.
+    int64_t v3[2] = {1, 100}, v4[2] = {1, 200};
+    CHECK(prof_profile_add_named(p, "[mmap] a", v3, NULL, 0));
+    CHECK(prof_profile_add_named(p, "[mmap] b", v4, NULL, 0));
     uint8_t *raw = NULL, *gz = NULL;
     size_t rawlen = 0, gzlen = 0;
     REQUIRE(prof_profile_write(p, false, &raw, &rawlen));
@@ -262,7 +266,10 @@ static void test_profile_roundtrip(void) {
     CHECK(d.time_nanos == 1700000000000000000LL && d.duration == 2000000000LL);
     CHECK(d.ncomments == 1 && !strcmp(S(&d, d.comments[0]), "a comment"));
     CHECK(!strcmp(S(&d, d.default_type), "cpu"));
-    REQUIRE(d.ns == 2);
+    REQUIRE(d.ns == 4);
+    CHECK(d.s[2].nloc == 1 && d.s[3].nloc == 1 && d.s[2].locs[0] != d.s[3].locs[0]);
+    CHECK(has_func(&d, &d.s[2], "[mmap] a") && !has_func(&d, &d.s[2], "[mmap] b"));
+    CHECK(has_func(&d, &d.s[3], "[mmap] b") && d.s[3].vals[1] == 200);
     CHECK(d.s[0].nloc == 2 && d.s[0].nval == 2 && d.s[0].vals[0] == 3 && d.s[0].vals[1] == 30000000);
     CHECK(d.s[1].nloc == 1 && d.s[1].vals[0] == 5);
     const char *ph = label_str(&d, &d.s[0], "phase");
@@ -273,7 +280,7 @@ static void test_profile_roundtrip(void) {
     CHECK(num42);
     // Locations keep their addresses; the leaf and the call site are
     // distinct locations, the call site shared by both samples.
-    CHECK(d.nl == 2);
+    CHECK(d.nl == 4);
     const dloc *leaf = loc_by_id(&d, d.s[0].locs[0]);
     REQUIRE(leaf);
     CHECK(leaf->addr == pcs[0]);
@@ -589,6 +596,16 @@ static void test_heap_profile(void) {
     snprintf(frame, sizeof frame, "[mmap] %s", path);
     heap_values(frame, v);
     CHECKF(v[1] == 4 << 20 && v[3] >= 1 << 20 && v[3] <= 4 << 20 && sum == 0, "mapped %lld resident %lld", (long long)v[1], (long long)v[3]);
+    if (v[1] != 4 << 20) {   // show what /proc/self/smaps said
+        FILE *sm = fopen("/proc/self/smaps", "r");
+        char ln[512];
+        int show = 0;
+        while (sm && fgets(ln, sizeof ln, sm)) {
+            if (strstr(ln, path)) show = 60;
+            if (show > 0) { fprintf(stderr, "    %s", ln); show--; }
+        }
+        if (sm) fclose(sm);
+    }
     munmap((void *)m, 4 << 20);
     close(fd);
     unlink(path);

@@ -293,11 +293,12 @@ bool prof_profile_add(prof_profile *p, const uintptr_t *pcs, int n, bool leaf_ex
 }
 
 bool prof_profile_add_named(prof_profile *p, const char *frame, const int64_t *values, const prof_label *labels, int nlabels) {
-    // A location of its own, keyed past every real address.
-    uint64_t key = (uint64_t)1 << 63 | (uint64_t)p->nlocs;
+    // A location of its own, keyed past every real address (the key is
+    // addr << 1 | exact, so the location count goes in whole).
+    uintptr_t key = (uintptr_t)1 << 62 | (uintptr_t)p->nlocs;
     char *name = strdup(frame);
     if (!name) { p->oom = true; return false; }
-    int64_t li = loc_index(p, (uintptr_t)(key >> 1), true);
+    int64_t li = loc_index(p, key, true);
     if (li < 0) { free(name); p->oom = true; return false; }
     p->locs[li].addr = 0;
     p->locs[li].name = name;
