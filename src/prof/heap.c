@@ -272,12 +272,17 @@ static void scale(int64_t count, int64_t size, int64_t rate, int64_t *oc, int64_
 // Memory-mapped data files (model weights) of at least 256 KiB, from
 // /proc/self/smaps: each becomes a sample "[mmap] PATH" with
 // alloc_space = mapped bytes and inuse_space = resident bytes, labelled
-// kind=mmap (go tool pprof -tagignore kind=mmap leaves them out).
-#define MAX_MMAP_FILES 32
+// kind=mmap (go tool pprof -tagignore kind=mmap leaves them out). Files
+// with an executable mapping (the program, shared libraries) are code, not
+// data, and are left out.
+#define MAX_MMAP_FILES 256
+typedef struct mapped_file { char path[256]; int64_t size, rss; bool exec; } mapped_file;
+
 static bool add_mapped_files(prof_profile *p) {
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f) return true;
-    struct { char path[256]; int64_t size, rss; } files[MAX_MMAP_FILES];
+    mapped_file *files = calloc(MAX_MMAP_FILES, sizeof *files);
+    if (!files) { fclose(f); return false; }
     int n = 0, cur = -1;
     char line[512];
     while (fgets(line, sizeof line, f)) {
@@ -289,14 +294,15 @@ static bool add_mapped_files(prof_profile *p) {
             char *path = line + pos;
             path[strcspn(path, "\n")] = 0;
             cur = -1;
-            if (path[0] != '/' || perm[2] == 'x' || strstr(path, ".so") || hi - lo < ((uintptr_t)256 << 10)) continue;
-            for (int i = 0; i < n; i++) if (!strcmp(files[i].path, path)) cur = i;
+            if (path[0] != '/') continue;
+            for (int i = 0; i < n && cur < 0; i++) if (!strcmp(files[i].path, path)) cur = i;
             if (cur < 0 && n < MAX_MMAP_FILES) {
                 cur = n++;
                 snprintf(files[cur].path, sizeof files[cur].path, "%s", path);
-                files[cur].size = files[cur].rss = 0;
             }
-            if (cur >= 0) files[cur].size += (int64_t)(hi - lo);
+            if (cur < 0) continue;
+            if (perm[2] == 'x') { files[cur].exec = true; cur = -1; continue; }
+            files[cur].size += (int64_t)(hi - lo);
         } else if (cur >= 0 && sscanf(line, "Rss: %lld kB", &kb) == 1) {
             files[cur].rss += (int64_t)kb * 1024;
         }
@@ -304,12 +310,14 @@ static bool add_mapped_files(prof_profile *p) {
     fclose(f);
     bool ok = true;
     for (int i = 0; i < n && ok; i++) {
+        if (files[i].exec || files[i].size < (256 << 10)) continue;
         char name[300];
         snprintf(name, sizeof name, "[mmap] %.255s", files[i].path);
         int64_t v[4] = {1, files[i].size, 1, files[i].rss};
         prof_label l[3] = {{"kind", "mmap", 0, NULL}, {"mapped", NULL, files[i].size, "bytes"}, {"resident", NULL, files[i].rss, "bytes"}};
         ok = prof_profile_add_named(p, name, v, l, 3);
     }
+    free(files);
     return ok;
 }
 
