@@ -42,7 +42,7 @@ LONG = ("Once upon a time, in a small village by the sea, there lived a little g
 CASES = {
     "alloc-churn": ("alloc-churn", ["-c", "4", "--openai", "completions", "--max-tokens", "4", "-d", LONG]),
     "single-tokenizer": ("tokenizer-saturated", ["-c", "8", "--openai", "completions", "--max-tokens", "4", "-d", LONG]),
-    "yield-per-token": ("scheduler-thrash", ["-c", "4", "--openai", "completions", "--max-tokens", "32", "-d", SHORT]),
+    "yield-per-token": ("scheduler-thrash", ["-c", "16", "--openai", "completions", "--max-tokens", "16", "-d", SHORT]),
     "false-sharing": ("false-sharing", ["-c", "4", "--openai", "completions", "--max-tokens", "32", "-d", SHORT]),
     "global-lock": ("lock-convoy", ["-c", "16", "--openai", "completions", "--max-tokens", "2", "-d", SHORT]),
     "slow-clients": ("slow-clients", ["-c", "4", "--openai", "completions", "--max-tokens", "16", "-d", SHORT]),
@@ -51,6 +51,7 @@ CASES = {
 MODEL_FOR = {"alloc-churn": TOKENIZER_BOUND, "single-tokenizer": TOKENIZER_BOUND}
 CLEAN_LOAD = ["-c", "4", "--openai", "completions", "--max-tokens", "32", "-d", SHORT]
 SLOW_CLIENTS = 200
+BENCH_SLOW_CLIENTS = 300   # more than llm-server's default --max-conns (256)
 
 
 def free_port():
@@ -62,10 +63,11 @@ def free_port():
 
 
 class Trickle:
-    """Slow clients: connections that send a request header a line a second and never finish it."""
+    """Slow clients: connections that send a request header a line every
+    `every` seconds and never finish it."""
 
-    def __init__(self, port, n):
-        self.port, self.n, self.stop = port, n, threading.Event()
+    def __init__(self, port, n, every=1.0):
+        self.port, self.n, self.every, self.stop = port, n, every, threading.Event()
         self.socks = []
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
@@ -79,7 +81,7 @@ class Trickle:
                 self.socks.append(s)
             except OSError:
                 time.sleep(0.05)
-        while not self.stop.wait(1.0):
+        while not self.stop.wait(self.every):
             for s in self.socks:
                 try:
                     s.send(b"X-Slow: 1\r\n")
@@ -106,8 +108,8 @@ def http_get(port, path):
     return data.decode("utf-8", "replace")
 
 
-def start_server(port, inject, model=MODEL):
-    args = [os.path.join(BIN, "llm-server"), "-m", model, "--http-addr", f"127.0.0.1:{port}", "-t", "2"]
+def start_server(port, inject, model=MODEL, extra=()):
+    args = [os.path.join(BIN, "llm-server"), "-m", model, "--http-addr", f"127.0.0.1:{port}", "-t", "2", *extra]
     if inject:
         args += ["--inject", inject]
     log = tempfile.TemporaryFile()
@@ -243,9 +245,12 @@ def run_tests():
                 result(f"lab_{case}", True)   # skipped: this build has no heap profiler (sanitizers)
                 print("  (skipped: heap profiling is compiled out of this build)")
                 continue
-            leaked = case in man or "inject" in man
+            # Where the switch could show: the manifest (server config), /metrics, the server's log.
+            seen = man + "".join(open(os.path.join(cap, n)).read() for n in ("metrics_before.txt", "metrics_after.txt", "server.log")
+                                 if os.path.exists(os.path.join(cap, n)))
+            leaked = case in seen or "inject" in seen
             ok = bool(f) and f[0][0] == key and f[0][1] in ("high", "medium") and not leaked
-            result(f"lab_{case}", ok, f"findings: {f}" + (" (switch in the manifest)" if leaked else ""))
+            result(f"lab_{case}", ok, f"findings: {f}" + (" (the switch shows in the capture)" if leaked else ""))
             if not ok and os.environ.get("LAB_KEEP"):
                 shutil.copytree(cap, os.path.join(os.environ["LAB_KEEP"], case), dirs_exist_ok=True)
     finally:
@@ -272,12 +277,19 @@ def bench(outdir, seconds, rounds):
         for _ in range(rounds):
             for inj in (None, case):
                 port = free_port()
-                p = start_server(port, inj, MODEL_FOR.get(case, MODEL))
-                tr = Trickle(port, SLOW_CLIENTS) if case == "slow-clients" else None
+                # Slow clients in the bench: more of them than --max-conns, a line every 5 s, against a
+                # 2 s read timeout the plain server keeps and the injected one drops.
+                slow = case == "slow-clients"
+                p = start_server(port, inj, MODEL_FOR.get(case, MODEL), ["--read-timeout", "2"] if slow else [])
+                tr = Trickle(port, BENCH_SLOW_CLIENTS, 5.0) if slow else None
                 try:
                     if tr:
                         time.sleep(1)
                     j = run_load(port, load, seconds)
+                    try:
+                        j["rss_mib"] = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{p.pid}/status").read()).group(1)) / 1024
+                    except (OSError, AttributeError):
+                        j["rss_mib"] = 0
                 finally:
                     if tr:
                         tr.close()
@@ -296,17 +308,22 @@ def bench(outdir, seconds, rounds):
                 "rps": agg(js, lambda j: j["summary"]["requests_per_sec"]),
                 "tps": agg(js, lambda j: (j.get("llm") or {}).get("output_throughput", 0)),
                 "err": agg(js, lambda j: j["summary"]["errors"]),
+                "rss": agg(js, lambda j: j.get("rss_mib", 0)),
             }
         off, on = fig[None], fig[case]
         loadtxt = " ".join(a if " " not in a else f"'{a[:24]}…' ({len(a)} bytes)" for a in load)
         with open(os.path.join(outdir, f"{case}.md"), "w") as f:
             f.write(f"# lab: {case}\n\n")
-            f.write(f"`llmscope load -z {seconds}s {loadtxt}` against `llm-server -m {os.path.basename(MODEL_FOR.get(case, MODEL))} -t 2`"
-                    f"{' with ' + str(SLOW_CLIENTS) + ' slow clients trickling request headers' if case == 'slow-clients' else ''}, "
+            slow = case == "slow-clients"
+            f.write(f"`llmscope load -z {seconds}s {loadtxt}` against `llm-server -m {os.path.basename(MODEL_FOR.get(case, MODEL))} -t 2"
+                    f"{' --read-timeout 2' if slow else ''}`"
+                    f"{', with ' + str(BENCH_SLOW_CLIENTS) + ' slow clients sending a header line every 5 s' if slow else ''}, "
                     f"with and without `--inject {case}`; median of {rounds} interleaved rounds.\n\n")
-            f.write("| server | P50 ms | P99 ms | requests/s | output tokens/s | errors |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
+            f.write("| server | P50 ms | P99 ms | requests/s | output tokens/s | errors | server RSS MiB at the end |\n"
+                    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
             for name, v in (("plain", off), (f"--inject {case}", on)):
-                f.write(f"| {name} | {v['p50']:.1f} | {v['p99']:.1f} | {v['rps']:.2f} | {v['tps']:.1f} | {v['err']} |\n")
+                lat = f"{v['p50']:.1f} | {v['p99']:.1f}" if v["rps"] > 0 else "none completed | none completed"
+                f.write(f"| {name} | {lat} | {v['rps']:.2f} | {v['tps']:.1f} | {v['err']} | {v['rss']:.0f} |\n")
             if case == "alloc-churn":
                 imp = (1 - off["p99"] / on["p99"]) * 100 if on["p99"] else 0
                 f.write(f"\nPooled buffers (the plain server) cut P99 latency by {imp:.0f}% against per-piece allocation.\n")
@@ -315,12 +332,14 @@ def bench(outdir, seconds, rounds):
     with open(os.path.join(outdir, "summary.md"), "w") as f:
         f.write("# lab summary\n\nEach case's own load, plain server against `--inject NAME` "
                 f"({seconds} s runs, median of {rounds} interleaved rounds; details in NAME.md).\n\n")
-        f.write("| case | P50 ms plain → injected | P99 ms plain → injected | P99 change | requests/s plain → injected |\n"
-                "| --- | --- | --- | ---: | --- |\n")
+        f.write("| case | P50 ms plain → injected | P99 ms plain → injected | P99 change | requests/s plain → injected | errors | RSS MiB |\n"
+                "| --- | --- | --- | ---: | --- | --- | --- |\n")
         for case, off, on in rows:
-            ch = (on["p99"] / off["p99"] - 1) * 100 if off["p99"] else 0
-            f.write(f"| {case} | {off['p50']:.1f} → {on['p50']:.1f} | {off['p99']:.1f} → {on['p99']:.1f} | {ch:+.0f}% | "
-                    f"{off['rps']:.2f} → {on['rps']:.2f} |\n")
+            ch = f"{(on['p99'] / off['p99'] - 1) * 100:+.0f}%" if off["p99"] and on["rps"] > 0 else "–"
+            p50 = f"{on['p50']:.1f}" if on["rps"] > 0 else "none completed"
+            p99 = f"{on['p99']:.1f}" if on["rps"] > 0 else "none completed"
+            f.write(f"| {case} | {off['p50']:.1f} → {p50} | {off['p99']:.1f} → {p99} | {ch} | "
+                    f"{off['rps']:.2f} → {on['rps']:.2f} | {off['err']} → {on['err']} | {off['rss']:.0f} → {on['rss']:.0f} |\n")
     return 0
 
 
