@@ -991,7 +991,14 @@ static void detect_slow_clients(report *r) {
         if (!r->th.t[i].waiting && !r->th.t[i].phase[0] && !r->th.t[i].request) dump_http_idle++;
     }
     double idle_conns = (double)held - (conc > 0 ? conc : 0) - running;
-    if (held < 16 || idle_conns < 12) return;
+    // A connection's thread registers with the profiler when its first
+    // request arrives whole: threads of the process that never registered
+    // are connections that never delivered a request (keep-alive clients
+    // that send requests register).
+    json_t *pm = proc_at(r, (int)json_array_size(r->proc) / 2);
+    double os_threads = jnum(pm, "threads");
+    double unreg = r->have_threads && isfinite(os_threads) ? os_threads - (double)r->th.n : idle_conns;
+    if (held < 16 || idle_conns < 12 || unreg < 12) return;
     finding *f = new_finding(r, "slow-clients");
     if (!f) return;
     double cpu_util = r->cpu_total_s / (window_s(r) * (r->ncpu > 0 ? r->ncpu : 1));
@@ -1009,7 +1016,9 @@ static void detect_slow_clients(report *r) {
     }
     add_ev(f, "metrics", "only %.0f requests running or waiting at the end (llmscope_num_requests_running + _waiting)", running);
     if (r->cpu) add_ev(f, "profile", "the process used %.2f CPU-seconds per second of %d cores (%.0f%%): the connections are idle, not busy", cpu_util * (r->ncpu > 0 ? r->ncpu : 1), r->ncpu, cpu_util * 100);
-    if (dump_http) add_ev(f, "threads", "%d HTTP threads registered, %d of them idle", dump_http, dump_http_idle);
+    if (r->have_threads && isfinite(os_threads))
+        add_ev(f, "threads", "the process has %.0f threads but only %zu registered (%d HTTP threads, %d of them idle): about %.0f connection threads never received a whole request",
+               os_threads, r->th.n, dump_http, dump_http_idle, unreg);
     (void)p0;
     f->confidence = grade(f, idle_conns >= 32);
     f->score = 0.5;
