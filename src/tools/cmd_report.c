@@ -901,6 +901,7 @@ static void detect_false_sharing(report *r) {
         pc += v->total;
         for (size_t i = 0; i < v->n; i++) {
             const char *n = v->f[i].name;
+            if (in_set(n, WAIT_FNS)) pc -= v->f[i].self;   // spinning at the step's barrier is not work
             if (is_kernel(n) || in_set(n, WAIT_FNS) || in_set(n, INSTR_FNS) || in_set(n, ALLOC_FNS) || in_set(n, COPY_FNS) || n[0] == '[')
                 continue;
             if (v->f[i].self > best.self) best = v->f[i];
@@ -909,7 +910,7 @@ static void detect_false_sharing(report *r) {
     if (!best.name || pc <= 0) return;
     double share = best.self / pc;
     // At 100 Hz, 100 ms is ten samples: fewer say nothing about where a thread spends its time.
-    if (share < 0.15 || best.self * 1e-9 < 0.1 || best.name[0] == '0') return;
+    if (share < 0.15 || best.self * 1e-9 < 0.06 || best.name[0] == '0') return;
     // On how many threads is it hot? Fold per thread and look for it.
     size_t ty = pprof_data_default_type(r->cpu);
     int hot_threads = 0;
@@ -918,7 +919,7 @@ static void detect_false_sharing(report *r) {
         fnview v;
         if (!fnview_make(r->cpu, ty, "thread", r->threads[i], &v)) continue;
         fnstat *s = fn_find(&v, best.name, false);
-        if (s && v.total > 0 && s->self / v.total >= 0.10) {
+        if (s && v.total > 0 && s->self / v.total >= 0.05 && s->self * 1e-9 >= 0.03) {
             hot_threads++;
             size_t l = strlen(names);
             snprintf(names + l, sizeof names - l, "%s%s", l ? ", " : "", r->threads[i]);
@@ -931,11 +932,11 @@ static void detect_false_sharing(report *r) {
     char fname[128];
     snprintf(fname, sizeof fname, "%s", best.name);
     snprintf(f->title, sizeof f->title,
-             "false sharing suspected in %.80s: a hot per-thread update runs on %d compute threads at once (%.120s) and takes %.0f%% of the forward pass",
+             "false sharing suspected in %.80s: a hot per-thread update runs on %d compute threads at once (%.120s) and takes %.0f%% of the forward pass's work",
              fname, hot_threads, names, share * 100);
     f->cpu_share = best.self * 1e-9 / r->cpu_total_s;
     f->tail_share = tail_share(r, C_DECODE);
-    add_ev(f, "profile", "%s holds %.0f%% of decode/prefill CPU in its own frame (not a math kernel) and is hot on %s", fname, share * 100, names);
+    add_ev(f, "profile", "%s holds %.0f%% of decode/prefill CPU (barrier spinning left out) in its own frame, is not a math kernel, and is hot on %s", fname, share * 100, names);
     if (r->perf.t && r->perf.total > 0) {
         fnstat *ps = fn_find(&r->perf, fname, false);
         if (ps && ps->self > 0) add_ev(f, "perf", "perf record: %s in %.0f%% of the process's samples (own frame)", fname, ps->self / r->perf.total * 100);
@@ -953,7 +954,7 @@ static void detect_false_sharing(report *r) {
         add_ev(f, "trace", "forward steps average %.2f ms for %.1f tokens; decode is %.0f%% of P99 latency", step_ms, bt,
                f->tail_share > 0 ? f->tail_share * 100 : 0);
     }
-    f->confidence = grade(f, share >= 0.25 && hot_threads >= 2);
+    f->confidence = grade(f, share >= 0.2 && hot_threads >= 2);
     f->score = share;
     snprintf(f->change, sizeof f->change,
              "give each thread's hot counters their own cache line (align and pad per-thread fields to 64 bytes, or keep them in thread-local storage and sum on read); count once per step, not in the inner loop");
