@@ -95,7 +95,7 @@ static const char TRACE[] =
     "{\"ph\":\"X\",\"pid\":1,\"tid\":11,\"name\":\"tokenize\",\"ts\":3500,\"dur\":500,\"args\":{\"request\":5,\"tokens\":9}},"
     "{\"ph\":\"X\",\"pid\":1,\"tid\":11,\"cat\":\"wait\",\"name\":\"wait tokenize\",\"ts\":4000,\"dur\":800,\"args\":{\"on\":\"tokenize\"}},"
     "{\"ph\":\"X\",\"pid\":1,\"tid\":12,\"name\":\"step\",\"ts\":4100,\"dur\":900,\"args\":{\"sequences\":1}},"
-    "{\"ph\":\"X\",\"pid\":1,\"tid\":12,\"name\":\"sample\",\"ts\":4900,\"dur\":100},"
+    "{\"ph\":\"X\",\"pid\":1,\"tid\":12,\"name\":\"sample\",\"ts\":4900,\"dur\":100,\"args\":{\"tokens\":4}},"
     "{\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":12,\"name\":\"token\",\"ts\":5000,\"args\":{\"request\":5,\"index\":0,\"token\":3,\"gap_us\":900}},"
     "{\"ph\":\"i\",\"s\":\"t\",\"pid\":1,\"tid\":12,\"name\":\"token\",\"ts\":6000,\"args\":{\"request\":5,\"index\":1,\"token\":4,\"gap_us\":1000}},"
     "{\"ph\":\"C\",\"pid\":1,\"tid\":12,\"name\":\"queue.tokenize\",\"ts\":4100,\"args\":{\"value\":3}},"
@@ -115,6 +115,7 @@ static void test_trace(void) {
     CHECK(r->lock_wait_us == 2000 && r->tid == 10);
     CHECK(t.n_gaps == 1 && t.gaps_us[0] == 1000);
     CHECK(t.steps == 1 && t.step_us == 900);
+    CHECK(t.n_sample == 1 && t.sample_us[0] == 25);
     CHECK(t.q_tokenize.max == 3 && t.batch_tokens.n == 1);
     CHECK(t.t0 == 1000 && t.t1 == 7000);
     bool saw_global = false, saw_tok = false;

@@ -859,30 +859,40 @@ static void detect_yield(report *r) {
     double csw_per_tok = isfinite(csw) && toks > 0 ? csw / toks : NAN;
     double off_cpu = sample_wall > 0 ? 1 - sample_cpu / sample_wall : 0;
     double w = window_s(r);
+    // The floor of sampling's wall time per token: even the fastest tenth of
+    // the `sample` slices take this long per token. Preemption on a busy
+    // machine delays some slices; a sleep or yield per token delays them all.
+    double p10 = r->tr.n_sample >= 20 ? ev_pct(r->tr.sample_us, r->tr.n_sample, 10) : 0;
+    double cpu_tok_us = NAN;
+    double sc = counter_phase(r, "sample", "task_clock_ns");
+    if (isfinite(sc) && r->tr.tokens > 0) cpu_tok_us = sc / 1e3 / (double)r->tr.tokens;
+    else if (sample_cpu > 0 && r->tr.tokens > 0) cpu_tok_us = sample_cpu * 1e6 / (double)r->tr.tokens;
+    double floor_us = p10 - (isfinite(cpu_tok_us) ? cpu_tok_us : 0);
     bool prof_sig = fn && yield_s > 0 && (yield_s >= 0.02 * (sched_cpu > 0 ? sched_cpu : 1) || yield_s > 0.01);
-    bool trace_sig = sample_wall > 0.1 * w && off_cpu > 0.5;
+    bool trace_sig = floor_us >= 100;
     bool ctr_sig = isfinite(csw_per_tok) && csw_per_tok >= 0.8;
-    // The profile must show the yield itself: off-CPU time in `sample` alone
-    // is also what preemption on a busy machine looks like.
-    if (!prof_sig || !(trace_sig || ctr_sig)) return;
+    // The profile shows the yield itself when it catches it; the trace's
+    // per-token floor shows the time given away even when it does not.
+    if (!trace_sig && !(prof_sig && (off_cpu > 0.5 || ctr_sig))) return;
     finding *f = new_finding(r, "scheduler-thrash");
     if (!f) return;
     snprintf(f->title, sizeof f->title,
-             "scheduler thrash: the scheduler gives up the CPU after every token (%s) — %.0f%% of its time in `sample` is off-CPU",
-             fn ? fn : "sleeps/yields", off_cpu * 100);
+             "scheduler thrash: the scheduler gives up the CPU after every token (%s) — each sampled token waits at least %.0f µs off-CPU",
+             fn ? fn : "a sleep or yield in the decode loop", floor_us > 0 ? floor_us : 0);
     f->wall_share = w > 0 ? sample_wall / w : -1;
     f->tail_share = tail_share(r, C_DECODE);
     f->cpu_share = r->cpu_total_s > 0 ? yield_s / r->cpu_total_s : -1;
     if (prof_sig) add_ev(f, "profile", "%s in the scheduler's sample/decode phases (%.0f ms of CPU samples in yield/sleep calls)", fn, yield_s * 1e3);
-    if (trace_sig || sample_wall > 0)
-        add_ev(f, "trace", "the scheduler spends %.0f%% of the window in `sample` but only %.0f ms of CPU there (%.0f%% off-CPU); token gap P50 %.2f ms, P99 %.2f ms",
-               w > 0 ? sample_wall / w * 100 : 0, sample_cpu * 1e3, off_cpu * 100,
-               r->tr.n_gaps ? (double)r->tr.gaps_us[r->tr.n_gaps / 2] / 1e3 : 0,
-               r->tr.n_gaps ? (double)r->tr.gaps_us[(size_t)((double)(r->tr.n_gaps - 1) * 0.99)] / 1e3 : 0);
+    add_ev(f, "trace", "sampling takes at least %.0f µs per token in 90%% of `sample` slices (%.0f µs of it CPU); the scheduler spends %.0f%% of the window in `sample`, %.0f%% of it off-CPU; token gap P50 %.2f ms",
+           p10, isfinite(cpu_tok_us) ? cpu_tok_us : 0, w > 0 ? sample_wall / w * 100 : 0, off_cpu * 100,
+           r->tr.n_gaps ? (double)r->tr.gaps_us[r->tr.n_gaps / 2] / 1e3 : 0);
     double ps = perf_share(r, YIELD_FNS);
     if (ps > 0) add_ev(f, "perf", "perf record: yield/sleep calls in %.1f%% of the process's samples", ps * 100);
-    if (ctr_sig) add_ev(f, "counters", "%.2f context switches per sampled token in `sample` (%.0f switches, %.0f tokens)", csw_per_tok, csw, toks);
-    f->confidence = grade(f, (prof_sig || ctr_sig) && trace_sig);
+    if (isfinite(csw_per_tok) && csw_per_tok >= 0.5)
+        add_ev(f, "counters", "%.2f context switches per sampled token in `sample` (%.0f switches, %.0f tokens); %.0f µs of CPU per token there", csw_per_tok, csw, toks,
+               isfinite(cpu_tok_us) ? cpu_tok_us : 0);
+    f->confidence = grade(f, trace_sig && floor_us >= 150);
+    if (!trace_sig && f->confidence == CONF_HIGH) f->confidence = CONF_MEDIUM;
     f->score = f->tail_share > 0 ? f->tail_share : 0.3;
     snprintf(f->change, sizeof f->change,
              "remove the per-token yield/sleep from the decode loop: let the step run to completion and block only when there is no work (a condition variable on the admit queue)");

@@ -387,6 +387,11 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static int cmp_f64(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 // The role of a thread name: the name without a trailing "-N".
 static void role_of(const char *name, char role[EV_NAME]) {
     size_t n = strlen(name), k = n;
@@ -404,7 +409,7 @@ int ev_trace_parse(const char *json, size_t len, const char *name, ev_trace *out
     json_t *ev = json_is_object(root) ? json_object_get(root, "traceEvents") : root;
     if (!json_is_array(ev)) { json_decref(root); seterr(err, errlen, "%s: no traceEvents array", name); return -1; }
     reqtab rt = {0};
-    size_t tcap = 0, wcap = 0, gcap = 0;
+    size_t tcap = 0, wcap = 0, gcap = 0, scap = 0;
     bool first = true;
     int rc = -1;
     size_t n = json_array_size(ev);
@@ -459,6 +464,19 @@ int ev_trace_parse(const char *json, size_t len, const char *name, ev_trace *out
                   : (!strcmp(nm, "send") || !strcmp(nm, "respond")) ? EV_B_SEND : EV_B_OTHER;
             if (th) th->busy_us[b] += dur;
             if (b == EV_B_STEP) { out->steps++; out->step_us += dur; }
+            if (b == EV_B_SAMPLE) {
+                double nt = num(args, "tokens", &ok);
+                if (ok && nt >= 1 && nt < 1e9) {
+                    if (out->n_sample == scap) {
+                        size_t nc = scap ? scap * 2 : 256;
+                        double *ns = realloc(out->sample_us, nc * sizeof *ns);
+                        if (!ns) { seterr(err, errlen, "%s: out of memory", name); goto done; }
+                        out->sample_us = ns;
+                        scap = nc;
+                    }
+                    out->sample_us[out->n_sample++] = dur / nt;
+                }
+            }
             double rid = num(args, "request", &ok);
             if (ok && rid > 0 && rid < 9.2e18 && (b == EV_B_TOKENIZE || b == EV_B_SUBMIT)) {
                 ev_request *r = req_get(&rt, (int64_t)rid, true);
@@ -546,6 +564,7 @@ int ev_trace_parse(const char *json, size_t len, const char *name, ev_trace *out
         }
     }
     if (out->n_gaps) qsort(out->gaps_us, out->n_gaps, sizeof *out->gaps_us, cmp_i64);
+    if (out->n_sample) qsort(out->sample_us, out->n_sample, sizeof *out->sample_us, cmp_f64);
     rc = 0;
 done:
     free(rt.r);
@@ -561,5 +580,6 @@ void ev_trace_free(ev_trace *t) {
     free(t->waits);
     free(t->threads);
     free(t->gaps_us);
+    free(t->sample_us);
     memset(t, 0, sizeof *t);
 }

@@ -125,6 +125,8 @@ typedef struct ev_trace {
     double step_us;               // their total duration
     int64_t *gaps_us;             // gap_us of tokens after a request's first (sorted)
     size_t n_gaps;
+    double *sample_us;            // each `sample` slice's duration per token it sampled (µs, sorted)
+    size_t n_sample;
     ev_counter q_tokenize, q_admit, running, batch_tokens, tokens_per_s;
 } ev_trace;
 
