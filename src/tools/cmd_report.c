@@ -869,11 +869,12 @@ static void detect_yield(report *r) {
     else if (sample_cpu > 0 && r->tr.tokens > 0) cpu_tok_us = sample_cpu * 1e6 / (double)r->tr.tokens;
     double floor_us = p10 - (isfinite(cpu_tok_us) ? cpu_tok_us : 0);
     bool prof_sig = fn && yield_s > 0 && (yield_s >= 0.02 * (sched_cpu > 0 ? sched_cpu : 1) || yield_s > 0.01);
-    bool trace_sig = floor_us >= 100;
-    bool ctr_sig = isfinite(csw_per_tok) && csw_per_tok >= 0.8;
+    bool trace_sig = floor_us >= 100 && (!isfinite(cpu_tok_us) || floor_us >= 2 * cpu_tok_us);
+    bool ctr_sig = isfinite(csw_per_tok) && csw_per_tok >= 1.0;   // a sleep is a switch per token
     // The profile shows the yield itself when it catches it; the trace's
-    // per-token floor shows the time given away even when it does not.
-    if (!trace_sig && !(prof_sig && (off_cpu > 0.5 || ctr_sig))) return;
+    // per-token floor and the counters' switch per token show the time given
+    // away even when it does not.
+    if (!(trace_sig && (prof_sig || ctr_sig)) && !(prof_sig && off_cpu > 0.5 && ctr_sig)) return;
     finding *f = new_finding(r, "scheduler-thrash");
     if (!f) return;
     snprintf(f->title, sizeof f->title,
@@ -888,11 +889,10 @@ static void detect_yield(report *r) {
            r->tr.n_gaps ? (double)r->tr.gaps_us[r->tr.n_gaps / 2] / 1e3 : 0);
     double ps = perf_share(r, YIELD_FNS);
     if (ps > 0) add_ev(f, "perf", "perf record: yield/sleep calls in %.1f%% of the process's samples", ps * 100);
-    if (isfinite(csw_per_tok) && csw_per_tok >= 0.5)
+    if (ctr_sig)
         add_ev(f, "counters", "%.2f context switches per sampled token in `sample` (%.0f switches, %.0f tokens); %.0f µs of CPU per token there", csw_per_tok, csw, toks,
                isfinite(cpu_tok_us) ? cpu_tok_us : 0);
-    f->confidence = grade(f, trace_sig && floor_us >= 150);
-    if (!trace_sig && f->confidence == CONF_HIGH) f->confidence = CONF_MEDIUM;
+    f->confidence = grade(f, trace_sig && floor_us >= 150 && (prof_sig || csw_per_tok >= 1.5));
     f->score = f->tail_share > 0 ? f->tail_share : 0.3;
     snprintf(f->change, sizeof f->change,
              "remove the per-token yield/sleep from the decode loop: let the step run to completion and block only when there is no work (a condition variable on the admit queue)");
