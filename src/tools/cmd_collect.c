@@ -520,17 +520,6 @@ int collect_run(const collect_opts *o) {
     }
 
     // Before the window: metrics and the first heap profile.
-    // Block and mutex profiles are cumulative: the report subtracts the
-    // start from the end. (The server serves only a few debug requests at a
-    // time, so only the captures that must span the window hold one open.)
-    capture pre[] = {
-        {.name = "metrics_before", .file = "metrics_before.txt", .path = "/metrics", .timeout_s = 10},
-        {.name = "heap_start", .file = "heap_start.pb.gz", .path = "/debug/pprof/heap", .timeout_s = 30},
-        {.name = "block_start", .file = "block_start.pb.gz", .path = "/debug/pprof/block", .timeout_s = 30},
-        {.name = "mutex_start", .file = "mutex_start.pb.gz", .path = "/debug/pprof/mutex", .timeout_s = 30},
-    };
-    size_t npre = sizeof pre / sizeof pre[0];
-    for (size_t i = 0; i < npre; i++) { pre[i].t = &t; pre[i].dir = o->dir; capture_main(&pre[i]); }
 
     json_t *procs = json_array();
     uint64_t t_open = util_now_ns();
@@ -540,6 +529,20 @@ int collect_run(const collect_opts *o) {
         load_pid = start_load(o, load_why, sizeof load_why);
         sleep_s(0.5);   // let the load reach its steady state
     }
+    // At the window's start, under load: metrics, the heap profile (requests
+    // in flight are then in both heap profiles, so only what stays counts as
+    // growth) and the cumulative block and mutex profiles, which the report
+    // subtracts from the end ones. (The server serves only a few debug
+    // requests at a time, so only the captures that must span the window
+    // hold one open.)
+    capture pre[] = {
+        {.name = "metrics_before", .file = "metrics_before.txt", .path = "/metrics", .timeout_s = 10},
+        {.name = "heap_start", .file = "heap_start.pb.gz", .path = "/debug/pprof/heap", .timeout_s = 30},
+        {.name = "block_start", .file = "block_start.pb.gz", .path = "/debug/pprof/block", .timeout_s = 30},
+        {.name = "mutex_start", .file = "mutex_start.pb.gz", .path = "/debug/pprof/mutex", .timeout_s = 30},
+    };
+    size_t npre = sizeof pre / sizeof pre[0];
+    for (size_t i = 0; i < npre; i++) { pre[i].t = &t; pre[i].dir = o->dir; capture_main(&pre[i]); }
     if (pid > 0) json_array_append_new(procs, proc_snapshot(pid, port, 0));
     pid_t perf_pid = 0;
     char perf_why[256] = "";

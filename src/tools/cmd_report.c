@@ -277,6 +277,8 @@ typedef struct report {
     double *comp[C_N], *total;          // per request, in arrival order
     double pct50[C_N + 1], pct99[C_N + 1];
     double at50[C_N + 1], at99[C_N + 1]; // mean components of the median and tail requests
+    double *lockw;                      // per request: `wait NAME` before submit (ms)
+    double at99_lockw;                  // its mean over the tail requests
     // findings
     finding f[MAX_FINDINGS];
     int n_f;
@@ -516,8 +518,9 @@ static void digest_latency(report *r) {
     if (!n) return;
     for (int c = 0; c < C_N; c++) r->comp[c] = calloc(n, sizeof(double));
     r->total = calloc(n, sizeof(double));
+    r->lockw = calloc(n, sizeof(double));
     double *tmp = calloc(n, sizeof(double));
-    if (!r->total || !tmp) { free(tmp); return; }
+    if (!r->total || !r->lockw || !tmp) { free(tmp); return; }
     for (int c = 0; c < C_N; c++) if (!r->comp[c]) { free(tmp); return; }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -533,6 +536,7 @@ static void digest_latency(report *r) {
         r->comp[C_RESPOND][k] = (e - l) / 1e3;
         for (int c = 0; c < C_N; c++) if (r->comp[c][k] < 0) r->comp[c][k] = 0;
         r->total[k] = (e - b) / 1e3;
+        r->lockw[k] = q->lock_wait_us / 1e3;
         k++;
     }
     r->n_req = k;
@@ -556,12 +560,13 @@ static void digest_latency(report *r) {
             if (t) r->at99[c] += r->comp[c][i];
         }
         if (m) { r->at50[C_N] += r->total[i]; n50++; }
-        if (t) { r->at99[C_N] += r->total[i]; n99++; }
+        if (t) { r->at99[C_N] += r->total[i]; r->at99_lockw += r->lockw[i]; n99++; }
     }
     for (int c = 0; c <= C_N; c++) {
         if (n50) r->at50[c] /= n50;
         if (n99) r->at99[c] /= n99;
     }
+    if (n99) r->at99_lockw /= n99;
     free(tmp);
 }
 
@@ -805,8 +810,8 @@ static void detect_lock(report *r) {
             if (r->tr.waits[k].max_us > tw_max) tw_max = r->tr.waits[k].max_us;
         }
     double lockw_tail = 0;
-    // The tail requests' lock waits (before submit), as a share of their latency.
-    if (r->n_req && r->at99[C_N] > 0) lockw_tail = r->at99[C_PRE] / r->at99[C_N];
+    // The tail requests' lock waits (`wait NAME` slices before submit), as a share of their latency.
+    if (r->n_req && r->at99[C_N] > 0) lockw_tail = r->at99_lockw / r->at99[C_N];
     int waiting_now = 0;
     for (size_t i = 0; i < r->th.n; i++) waiting_now += r->th.t[i].waiting && !strcmp(r->th.t[i].wait_on, obj);
     // Waited-for time per second of window: 1.0 = one thread always waiting.
@@ -822,7 +827,7 @@ static void detect_lock(report *r) {
     if (r->obj_block_s[best] > 0)
         add_ev(f, "block", "the block profile shows %.2f s of blocking on \"%s\"", r->obj_block_s[best], obj);
     if (tw_n)
-        add_ev(f, "trace", "%lld `wait %s` slices, %.2f s in total, longest %.1f ms; at P99 the handler phase before submit is %.0f%% of latency",
+        add_ev(f, "trace", "%lld `wait %s` slices, %.2f s in total, longest %.1f ms; the P99 requests waited on locks before submit for %.0f%% of their latency",
                (long long)tw_n, obj, tw_s, tw_max / 1e3, lockw_tail * 100);
     if (waiting_now) add_ev(f, "threads", "%d thread%s waiting on \"%s\" in the threads dump", waiting_now, waiting_now == 1 ? "" : "s", obj);
     f->confidence = grade(f, intensity >= 0.3 || lockw_tail >= 0.25);
@@ -1050,7 +1055,7 @@ static void detect_heap_growth(report *r) {
     double per_req = reqs > 0 ? g / reqs : 0;
     // One heap sample stands for about 512 KiB: ask for several, and for a
     // steady cost per request, before calling it growth.
-    if (g < 2 * 1048576 || per_req < 16384 || site[0] == '0' || !strncmp(site, "_dl_", 4)) return;
+    if (g < 4 * 1048576 || per_req < 16384 || site[0] == '0' || !strncmp(site, "_dl_", 4)) return;
     finding *f = new_finding(r, "heap-growth");
     if (!f) return;
     snprintf(f->title, sizeof f->title, "heap growth at %s: in-use memory there grew %.1f MiB over the window, about %.1f KiB per request, and is not freed",
@@ -1070,7 +1075,7 @@ static void detect_heap_growth(report *r) {
         if (json_is_number(x)) pf += json_number_value(x);
     }
     if (pf > 0 && isfinite(rss0) && rss1 > rss0) add_ev(f, "counters", "%.0f minor page faults in the window (fresh memory being touched)", pf);
-    f->confidence = grade(f, per_req >= 32768 && g >= 4 * 1048576);
+    f->confidence = grade(f, per_req >= 32768 && g >= 8 * 1048576);
     f->score = 0.4;
     snprintf(f->change, sizeof f->change,
              "free the per-request state when the request completes (or bound the cache that keeps it: an LRU with a byte limit), and reuse scratch buffers from a pool");
@@ -1207,6 +1212,7 @@ static void report_free(report *r) {
     for (int i = 0; i < r->n_phases; i++) fnview_free(&r->phase_view[i]);
     for (int c = 0; c < C_N; c++) free(r->comp[c]);
     free(r->total);
+    free(r->lockw);
 }
 
 // ---- output ----------------------------------------------------------------------------------
