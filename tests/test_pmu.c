@@ -119,7 +119,9 @@ static void check_workload(json_t *j) {
     CHECKF(wt < 2000000000, "work task_clock_ns %lld", (long long)wt);
     CHECKF(it >= 0 && it < 20000000 && it * 5 < wt, "idle task_clock_ns %lld (work %lld)", (long long)it, (long long)wt);
     int64_t cs = num(idle, "context_switches");
-    CHECKF(cs >= 10, "idle context_switches %lld", (long long)cs);   // ten sleeps, ten voluntary switches
+    // Ten sleeps, ten voluntary switches; one may be counted on the far side
+    // of a phase boundary when the read races the switch.
+    CHECKF(cs >= 9, "idle context_switches %lld", (long long)cs);
     int64_t pf = num(touch, "page_faults");
     CHECKF(pf >= 4000, "touch page_faults %lld", (long long)pf);
     CHECKF(num(work, "page_faults") < pf / 4, "work page_faults %lld", (long long)num(work, "page_faults"));
