@@ -31,7 +31,7 @@ c=$!
 trap 'kill $a $b $c 2>/dev/null' EXIT
 for p in $pa $pb $pc; do for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/health" >/dev/null && break; sleep 0.1; done; done
 run() {   # $1 port -> output tokens/s
-  "$bin/llmscope" load --openai completions --max-tokens 64 -c 8 -n 32 --json "http://127.0.0.1:$1/v1/completions" \
+  "$bin/llmscope" load --openai completions --max-tokens 64 -c 8 -n "${REQUESTS:-96}" --json "http://127.0.0.1:$1/v1/completions" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["llm"]["output_throughput"])'
 }
 run "$pa" >/dev/null; run "$pb" >/dev/null; run "$pc" >/dev/null   # warm-up
