@@ -654,7 +654,6 @@ bool http_start(const http_config *cfg, char *err, size_t errlen) {
                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns,
                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->read_timeout_s,
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                           MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
                            MHD_OPTION_END);
     if (!S.d) {
