@@ -114,29 +114,7 @@ static int collect(tstate **out) {
     return n;
 }
 
-// A growing text buffer.
-typedef struct tbuf { char *s; size_t len, cap; bool oom; } tbuf;
-
-static void tprintf(tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tprintf(tbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) { b->oom = true; return; }
-        if (b->s && b->len + (size_t)n < b->cap) { b->len += (size_t)n; return; }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + (size_t)n + 1) cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) { b->oom = true; return; }
-        b->s = ns;
-        b->cap = cap;
-    }
-}
-
-static prof_status text_response(tbuf *b, prof_response *r) {
+static prof_status text_response(util_buf *b, prof_response *r) {
     if (b->oom) { free(b->s); prof_set_error(r, "out of memory"); return PROF_ENOMEM; }
     r->body = (uint8_t *)b->s;
     r->len = b->len;
@@ -145,17 +123,17 @@ static prof_status text_response(tbuf *b, prof_response *r) {
 }
 
 // Prints the frames of one stack: "func()\n\tfile:line +0xoff\n" per frame.
-static void print_stack(tbuf *b, prof_symbolizer *sym, const uintptr_t *pcs, int n, bool exact_leaf) {
+static void print_stack(util_buf *b, prof_symbolizer *sym, const uintptr_t *pcs, int n, bool exact_leaf) {
     for (int i = 0; i < n; i++) {
         uintptr_t pc = (exact_leaf && i == 0) ? pcs[i] : pcs[i] - 1;
         prof_frame fr[16];
         int nf = sym ? prof_sym_lookup(sym, pc, fr, 16) : 0;
-        if (nf == 0) { tprintf(b, "0x%lx()\n\t?\n", (unsigned long)pcs[i]); continue; }
+        if (nf == 0) { util_buf_printf(b, "0x%lx()\n\t?\n", (unsigned long)pcs[i]); continue; }
         for (int j = 0; j < nf; j++) {
-            tprintf(b, "%s(%s)\n\t%s:%d", fr[j].func ? fr[j].func : "?", j < nf - 1 ? "inlined" : "",
+            util_buf_printf(b, "%s(%s)\n\t%s:%d", fr[j].func ? fr[j].func : "?", j < nf - 1 ? "inlined" : "",
                     fr[j].file ? fr[j].file : "?", fr[j].line);
-            if (j == nf - 1) tprintf(b, " +0x%lx", (unsigned long)fr[j].offset);
-            tprintf(b, "\n");
+            if (j == nf - 1) util_buf_printf(b, " +0x%lx", (unsigned long)fr[j].offset);
+            util_buf_printf(b, "\n");
         }
     }
 }
@@ -197,51 +175,51 @@ prof_status prof_threads_profile(int debug, prof_response *r) {
         if (!ok) { prof_profile_free(p); prof_set_error(r, "out of memory"); return PROF_ENOMEM; }
         return prof_finish(p, r);
     }
-    tbuf b = {0};
+    util_buf b = {0};
     prof_symbolizer *sym = prof_sym_new();
     if (debug == 1) {
         qsort(ts, (size_t)n, sizeof *ts, cmp_stack);
-        tprintf(&b, "threads profile: total %d\n", n);
+        util_buf_printf(&b, "threads profile: total %d\n", n);
         for (int k = 0; k < n;) {
             int j = k + 1;
             while (j < n && cmp_stack(&ts[k], &ts[j]) == 0) j++;
-            tprintf(&b, "%d @", j - k);
-            for (int i = 0; i < ts[k].n; i++) tprintf(&b, " 0x%lx", (unsigned long)ts[k].pcs[i]);
-            tprintf(&b, "\n# threads:");
-            for (int i = k; i < j; i++) tprintf(&b, " %s", ts[i].info.name);
-            tprintf(&b, "\n");
+            util_buf_printf(&b, "%d @", j - k);
+            for (int i = 0; i < ts[k].n; i++) util_buf_printf(&b, " 0x%lx", (unsigned long)ts[k].pcs[i]);
+            util_buf_printf(&b, "\n# threads:");
+            for (int i = k; i < j; i++) util_buf_printf(&b, " %s", ts[i].info.name);
+            util_buf_printf(&b, "\n");
             for (int i = 0; i < ts[k].n; i++) {
                 uintptr_t pc = i == 0 ? ts[k].pcs[0] : ts[k].pcs[i] - 1;
                 prof_frame fr[16];
                 int nf = sym ? prof_sym_lookup(sym, pc, fr, 16) : 0;
                 for (int f = 0; f < nf; f++)
-                    tprintf(&b, "#\t0x%lx\t%s+0x%lx\t%s:%d\n", (unsigned long)ts[k].pcs[i], fr[f].func ? fr[f].func : "?",
+                    util_buf_printf(&b, "#\t0x%lx\t%s+0x%lx\t%s:%d\n", (unsigned long)ts[k].pcs[i], fr[f].func ? fr[f].func : "?",
                             (unsigned long)fr[nf - 1].offset, fr[f].file ? fr[f].file : "?", fr[f].line);
-                if (nf == 0) tprintf(&b, "#\t0x%lx\t?\n", (unsigned long)ts[k].pcs[i]);
+                if (nf == 0) util_buf_printf(&b, "#\t0x%lx\t?\n", (unsigned long)ts[k].pcs[i]);
             }
-            tprintf(&b, "\n");
+            util_buf_printf(&b, "\n");
             k = j;
         }
     } else {
         for (int k = 0; k < n; k++) {
             prof_thread_info *t = &ts[k].info;
-            tprintf(&b, "thread %u \"%s\" [role %s, tid %d", t->seq, t->name, t->role, (int)t->tid);
+            util_buf_printf(&b, "thread %u \"%s\" [role %s, tid %d", t->seq, t->name, t->role, (int)t->tid);
             if (t->wait)
-                tprintf(&b, ", waiting on \"%s\" for %.3f ms", t->wait,
+                util_buf_printf(&b, ", waiting on \"%s\" for %.3f ms", t->wait,
                         now > t->wait_since_ns ? (double)(now - t->wait_since_ns) / 1e6 : 0.0);
             else
-                tprintf(&b, ", running");
-            tprintf(&b, "]");
+                util_buf_printf(&b, ", running");
+            util_buf_printf(&b, "]");
             if (t->req || t->phase) {
-                tprintf(&b, " {");
-                if (t->req) tprintf(&b, "request=%llu%s", (unsigned long long)t->req, t->phase ? ", " : "");
-                if (t->phase) tprintf(&b, "phase=%s", t->phase);
-                tprintf(&b, "}");
+                util_buf_printf(&b, " {");
+                if (t->req) util_buf_printf(&b, "request=%llu%s", (unsigned long long)t->req, t->phase ? ", " : "");
+                if (t->phase) util_buf_printf(&b, "phase=%s", t->phase);
+                util_buf_printf(&b, "}");
             }
-            tprintf(&b, ":\n");
-            if (ts[k].n < 0) tprintf(&b, "(stack unavailable: the thread did not answer SIGURG)\n");
+            util_buf_printf(&b, ":\n");
+            if (ts[k].n < 0) util_buf_printf(&b, "(stack unavailable: the thread did not answer SIGURG)\n");
             else print_stack(&b, sym, ts[k].pcs, ts[k].n, true);
-            tprintf(&b, "\n");
+            util_buf_printf(&b, "\n");
         }
     }
     prof_sym_free(sym);

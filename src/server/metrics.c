@@ -4,11 +4,12 @@
 #include "metrics.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/util.h"
 
 #define MAX_BUCKETS 32
 #define MAX_ROUTES 16
@@ -121,56 +122,35 @@ void met_request(const char *endpoint, int status) {
     pthread_mutex_unlock(&mu);
 }
 
-typedef struct sbuf { char *p; size_t n, cap; bool oom; } sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int w = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-        if (w < 0) { b->oom = true; return; }
-        if ((size_t)w < b->cap - b->n) { b->n += (size_t)w; return; }
-        size_t nc = (b->cap + (size_t)w + 1) * 2;
-        char *np = realloc(b->p, nc);
-        if (!np) { b->oom = true; return; }
-        b->p = np;
-        b->cap = nc;
-    }
-}
-
 char *met_render(size_t *len) {
-    sbuf b = {malloc(16384), 0, 16384, false};
-    if (!b.p) return NULL;
-    b.p[0] = 0;
+    util_buf b = {0};
     pthread_mutex_lock(&mu);
-    sb_printf(&b, "# HELP llmscope_http_requests_total HTTP requests answered, by endpoint and status.\n"
+    util_buf_printf(&b, "# HELP llmscope_http_requests_total HTTP requests answered, by endpoint and status.\n"
                   "# TYPE llmscope_http_requests_total counter\n");
     for (int i = 0; i < n_reqs; i++)
-        sb_printf(&b, "llmscope_http_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", reqs[i].route, reqs[i].status,
+        util_buf_printf(&b, "llmscope_http_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", reqs[i].route, reqs[i].status,
                   (unsigned long long)reqs[i].n);
-    sb_printf(&b, "# HELP llmscope_prompt_tokens_total Prompt tokens processed.\n# TYPE llmscope_prompt_tokens_total counter\n"
+    util_buf_printf(&b, "# HELP llmscope_prompt_tokens_total Prompt tokens processed.\n# TYPE llmscope_prompt_tokens_total counter\n"
                   "llmscope_prompt_tokens_total %llu\n", (unsigned long long)tok_prompt);
-    sb_printf(&b, "# HELP llmscope_generation_tokens_total Tokens generated.\n# TYPE llmscope_generation_tokens_total counter\n"
+    util_buf_printf(&b, "# HELP llmscope_generation_tokens_total Tokens generated.\n# TYPE llmscope_generation_tokens_total counter\n"
                   "llmscope_generation_tokens_total %llu\n", (unsigned long long)tok_gen);
     for (int g = 0; g < MET_N_GAUGE; g++)
-        sb_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", gdefs[g].name, gdefs[g].help, gdefs[g].name,
+        util_buf_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", gdefs[g].name, gdefs[g].help, gdefs[g].name,
                   gdefs[g].name, gauges[g]);
     for (int h = 0; h < MET_N_HIST; h++) {
         const hist_def *d = &hdefs[h];
-        sb_printf(&b, "# HELP %s %s\n# TYPE %s histogram\n", d->name, d->help, d->name);
+        util_buf_printf(&b, "# HELP %s %s\n# TYPE %s histogram\n", d->name, d->help, d->name);
         uint64_t cum = 0;
         for (int i = 0; i < d->n; i++) {
             cum += hists[h].counts[i];
-            sb_printf(&b, "%s_bucket{le=\"%g\"} %llu\n", d->name, d->le[i], (unsigned long long)cum);
+            util_buf_printf(&b, "%s_bucket{le=\"%g\"} %llu\n", d->name, d->le[i], (unsigned long long)cum);
         }
         cum += hists[h].counts[d->n];
-        sb_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", d->name, (unsigned long long)cum,
+        util_buf_printf(&b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", d->name, (unsigned long long)cum,
                   d->name, hists[h].sum, d->name, (unsigned long long)hists[h].count);
     }
     pthread_mutex_unlock(&mu);
-    if (b.oom) { free(b.p); return NULL; }
-    *len = b.n;
-    return b.p;
+    if (b.oom || !b.s) { free(b.s); return NULL; }
+    *len = b.len;
+    return b.s;
 }
