@@ -244,7 +244,12 @@ int api_parse_json(api_kind kind, const char *body, size_t len, const api_limits
                    char *err, size_t errlen) {
     json_error_t je;
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-    if (!j) FAIL("malformed JSON at byte %d: %s", je.position, je.text);
+    if (!j) {
+        // Jansson's text may quote the input ("near '…'"): keep it one printable line.
+        for (char *p = je.text; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+        FAIL("malformed JSON at byte %d: %s", je.position, je.text);
+    }
     int rc = 0;
     if (!json_is_object(j)) { json_decref(j); FAIL("the body must be a JSON object"); }
     o->add_special = true;
