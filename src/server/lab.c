@@ -63,7 +63,7 @@ __attribute__((noinline)) static char *prompt_split_and_join(const char *p, size
 
 __attribute__((noinline)) void prompt_preprocess(const char *prompt, size_t len) {
     // Several normalisation passes, each a fresh split-and-join.
-    for (int pass = 0; pass < 48; pass++) {
+    for (int pass = 0; pass < 160; pass++) {
         char *s = prompt_split_and_join(prompt, len);
         free(s);
     }
