@@ -33,6 +33,7 @@ struct srv_engine {
     _Atomic int stopping;          // no new submissions
     _Atomic int cancel_all;        // scheduler cancels everything it holds
     _Atomic size_t in_flight;
+    _Atomic int waiting;           // places taken in the tokenize and admit stages, <= cfg.max_queue
     _Atomic uint64_t next_id;
 };
 
@@ -102,8 +103,14 @@ eng_submit_rc eng_submit(srv_engine *e, srv_req *r) {
     req_ref(r);
     atomic_fetch_add(&e->in_flight, 1);
     if (!r->t_arrive) r->t_arrive = util_now_ns();
-    if (prof_queue_len(e->q_tok) + prof_queue_len(e->q_admit) >= (size_t)e->cfg.max_queue ||
-        !prof_queue_push(e->q_tok, r)) {
+    // A place is taken from submission until the scheduler takes the request
+    // from "admit" (or the tokenizer stage drops it), so a request being
+    // tokenized counts too and the push to "admit" never finds it full.
+    int w = atomic_load(&e->waiting);
+    bool room;
+    while ((room = w < e->cfg.max_queue) && !atomic_compare_exchange_weak(&e->waiting, &w, w + 1)) {}
+    if (!room || !prof_queue_push(e->q_tok, r)) {
+        if (room) atomic_fetch_sub(&e->waiting, 1);
         atomic_fetch_sub(&e->in_flight, 1);
         req_unref(r);
         return atomic_load(&e->stopping) ? ENG_STOPPING : ENG_FULL;
@@ -114,7 +121,8 @@ eng_submit_rc eng_submit(srv_engine *e, srv_req *r) {
 
 // ---- tokenizer stage ---------------------------------------------------------
 
-static void tokenize_one(srv_engine *e, srv_req *r) {
+// True when the request went on to "admit" (and keeps its place there).
+static bool tokenize_one(srv_engine *e, srv_req *r) {
     const tok_vocab *v = e->m->vocab;
     r->t_tok_begin = util_now_ns();
     prof_region_begin("tokenize", r->id);
@@ -127,23 +135,23 @@ static void tokenize_one(srv_engine *e, srv_req *r) {
         n = tok_encode(v, r->prompt, r->prompt_len, r->add_bos, r->parse_special, ids, cap);
     prof_region_end("tokenize", "tokens", n);
     r->t_tok_end = util_now_ns();
-    if (n < 0 || n > cap) { free(ids); req_fail(r, 500, "cannot tokenize the prompt"); release(e, r); return; }
+    if (n < 0 || n > cap) { free(ids); req_fail(r, 500, "cannot tokenize the prompt"); release(e, r); return false; }
     if (n == 0) {   // nothing to start from: begin at BOS
-        if (tok_bos(v) < 0) { free(ids); req_fail(r, 400, "the prompt is empty and the model has no BOS token"); release(e, r); return; }
+        if (tok_bos(v) < 0) { free(ids); req_fail(r, 400, "the prompt is empty and the model has no BOS token"); release(e, r); return false; }
         ids[n++] = tok_bos(v);
     }
     if (n >= e->n_ctx) {
         free(ids);
         req_fail(r, 400, "the prompt has %lld tokens but the context holds %d", (long long)n, e->n_ctx);
         release(e, r);
-        return;
+        return false;
     }
     int32_t max_gen = r->max_tokens;
     if (n + max_gen > e->n_ctx) max_gen = (int32_t)(e->n_ctx - n);
     int32_t *toks = realloc(ids, sizeof(int32_t) * (size_t)(n + max_gen + 1));
     r->tok_end = malloc(sizeof(int32_t) * (size_t)(max_gen + 1));
     r->gen_ids = malloc(sizeof(int32_t) * (size_t)(max_gen + 1));
-    if (!toks || !r->tok_end || !r->gen_ids) { free(toks ? toks : ids); req_fail(r, 500, "out of memory"); release(e, r); return; }
+    if (!toks || !r->tok_end || !r->gen_ids) { free(toks ? toks : ids); req_fail(r, 500, "out of memory"); release(e, r); return false; }
     r->tokens = toks;
     r->max_tokens = max_gen;
     prof_mutex_lock(&r->mu);   // a streaming handler waits for the prompt to be accepted
@@ -151,7 +159,8 @@ static void tokenize_one(srv_engine *e, srv_req *r) {
     prof_cond_broadcast(&r->cv);
     prof_mutex_unlock(&r->mu);
     met_observe(MET_PROMPT_LEN, (double)n);
-    if (!prof_queue_push(e->q_admit, r)) { req_fail(r, 503, "the server is overloaded"); release(e, r); }
+    if (!prof_queue_push(e->q_admit, r)) { req_fail(r, 503, "the server is shutting down"); release(e, r); return false; }
+    return true;
 }
 
 typedef struct { srv_engine *e; int i; } tok_arg;
@@ -165,8 +174,10 @@ static void *tok_main(void *p) {
     prof_thread_register(name, "tokenizer");
     srv_req *r;
     while ((r = prof_queue_pop(e->q_tok))) {
-        if (atomic_load(&r->cancel) || atomic_load(&e->cancel_all)) { req_fail(r, 499, "cancelled"); release(e, r); continue; }
-        tokenize_one(e, r);
+        bool admitted = false;
+        if (atomic_load(&r->cancel) || atomic_load(&e->cancel_all)) { req_fail(r, 499, "cancelled"); release(e, r); }
+        else admitted = tokenize_one(e, r);
+        if (!admitted) atomic_fetch_sub(&e->waiting, 1);
     }
     prof_thread_unregister();
     return NULL;
@@ -330,6 +341,7 @@ static void *sched_main(void *p) {
             } else if (!(r = prof_queue_try_pop(e->q_admit))) {
                 break;
             }
+            atomic_fetch_sub(&e->waiting, 1);
             if (admit(&s, r)) order[n_order++] = r;
         }
         met_gauge_set(MET_WAITING, (double)(prof_queue_len(e->q_tok) + prof_queue_len(e->q_admit)));
