@@ -670,6 +670,58 @@ def test_debug_safety(srv):
            f"exit {p.returncode} {p.stderr.strip()[:100]}; captures {sorted(out)}; caps {st} {st2} {st3}")
 
 
+def local_ip():
+    """A non-loopback address of this machine, or None."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("10.255.255.255", 9))   # no packet is sent: this only picks the outgoing interface
+        ip = s.getsockname()[0]
+    except OSError:
+        ip = None
+    finally:
+        s.close()
+    return None if not ip or ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
+def get(host, port, path, headers=None):
+    c = http.client.HTTPConnection(host, port, timeout=30)
+    c.request("GET", path, headers=headers or {})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, body
+
+
+def test_debug_addr():
+    """--debug-addr: a second listener serving /debug/* only; remote clients need the token."""
+    p = subprocess.run([os.path.join(BIN, "llm-server"), "-m", MODEL, "--debug-addr", "0.0.0.0:0"],
+                       capture_output=True, text=True, timeout=20)
+    ok = p.returncode == 2 and "debug-token" in p.stderr
+    detail = f"no token: exit {p.returncode} {p.stderr.strip()[:120]}"
+    dport, token = free_port(), "t0ken-of-sixteen-chars"
+    srv = Server("--debug-addr", f"0.0.0.0:{dport}", "--debug-token", token)
+    try:
+        st1, idx = get("127.0.0.1", dport, "/debug/pprof/")
+        st2, body2 = get("127.0.0.1", dport, "/infer?prompt=hi&max_tokens=2")
+        st3, _ = get("127.0.0.1", srv.port, "/debug/pprof/")
+        ok = ok and st1 == 200 and b"profile" in idx and st2 == 404 and b"error" in body2 and st3 == 200
+        ok = ok and f"debug endpoints on http://0.0.0.0:{dport}/debug/" in srv.logtext()
+        detail += f"; loopback on debug port {st1}, /infer there {st2}, debug on main port {st3}"
+        ip = local_ip()
+        if ip:
+            st4, b4 = get(ip, dport, "/debug/pprof/")
+            st5, _ = get(ip, dport, "/debug/pprof/", {"X-Debug-Token": token})
+            st6, _ = get(ip, dport, "/debug/pprof/", {"X-Debug-Token": token[:-1] + "X"})
+            ok = ok and st4 == 401 and b"error" in b4 and st5 == 200 and st6 == 401
+            detail += f"; from {ip}: no token {st4}, token {st5}, wrong token {st6}"
+        else:
+            detail += "; no non-loopback address here: the remote half was not exercised"
+    finally:
+        rc = srv.stop()
+    ok = ok and rc == 0
+    result("debug: --debug-addr serves /debug/ only, on loopback freely, remotely with the token", ok, detail)
+
+
 def test_hostile_clients():
     """Hundreds of slow, half-open and reset connections while normal
     clients keep their P99 within 2x of an undisturbed baseline."""
@@ -769,7 +821,7 @@ def main():
     finally:
         srv.stop()
     for t in (test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load,
-              test_flight_recorder, test_hostile_clients, test_port_in_use):
+              test_flight_recorder, test_hostile_clients, test_port_in_use, test_debug_addr):
         try:
             t()
         except Exception as e:   # noqa: BLE001

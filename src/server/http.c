@@ -45,6 +45,7 @@ static const char *route_names[] = {
 
 static struct {
     struct MHD_Daemon *d;
+    struct MHD_Daemon *dbg;        // --debug-addr: a second listener that serves /debug/* only
     http_config cfg;
     char api_key[256];
     char debug_token[256];
@@ -499,14 +500,17 @@ static enum MHD_Result models(struct MHD_Connection *c, conn_ctx *cc) {
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload, size_t *upload_size, void **con_cls) {
-    (void)cls; (void)version;
+    (void)version;
     ensure_registered();
+    bool debug_listener = cls != NULL;
     conn_ctx *cc = *con_cls;
     if (!cc) {
         cc = calloc(1, sizeof *cc);
         if (!cc) return MHD_NO;
         *con_cls = cc;
         cc->rt = route_of(url);
+        if (debug_listener && cc->rt != R_DEBUG)
+            return send_error(c, cc, 404, "this listener (--debug-addr) serves /debug/ only");
         bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
         switch (cc->rt) {
         case R_NOT_FOUND: return send_error(c, cc, 404, "no such endpoint");
@@ -520,8 +524,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             if (!post) return send_error(c, cc, 405, "use POST");
         }
         if (cc->rt == R_DEBUG && !is_loopback(c)) {
-            if (!S.cfg.debug_remote)
-                return send_error(c, cc, 403, "debug endpoints answer only on loopback (see --debug-remote)");
+            if (!S.cfg.debug_remote && !debug_listener)
+                return send_error(c, cc, 403, "debug endpoints answer only on loopback (see --debug-addr)");
             if (!debug_token_ok(c))
                 return send_error(c, cc, 401, "debug endpoints need the debug token (X-Debug-Token: TOKEN)");
         }
@@ -621,25 +625,23 @@ bool http_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port) 
     return true;
 }
 
-bool http_start(const http_config *cfg, char *err, size_t errlen) {
-    S.cfg = *cfg;
-    snprintf(S.api_key, sizeof S.api_key, "%s", cfg->api_key ? cfg->api_key : "");
-    snprintf(S.debug_token, sizeof S.debug_token, "%s", cfg->debug_token ? cfg->debug_token : "");
-    S.created = time(NULL);
-    pthread_key_create(&S.thread_key, thread_gone);
+// Starts one listener on host:port (host NULL or "" = all interfaces);
+// cls marks the --debug-addr listener. NULL with a message in err.
+static struct MHD_Daemon *listen_on(const char *host, uint16_t port, unsigned max_conns, void *cls,
+                                    const char *what, char *err, size_t errlen) {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC;
-    if (cfg->host && cfg->host[0]) {
+    if (host && host[0]) {
         struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *ai = NULL;
         char portstr[8];
-        snprintf(portstr, sizeof portstr, "%u", cfg->port);
-        int gai = getaddrinfo(cfg->host, portstr, &hints, &ai);
+        snprintf(portstr, sizeof portstr, "%u", port);
+        int gai = getaddrinfo(host, portstr, &hints, &ai);
         if (gai) {   // a name, not a number: resolve it
             hints.ai_flags = AI_NUMERICSERV;
-            gai = getaddrinfo(cfg->host, portstr, &hints, &ai);
+            gai = getaddrinfo(host, portstr, &hints, &ai);
         }
-        if (gai || !ai) { snprintf(err, errlen, "cannot resolve '%s': %s", cfg->host, gai_strerror(gai)); return false; }
+        if (gai || !ai) { snprintf(err, errlen, "%s: cannot resolve '%s': %s", what, host, gai_strerror(gai)); return NULL; }
         memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
         freeaddrinfo(ai);
         if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
@@ -647,27 +649,43 @@ bool http_start(const http_config *cfg, char *err, size_t errlen) {
         struct sockaddr_in *in = (struct sockaddr_in *)&ss;
         in->sin_family = AF_INET;
         in->sin_addr.s_addr = htonl(INADDR_ANY);
-        in->sin_port = htons(cfg->port);
+        in->sin_port = htons(port);
     }
-    S.d = MHD_start_daemon(flags, cfg->port, NULL, NULL, handler, NULL,
+    struct MHD_Daemon *d = MHD_start_daemon(flags, port, NULL, NULL, handler, cls,
                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                           MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_conns,
-                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->read_timeout_s,
+                           MHD_OPTION_CONNECTION_LIMIT, max_conns,
+                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.cfg.read_timeout_s,
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
                            MHD_OPTION_END);
-    if (!S.d) {
-        snprintf(err, errlen, "cannot listen on %s:%u (in use, or not an address of this machine)",
-                 cfg->host && cfg->host[0] ? cfg->host : "*", cfg->port);
-        return false;
+    if (!d)
+        snprintf(err, errlen, "%s: cannot listen on %s:%u (in use, or not an address of this machine)", what,
+                 host && host[0] ? host : "*", port);
+    return d;
+}
+
+static uint16_t port_of(struct MHD_Daemon *d) {
+    const union MHD_DaemonInfo *di = d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+    return di ? di->port : 0;
+}
+
+bool http_start(const http_config *cfg, char *err, size_t errlen) {
+    S.cfg = *cfg;
+    snprintf(S.api_key, sizeof S.api_key, "%s", cfg->api_key ? cfg->api_key : "");
+    snprintf(S.debug_token, sizeof S.debug_token, "%s", cfg->debug_token ? cfg->debug_token : "");
+    S.created = time(NULL);
+    pthread_key_create(&S.thread_key, thread_gone);
+    S.d = listen_on(cfg->host, cfg->port, (unsigned)cfg->max_conns, NULL, "--http-addr", err, errlen);
+    if (!S.d) return false;
+    if (cfg->debug_host) {   // a few debug clients at a time; captures are capped at 4 anyway
+        S.dbg = listen_on(cfg->debug_host, cfg->debug_port, 16, (void *)1, "--debug-addr", err, errlen);
+        if (!S.dbg) { http_stop(); return false; }
     }
     return true;
 }
 
-uint16_t http_port(void) {
-    const union MHD_DaemonInfo *di = S.d ? MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
-    return di ? di->port : 0;
-}
+uint16_t http_port(void) { return port_of(S.d); }
+uint16_t http_debug_port(void) { return port_of(S.dbg); }
 
 void http_set_ready(const llama_model *m, srv_engine *e, const char *model_id) {
     S.eng = e;
@@ -681,12 +699,16 @@ void http_set_ready(const llama_model *m, srv_engine *e, const char *model_id) {
 }
 
 void http_quiesce(void) {
-    if (!S.d) return;
-    MHD_socket s = MHD_quiesce_daemon(S.d);
-    if (s != MHD_INVALID_SOCKET) close(s);
+    struct MHD_Daemon *ds[2] = {S.d, S.dbg};
+    for (int i = 0; i < 2; i++) {
+        if (!ds[i]) continue;
+        MHD_socket s = MHD_quiesce_daemon(ds[i]);
+        if (s != MHD_INVALID_SOCKET) close(s);
+    }
 }
 
 void http_stop(void) {
+    if (S.dbg) MHD_stop_daemon(S.dbg);
     if (S.d) MHD_stop_daemon(S.d);
-    S.d = NULL;
+    S.d = S.dbg = NULL;
 }

@@ -21,8 +21,10 @@ typedef struct http_config {
     int read_timeout_s;        // idle connections are closed after this
     size_t max_body;           // bytes
     const char *api_key;       // NULL = none
-    bool debug_remote;         // /debug/* answers non-loopback clients too …
+    bool debug_remote;         // /debug/* on the main listener answers non-loopback clients too …
     const char *debug_token;   // … when they present this token (X-Debug-Token)
+    const char *debug_host;    // --debug-addr: NULL = no separate debug listener; "" = all interfaces
+    uint16_t debug_port;       // its port (0 = any free port, see http_debug_port)
     int trace_slow_ms;         // 0 = off: requests slower than this dump the flight recorder's window
     const char *trace_dir;     // where those dumps go
 } http_config;
@@ -31,6 +33,7 @@ typedef struct http_config {
 // http_set_ready()). false with a message in err.
 bool http_start(const http_config *cfg, char *err, size_t errlen);
 uint16_t http_port(void);
+uint16_t http_debug_port(void);   // 0 without --debug-addr
 // The model is loaded and the engine runs: inference endpoints open.
 void http_set_ready(const llama_model *m, srv_engine *e, const char *model_id);
 // Stop accepting new connections (in-flight ones continue).

@@ -1,6 +1,8 @@
 // main.c — llm-server: flags, start-up (listen first, answer /health with 503
 // while the model loads), and shutdown on SIGTERM/SIGINT (stop accepting,
 // let in-flight requests finish until a deadline, cancel the rest, exit 0).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +37,12 @@ static void usage(FILE *f) {
             "  --max-conns N           open connections at most (default 256)\n"
             "  --api-key KEY           require \"Authorization: Bearer KEY\" (not for /health, /metrics)\n"
             "  --shutdown-timeout S    on SIGTERM, wait this long for in-flight requests (default 10)\n"
-            "  --debug-remote          /debug/* answers non-loopback clients too, when they send\n"
-            "                          X-Debug-Token with the --debug-token value (required then)\n"
-            "  --debug-token TOKEN     the token remote debug clients must present\n"
+            "  --debug-addr HOST:PORT  also serve /debug/* (only) on this address; clients that are\n"
+            "                          not on loopback must send X-Debug-Token (a token is required\n"
+            "                          unless HOST is a loopback address)\n"
+            "  --debug-remote          /debug/* on --http-addr answers non-loopback clients too, when\n"
+            "                          they send X-Debug-Token with the --debug-token value (required then)\n"
+            "  --debug-token TOKEN     the token remote debug clients must present (16+ characters)\n"
             "  --enable-trace[=B]      keep the execution tracer's flight recorder on (default false)\n"
             "  --trace-window S        how far back /debug/trace/flight reaches (default 10)\n"
             "  --trace-events N        events kept per thread by the tracer (default 32768; 64 bytes each)\n"
@@ -61,6 +66,16 @@ static bool flag(int argc, char **argv, int *i, const char *shortf, const char *
     return false;
 }
 
+// A numeric loopback address, or "localhost" ("" = all interfaces is not).
+static bool loopback_host(const char *h) {
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (!strcmp(h, "localhost")) return true;
+    if (inet_pton(AF_INET, h, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, h, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
 static int64_t num(const char *flagname, const char *v, int64_t lo, int64_t hi) {
     int64_t x;
     if (!util_parse_i64(v, lo, hi, &x)) {
@@ -71,7 +86,7 @@ static int64_t num(const char *flagname, const char *v, int64_t lo, int64_t hi) 
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *addr = "127.0.0.1:8080", *api_key = NULL;
+    const char *model_path = NULL, *addr = "127.0.0.1:8080", *api_key = NULL, *debug_addr = NULL;
     eng_config ec = {.n_threads = 0, .parallel = 8, .n_ctx = 0, .max_queue = 64, .tok_threads = 2, .n_batch = 512, .prefill_chunk = 256};
     http_config hc = {.max_conns = 256, .read_timeout_s = 30, .max_body = 1 << 20};
     int64_t shutdown_s = 10, trace_window_s = 10, trace_events = TRACE_DEFAULT_EVENTS;
@@ -90,6 +105,7 @@ int main(int argc, char **argv) {
         }
         else if (flag(argc, argv, &i, "-m", "--model", &v)) model_path = v;
         else if (flag(argc, argv, &i, NULL, "--http-addr", &v)) addr = v;
+        else if (flag(argc, argv, &i, NULL, "--debug-addr", &v)) debug_addr = v;
         else if (flag(argc, argv, &i, "-t", "--threads", &v)) ec.n_threads = (int)num("--threads", v, 1, 1024);
         else if (flag(argc, argv, &i, NULL, "--parallel", &v)) ec.parallel = (int)num("--parallel", v, 1, 256);
         else if (flag(argc, argv, &i, "-c", "--ctx", &v)) ec.n_ctx = (int)num("--ctx", v, 8, 1 << 20);
@@ -130,6 +146,19 @@ int main(int argc, char **argv) {
     hc.host = host;
     hc.port = port;
     hc.api_key = api_key;
+    char dhost[256];
+    if (debug_addr) {
+        if (!http_parse_addr(debug_addr, dhost, sizeof dhost, &hc.debug_port)) {
+            fprintf(stderr, "llm-server: bad --debug-addr '%s' (want HOST:PORT or :PORT)\n", debug_addr);
+            return 2;
+        }
+        hc.debug_host = dhost;
+        if (!loopback_host(dhost) && (!hc.debug_token || strlen(hc.debug_token) < 16)) {
+            fprintf(stderr, "llm-server: --debug-addr %s is reachable from other machines: it needs --debug-token "
+                            "with at least 16 characters\n", debug_addr);
+            return 2;
+        }
+    }
 
     // Signals are taken by sigwait() in this thread only.
     sigset_t sigs;
@@ -156,6 +185,11 @@ int main(int argc, char **argv) {
     const char *shown = host[0] ? host : "0.0.0.0";
     fprintf(stderr, "llm-server: listening on http://%s%s%s:%u (loading %s)\n", strchr(shown, ':') ? "[" : "", shown,
             strchr(shown, ':') ? "]" : "", port, model_path);
+    if (debug_addr) {
+        const char *ds = dhost[0] ? dhost : "0.0.0.0";
+        fprintf(stderr, "llm-server: debug endpoints on http://%s%s%s:%u/debug/\n", strchr(ds, ':') ? "[" : "", ds,
+                strchr(ds, ':') ? "]" : "", http_debug_port());
+    }
 
     uint64_t t0 = util_now_ns();
     llama_model *m = llama_load(model_path, err, sizeof err);
