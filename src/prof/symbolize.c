@@ -8,6 +8,9 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <inttypes.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +88,14 @@ void prof_sym_free(prof_symbolizer *s) {
     if (s->dwfl) dwfl_end(s->dwfl);
     for (int i = 0; i < s->nmaps; i++) free(s->paths[i]);
     free(s);
+#ifdef __GLIBC__
+    // libdw's tables for one symbolizer are 15-20 MB, allocated and freed on
+    // the capturing thread. glibc keeps freed memory in that thread's arena,
+    // and captures served by ever new connection threads land in up to 8
+    // arenas per core, so without this RSS grew by that much per capture
+    // until every arena held a copy (scripts/soak.sh, docs/soak.md).
+    malloc_trim(0);
+#endif
 }
 
 const prof_mapping *prof_sym_mappings(prof_symbolizer *s, int *n) {
