@@ -1,6 +1,6 @@
 # llmscope build. `make` builds build/bin/*; `make test` runs every test;
-# `make bench` writes bench/results.md; `make asan|ubsan|tsan` build and test
-# sanitizer variants in build-<san>/; `make fuzz` runs the fuzz targets briefly.
+# `make bench` writes bench/results.md; `make asan|ubsan` build and test
+# sanitizer variants in build-<san>/ (`make tsan` the threaded parts); `make fuzz` runs the fuzz targets briefly.
 
 CC      ?= cc
 BUILD   ?= build
@@ -72,8 +72,14 @@ asan:
 	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address -fno-sanitize-recover=all" LDFLAGS="-fsanitize=address" test
 ubsan:
 	$(MAKE) BUILD=build-ubsan CFLAGS="-O1 -g -fsanitize=undefined -fno-sanitize-recover=all" LDFLAGS="-fsanitize=undefined" test
+# TSan covers the threaded parts: the named primitives, profilers, tracer,
+# counters, threadpool and forward pass, the load generator, and the server
+# over loopback (a report makes a test binary, or the server's exit, fail).
+TSAN_TESTS = test_sync test_prof test_trace test_ops test_matmul test_model test_pmu test_load
 tsan:
-	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" test
+	$(MAKE) BUILD=build-tsan CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread" all
+	LLMSCOPE_SANITIZER=thread TESTS_SH="test_server.sh" LLMSCOPE_BIN=$(abspath build-tsan/bin) \
+	  scripts/run-tests.sh $(TSAN_TESTS:%=build-tsan/tests/%)
 
 # Fuzz targets: clang + libFuzzer with ASan/UBSan, each run for FUZZ_SECONDS over fuzz/corpus/<name>.
 FUZZ_SECONDS ?= 30

@@ -725,6 +725,12 @@ def test_debug_addr():
 def test_hostile_clients():
     """Hundreds of slow, half-open and reset connections while normal
     clients keep their P99 within 2x of an undisturbed baseline."""
+    if os.environ.get("LLMSCOPE_SANITIZER") == "thread":
+        # Its P99 bound means nothing at TSan's speed, and a threads dump
+        # racing hundreds of exiting threads crashes inside the TSan runtime
+        # (plain, ASan and UBSan builds run it).
+        print("skip hostile clients: not run under TSan", flush=True)
+        return
     srv = Server("--max-conns", "600", "--read-timeout", "5", "--parallel", "4")
     try:
         def p99(n=40):

@@ -477,7 +477,10 @@ static void test_cpu_profile_two_threads(void) {
     for (int i = 0; i < p.ns; i++) { const char *th = label_str(&p, &p.s[i], "thread"); if (th && !strcmp(th, "burn-beta")) nbt += p.s[i].vals[0]; }
     CHECKF(nbt > 0.6 * eb && nbt < 1.3 * eb, "beta thread %lld vs %.0f", (long long)nbt, eb);
     CHECKF(nb > nbt / 2, "burn_beta %lld of %lld", (long long)nb, (long long)nbt);
-    CHECK(na > nb);
+    // Samples follow CPU time, not wall time: the thread that burned clearly
+    // more CPU has more samples (on a loaded machine either may).
+    if (ea > 1.3 * eb) CHECK(na > nb);
+    if (eb > 1.3 * ea) CHECK(nb > na);
     // The request label is numeric, on beta's samples only.
     bool req7 = false;
     for (int i = 0; i < p.ns; i++)

@@ -4,6 +4,7 @@
 #include "thread.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -43,8 +44,22 @@ bool prof_thread_stack_bounds(uintptr_t *lo, uintptr_t *hi) {
     return my_stack_known > 0;
 }
 
+// The profilers' signals (SIGPROF from CPU timers, SIGURG from the threads
+// dump) reach registered threads only: a thread unblocks them when it
+// registers and blocks them when it leaves, so a signal sent just before a
+// thread exits never lands in its teardown (where a sanitizer runtime, for
+// one, cannot take it).
+static void profiler_signals(int how) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGPROF);
+    sigaddset(&s, SIGURG);
+    pthread_sigmask(how, &s, NULL);
+}
+
 prof_thread *prof_thread_register(const char *name, const char *role) {
     prof_thread *t = self;
+    profiler_signals(SIG_UNBLOCK);
     uintptr_t lo, hi;
     prof_thread_stack_bounds(&lo, &hi);   // outside the lock: may read /proc
     pthread_mutex_lock(&reg_lock);
@@ -84,6 +99,7 @@ void prof_thread_unregister(void) {
     self = NULL;
     atomic_store(&t->in_use, 0);
     pthread_mutex_unlock(&reg_lock);
+    profiler_signals(SIG_BLOCK);
 }
 
 void prof_label_req(uint64_t req) {

@@ -71,8 +71,19 @@ typedef struct conn_ctx {
 
 static void thread_gone(void *p) { (void)p; prof_thread_unregister(); }
 
-// Connection threads register on their first request; the key's destructor
-// unregisters them when MHD ends the thread.
+// Connection threads register on their first request and unregister when
+// MHD reports their connection closed, which it does on the connection's own
+// thread before the thread function returns (so no profiler signal can land
+// in the thread's teardown); the key's destructor is the fallback.
+static void conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe) {
+    (void)cls; (void)c; (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED && pthread_getspecific(S.thread_key)) {
+        pthread_setspecific(S.thread_key, NULL);
+        prof_thread_unregister();
+    }
+}
+
 static void ensure_registered(void) {
     if (prof_thread_self()) return;
     char name[16];
@@ -656,6 +667,7 @@ static struct MHD_Daemon *listen_on(const char *host, uint16_t port, unsigned ma
                            MHD_OPTION_CONNECTION_LIMIT, max_conns,
                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.cfg.read_timeout_s,
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                           MHD_OPTION_NOTIFY_CONNECTION, conn_notify, NULL,
                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
                            MHD_OPTION_END);
     if (!d)
