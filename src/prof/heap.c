@@ -19,9 +19,11 @@
 // Allocation-failure injection (tests): prof_heap_fail_nth() or the
 // environment variable LLMSCOPE_FAIL_ALLOC=N make one chosen allocation fail
 // the way glibc fails (NULL with errno ENOMEM; posix_memalign returns
-// ENOMEM). Disarmed, it costs every entry point one load and one predictable
-// branch.
+// ENOMEM), and keeps the set of blocks allocated since arming for a leak
+// check. Disarmed, it costs each entry point a load of one flag and a
+// predictable branch (two for the allocating ones).
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -190,17 +192,62 @@ static inline void untrack(void *p) {
 // The injection's slow path: counts this allocation when its thread is in
 // scope and says whether it is the one to fail. The recorder's own
 // allocations (busy) are never counted: sampling is random, a sweep must not be.
-__attribute__((noinline)) static bool inject_fail(void) {
+static inline bool fail_in_scope(void) {
     if (busy) return false;
     int scope = atomic_load_explicit(&fail_scope, memory_order_relaxed);
-    if ((scope == PROF_FAIL_THIS_THREAD && !fail_mine) || (scope == PROF_FAIL_OTHER_THREADS && fail_mine)) return false;
+    return !((scope == PROF_FAIL_THIS_THREAD && !fail_mine) || (scope == PROF_FAIL_OTHER_THREADS && fail_mine));
+}
+
+__attribute__((noinline)) static bool inject_fail(void) {
+    if (!fail_in_scope()) return false;
     int64_t k = atomic_fetch_add_explicit(&fail_seen, 1, memory_order_relaxed) + 1;
     if (k != atomic_load_explicit(&fail_at, memory_order_relaxed)) return false;
     atomic_store(&fail_fired, 1);
     return true;
 }
 
-#define FAIL_NOW() (__builtin_expect(atomic_load_explicit(&fail_armed, memory_order_relaxed), 0) && inject_fail())
+// While armed, the blocks allocated by the threads in scope and not freed
+// yet: a sweep's leak check. A set of addresses, so that the free of a
+// block made before arming (a previous request's, freed late) does not
+// offset a leak of this window.
+#define LIVE_CAP (1u << 16)
+#define LIVE_GONE ((uintptr_t)1)   // a deleted entry (probing goes on past it)
+static struct live { uintptr_t p; int64_t n; } live[LIVE_CAP];
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t net_blocks, net_bytes;   // guarded by live_mu
+static bool live_overflow;
+
+__attribute__((noinline)) static void note(void *p, int sign) {
+    if (!fail_in_scope()) return;
+    uintptr_t a = (uintptr_t)p;
+    uint32_t h = addr_hash(p) & (LIVE_CAP - 1);
+    pthread_mutex_lock(&live_mu);
+    if (sign > 0) {
+        uint32_t i = h, n = 0;
+        while (live[i].p > LIVE_GONE && n++ < LIVE_CAP) i = (i + 1) & (LIVE_CAP - 1);
+        if (n >= LIVE_CAP) {
+            live_overflow = true;
+        } else {
+            live[i] = (struct live){a, (int64_t)malloc_usable_size(p)};
+            net_blocks++;
+            net_bytes += live[i].n;
+        }
+    } else {
+        for (uint32_t i = h, n = 0; live[i].p && n < LIVE_CAP; i = (i + 1) & (LIVE_CAP - 1), n++) {
+            if (live[i].p != a) continue;
+            net_blocks--;
+            net_bytes -= live[i].n;
+            live[i].p = LIVE_GONE;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_mu);
+}
+
+#define FAIL_ARMED() __builtin_expect(atomic_load_explicit(&fail_armed, memory_order_relaxed), 0)
+#define FAIL_NOW() (FAIL_ARMED() && inject_fail())
+#define NOTE_ALLOC(p) do { if (FAIL_ARMED() && (p)) note((p), 1); } while (0)
+#define NOTE_FREE(p) do { if (FAIL_ARMED()) note((p), -1); } while (0)
 
 bool prof_heap_fail_nth(int64_t n, prof_fail_scope scope) {
     atomic_store(&fail_armed, 0);
@@ -209,6 +256,11 @@ bool prof_heap_fail_nth(int64_t n, prof_fail_scope scope) {
     atomic_store(&fail_at, n);
     atomic_store(&fail_seen, 0);
     atomic_store(&fail_fired, 0);
+    pthread_mutex_lock(&live_mu);
+    memset(live, 0, sizeof live);
+    net_blocks = net_bytes = 0;
+    live_overflow = false;
+    pthread_mutex_unlock(&live_mu);
     atomic_store(&fail_armed, 1);
     return true;
 }
@@ -220,6 +272,15 @@ int64_t prof_heap_fail_disarm(void) {
 }
 
 bool prof_heap_fail_fired(void) { return atomic_load(&fail_fired); }
+
+bool prof_heap_fail_net(int64_t *blocks, int64_t *bytes) {
+    pthread_mutex_lock(&live_mu);
+    *blocks = net_blocks;
+    *bytes = net_bytes;
+    bool ok = !live_overflow;
+    pthread_mutex_unlock(&live_mu);
+    return ok;
+}
 
 // LLMSCOPE_FAIL_ALLOC=N arms the injection before main() over every thread,
 // so a shell loop can sweep a command; when the command ends without
@@ -246,12 +307,14 @@ __attribute__((destructor)) static void fail_env_report(void) {
 void *malloc(size_t n) {
     if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_malloc(n);
+    NOTE_ALLOC(p);
     TRACK(p, n);
     return p;
 }
 
 void free(void *p) {
     if (!p) return;
+    NOTE_FREE(p);
     untrack(p);
     __libc_free(p);
 }
@@ -259,6 +322,7 @@ void free(void *p) {
 void *calloc(size_t a, size_t b) {
     if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_calloc(a, b);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, a * b);   // no overflow: calloc succeeded
     return p;
 }
@@ -267,8 +331,10 @@ void *realloc(void *old, size_t n) {
     // A failed realloc leaves old allocated but forgotten by the profile.
     // realloc(p, 0) frees p: it never fails.
     if ((n || !old) && FAIL_NOW()) { errno = ENOMEM; return NULL; }
-    if (old) untrack(old);
+    if (old) { NOTE_FREE(old); untrack(old); }
     void *p = __libc_realloc(old, n);
+    if (!p && n && old) NOTE_ALLOC(old);   // it failed: old is still there
+    NOTE_ALLOC(p);
     if (p && n) TRACK(p, n);
     return p;
 }
@@ -277,8 +343,10 @@ void *reallocarray(void *old, size_t a, size_t b) {
     size_t n;
     if (__builtin_mul_overflow(a, b, &n)) { errno = ENOMEM; return NULL; }
     if ((n || !old) && FAIL_NOW()) { errno = ENOMEM; return NULL; }
-    if (old) untrack(old);
+    if (old) { NOTE_FREE(old); untrack(old); }
     void *p = __libc_realloc(old, n);
+    if (!p && n && old) NOTE_ALLOC(old);   // it failed: old is still there
+    NOTE_ALLOC(p);
     if (p && n) TRACK(p, n);
     return p;
 }
@@ -290,6 +358,7 @@ int posix_memalign(void **out, size_t align, size_t n) {
     void *p = __libc_memalign(align, n);
     errno = saved;
     if (!p) return ENOMEM;
+    NOTE_ALLOC(p);
     TRACK(p, n);
     *out = p;
     return 0;
@@ -299,6 +368,7 @@ void *aligned_alloc(size_t align, size_t n) {
     if (align == 0 || (align & (align - 1))) { errno = EINVAL; return NULL; }
     if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_memalign(align, n);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, n);
     return p;
 }
@@ -306,6 +376,7 @@ void *aligned_alloc(size_t align, size_t n) {
 void *memalign(size_t align, size_t n) {
     if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_memalign(align, n);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, n);
     return p;
 }
@@ -313,6 +384,7 @@ void *memalign(size_t align, size_t n) {
 void *valloc(size_t n) {
     if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_valloc(n);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, n);
     return p;
 }
@@ -320,6 +392,7 @@ void *valloc(size_t n) {
 void *pvalloc(size_t n) {
     if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_pvalloc(n);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, n);
     return p;
 }
@@ -337,6 +410,7 @@ void prof_heap_set_rate(int64_t bytes) { atomic_store(&heap_rate, bytes < 0 ? 0 
 bool prof_heap_fail_nth(int64_t n, prof_fail_scope scope) { (void)n; (void)scope; return false; }
 int64_t prof_heap_fail_disarm(void) { return 0; }
 bool prof_heap_fail_fired(void) { return false; }
+bool prof_heap_fail_net(int64_t *blocks, int64_t *bytes) { *blocks = *bytes = 0; return false; }
 
 __attribute__((constructor)) static void fail_env_init(void) {
     const char *v = getenv("LLMSCOPE_FAIL_ALLOC");

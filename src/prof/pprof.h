@@ -101,6 +101,12 @@ typedef enum { PROF_FAIL_ALL_THREADS, PROF_FAIL_THIS_THREAD, PROF_FAIL_OTHER_THR
 bool prof_heap_fail_nth(int64_t n, prof_fail_scope scope);
 int64_t prof_heap_fail_disarm(void);
 bool prof_heap_fail_fired(void);   // the armed failure happened
+// The blocks, and their bytes (usable size), that the threads in scope
+// allocated since arming and have not freed (a leak check: 0 and 0 after
+// work that freed all it made; frees of older blocks do not count). False
+// when the books overflowed (more than 65536 live blocks) or the interposer
+// is compiled out.
+bool prof_heap_fail_net(int64_t *blocks, int64_t *bytes);
 // Block: waits of at least rate_ns are all recorded, shorter ones with
 // probability wait/rate_ns (Go's SetBlockProfileRate; default 10000 ns,
 // 0 = off, 1 = every wait). Mutex: 1 in `fraction` contention events is
