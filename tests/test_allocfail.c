@@ -9,7 +9,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/time.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -50,8 +52,9 @@ static void sleep_ms(int ms) {
 // Disarms and checks the window freed what it allocated.
 static bool disarm_no_leak(int64_t n, const char *what) {
     int64_t blocks, bytes;
-    prof_heap_fail_net(&blocks, &bytes);
+    bool ok = prof_heap_fail_net(&blocks, &bytes);
     prof_heap_fail_disarm();
+    CHECKF(ok, "%s: more live blocks than the leak check can follow", what);
     CHECKF(blocks == 0 && bytes == 0, "%s, allocation %lld failed: %lld blocks (%lld bytes) left allocated", what,
            (long long)n, (long long)blocks, (long long)bytes);
     return blocks == 0 && bytes == 0;
@@ -65,7 +68,7 @@ static void test_hook(void) {
     CHECK(p[0] && p[1] && !p[2] && p[3] && p[4]);
     CHECK(prof_heap_fail_fired());
     int64_t blocks, bytes;
-    prof_heap_fail_net(&blocks, &bytes);
+    CHECK(prof_heap_fail_net(&blocks, &bytes));
     CHECK(blocks == 4 && bytes >= 4 * 16);
     for (int i = 0; i < 5; i++) free(p[i]);
     prof_heap_fail_net(&blocks, &bytes);
@@ -151,10 +154,10 @@ static void test_load_sweep(void) {
 
 // ---- the request path -----------------------------------------------------------
 
-static const eng_config ECFG = {.n_threads = 2, .parallel = 2, .n_ctx = 128, .max_queue = 8, .tok_threads = 1,
+static const eng_config ECFG = {.n_threads = 1, .parallel = 2, .n_ctx = 128, .max_queue = 8, .tok_threads = 1,
                                 .n_batch = 32, .prefill_chunk = 32};
 #define PROMPT "Once upon a time"
-#define GEN 24
+#define GEN 8
 
 // One greedy request through the engine; returns its status (0: no
 // request could be made) and copies its text.
@@ -237,6 +240,125 @@ static void test_engine_sweep(void) {
     CHECK(open_fds() == fds);
 }
 
+// ---- over HTTP -------------------------------------------------------------------
+
+// One HTTP exchange on a fresh loopback connection (Connection: close).
+// Returns the status (0: the server closed without answering; -1: the
+// test could not connect) and the body.
+static int http_exchange(uint16_t port, const char *req, char *body, size_t bodylen) {
+    body[0] = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {60, 0};   // a hang fails the test instead of stalling it
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) { close(fd); return -1; }
+    size_t len = strlen(req);
+    for (size_t off = 0; off < len;) {
+        ssize_t w = send(fd, req + off, len - off, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    static char buf[1 << 16];
+    size_t got = 0;
+    for (ssize_t r; got < sizeof buf - 1 && (r = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0;) got += (size_t)r;
+    buf[got] = 0;
+    close(fd);
+    int status = 0;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) return 0;
+    const char *b = strstr(buf, "\r\n\r\n");
+    snprintf(body, bodylen, "%s", b ? b + 4 : "");
+    return status;
+}
+
+static const char *INFER_REQ =
+    "POST /infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+    "Content-Length: 60\r\n\r\n{\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0}";
+
+// The generated text of an /infer answer ("" when it is not one).
+static void infer_text(const char *body, char *out, size_t outlen) {
+    out[0] = 0;
+    json_t *j = json_loads(body, 0, NULL);
+    const char *t = json_string_value(json_object_get(j, "text"));
+    snprintf(out, outlen, "%s", t ? t : "");
+    json_decref(j);
+}
+
+// An error answer is {"error":{"message":...}}.
+static bool json_error_body(const char *body) {
+    json_t *j = json_loads(body, 0, NULL);
+    const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    bool ok = m && m[0];
+    json_decref(j);
+    return ok;
+}
+
+// The server lets go of a connection (joins its thread, frees its state)
+// shortly after the client saw it close, and MHD frees the connection a
+// little after it stops counting it: wait for both (at most 10 s; a real
+// leak then fails the check after the wait).
+static void wait_settled(void) {
+    for (int i = 0; i < 1000; i++) {
+        int64_t blocks, bytes;
+        prof_heap_fail_net(&blocks, &bytes);
+        if (http_connections() == 0 && blocks == 0 && bytes == 0) return;
+        sleep_ms(10);
+    }
+}
+
+static void test_http_sweep(void) {
+    if (!available()) return;
+    char err[256];
+    llama_model *m = llama_load(harness_model("stories260K.gguf"), err, sizeof err);
+    REQUIRE(m);
+    srv_engine *e = eng_start(&ECFG, m, err, sizeof err);
+    REQUIRE(e);
+    http_config hc = {.host = "127.0.0.1", .port = 0, .max_conns = 16, .read_timeout_s = 30, .max_body = 1 << 20};
+    REQUIRE(http_start(&hc, err, sizeof err));
+    http_set_ready(m, e, "stories260K.gguf");
+    uint16_t port = http_port();
+    static char body[1 << 16];
+    char want[4096], got[4096];
+    // Twice before the sweep: the first request fills lazily made state
+    // (glibc's thread stack cache, the metrics' rows).
+    for (int i = 0; i < 2; i++) REQUIRE(http_exchange(port, INFER_REQ, body, sizeof body) == 200);
+    infer_text(body, want, sizeof want);
+    REQUIRE(want[0]);
+    wait_settled();
+    int fds = open_fds();
+    int64_t n, failed = 0, closed = 0;
+    for (n = 1; n < MAX_N; n++) {
+        prof_heap_fail_nth(n, PROF_FAIL_OTHER_THREADS);   // the server's threads, not this client
+        int st = http_exchange(port, INFER_REQ, body, sizeof body);
+        CHECK(engine_idle(e));
+        wait_settled();
+        bool fired = prof_heap_fail_fired();
+        if (st == 200) {
+            infer_text(body, got, sizeof got);
+            CHECKF(!strcmp(got, want), "allocation %lld: 200 with '%s'", (long long)n, body);
+        } else if (st == 0) {
+            closed++;
+        } else {
+            failed++;
+            CHECKF((st == 500 || st == 503) && json_error_body(body), "allocation %lld: %d '%s'", (long long)n, st, body);
+        }
+        if (!disarm_no_leak(n, "HTTP request")) break;
+        st = http_exchange(port, INFER_REQ, body, sizeof body);
+        infer_text(body, got, sizeof got);
+        CHECKF(st == 200 && !strcmp(got, want), "after allocation %lld failed: %d '%s'", (long long)n, st, body);
+        wait_settled();
+        if (harness_cur_failed || !fired) break;
+    }
+    CHECK(open_fds() == fds);
+    fprintf(stderr, "  HTTP /infer: %lld allocations swept, %lld answered 500/503, %lld closed unanswered\n",
+            (long long)n - 1, (long long)failed, (long long)closed);
+    http_quiesce();
+    eng_stop(e, 0);
+    http_stop();
+    eng_free(e);
+    llama_free(m);
+}
+
 int main(void) {
     // The block and mutex profilers keep a bucket per new stack for good:
     // not a leak, but it would read as one.
@@ -245,5 +367,6 @@ int main(void) {
     RUN(test_hook);
     RUN(test_load_sweep);
     RUN(test_engine_sweep);
+    RUN(test_http_sweep);
     return harness_done();
 }

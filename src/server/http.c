@@ -64,6 +64,7 @@ typedef struct conn_ctx {
     char *body;
     size_t len, cap;
     bool too_large;
+    bool oom;                // the body could not be stored
 } conn_ctx;
 
 // ---- threads -----------------------------------------------------------------
@@ -95,10 +96,25 @@ static enum MHD_Result send_body(struct MHD_Connection *c, conn_ctx *cc, int sta
     return rc;
 }
 
+// The answer when memory ran out, made without allocating: only MHD's own
+// response object is needed. cc may be NULL (its allocation failed).
+static const char oom_body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"code\":500}}";
+
+static enum MHD_Result send_oom(struct MHD_Connection *c, conn_ctx *cc) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(sizeof oom_body - 1, (void *)oom_body, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    enum MHD_Result rc = MHD_queue_response(c, 500, resp);
+    MHD_destroy_response(resp);
+    met_request(route_names[cc ? cc->rt : R_NOT_FOUND], 500);
+    if (cc) cc->responded = true;
+    return rc;
+}
+
 static enum MHD_Result send_json(struct MHD_Connection *c, conn_ctx *cc, int status, json_t *j) {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = api_json_dumps(j);
     json_decref(j);
-    if (!s) return MHD_NO;
+    if (!s) return send_oom(c, cc);
     return send_body(c, cc, status, "application/json", s, strlen(s), NULL);
 }
 
@@ -109,7 +125,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, conn_ctx *cc, int st
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     char *s = api_error_body(status, msg);
-    if (!s) return MHD_NO;
+    if (!s) return send_oom(c, cc);
     return send_body(c, cc, status, "application/json", s, strlen(s), status == 503 ? "1" : NULL);
 }
 
@@ -182,9 +198,12 @@ static json_t *usage_json(const srv_req *r) {
                      "total_tokens", (int)(r->n_prompt + r->n_gen));
 }
 
+// NULL only when out of memory (invalid UTF-8, which the detokenizer never
+// lets through, becomes ""): the caller's json_pack() then fails, and the
+// answer is a 500, never a 200 with the text missing.
 static json_t *text_json(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
-    return j ? j : json_string("");
+    return j || api_valid_utf8(s, n) ? j : json_string("");
 }
 
 // The final JSON of a non-streamed request.
@@ -194,7 +213,8 @@ static json_t *result_json(route rt, const srv_req *r) {
     char id[48];
     if (rt == R_INFER) {
         json_t *ids = json_array();
-        for (int i = 0; i < r->n_gen; i++) json_array_append_new(ids, json_integer(r->gen_ids[i]));
+        for (int i = 0; ids && i < r->n_gen; i++)
+            if (json_array_append_new(ids, json_integer(r->gen_ids[i]))) { json_decref(ids); ids = NULL; }
         return json_pack("{s:I,s:o,s:o,s:s,s:i,s:i,s:o}", "id", (json_int_t)r->id, "text", text, "tokens", ids,
                          "finish_reason", finish, "prompt_tokens", (int)r->n_prompt, "generated_tokens", (int)r->n_gen,
                          "timings", api_timings(r));
@@ -261,7 +281,7 @@ static bool sbuf_add(stream_ctx *s, const char *p, size_t n) {
 }
 
 static void sse_json(stream_ctx *s, json_t *j) {
-    char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *t = api_json_dumps(j);
     json_decref(j);
     if (!t) return;
     sbuf_add(s, "data: ", 6);
@@ -497,14 +517,18 @@ static enum MHD_Result models(struct MHD_Connection *c, conn_ctx *cc) {
 
 // ---- the access handler -------------------------------------------------------
 
+// Marks a connection whose conn_ctx could not be allocated (never written).
+static conn_ctx oom_cc;
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     (void)cls; (void)version;
     ensure_registered();
     conn_ctx *cc = *con_cls;
+    if (cc == &oom_cc) { *upload_size = 0; return MHD_YES; }   // answered 500 on the first call
     if (!cc) {
         cc = calloc(1, sizeof *cc);
-        if (!cc) return MHD_NO;
+        if (!cc) { *con_cls = &oom_cc; return send_oom(c, NULL); }
         *con_cls = cc;
         cc->rt = route_of(url);
         bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
@@ -535,7 +559,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     if (cc->responded) { *upload_size = 0; return MHD_YES; }
     if (*upload_size) {   // a piece of the body
-        if (!cc->too_large) {
+        if (!cc->too_large && !cc->oom) {
             if (cc->len + *upload_size > S.cfg.max_body) {
                 cc->too_large = true;
             } else {
@@ -543,7 +567,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                     size_t nc = (cc->len + *upload_size + 1) * 2;
                     if (nc > S.cfg.max_body + 1) nc = S.cfg.max_body + 1;
                     char *np = realloc(cc->body, nc);
-                    if (!np) return MHD_NO;
+                    if (!np) { cc->oom = true; *upload_size = 0; return MHD_YES; }   // answered at the end
                     cc->body = np;
                     cc->cap = nc;
                 }
@@ -555,6 +579,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     if (cc->too_large) return send_error(c, cc, 413, "the body is larger than %zu bytes", S.cfg.max_body);
+    if (cc->oom) return send_oom(c, cc);
     switch (cc->rt) {
     case R_HEALTH:
         if (!atomic_load(&S.model)) return send_error(c, cc, 503, "the model is loading");
@@ -599,7 +624,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     (void)cls; (void)c; (void)toe;
     conn_ctx *cc = *con_cls;
-    if (!cc) return;
+    if (!cc || cc == &oom_cc) { *con_cls = NULL; return; }
     free(cc->body);
     free(cc);
     *con_cls = NULL;
@@ -678,6 +703,11 @@ void http_set_ready(const llama_model *m, srv_engine *e, const char *model_id) {
     S.lim.tmpl = (k >= 0 && gguf_kv_str(m->gguf, k, &t)) ? chat_detect(t.ptr, t.len) : CHAT_CHATML;
     snprintf(S.model_id, sizeof S.model_id, "%s", model_id);
     atomic_store(&S.model, m);
+}
+
+unsigned http_connections(void) {
+    const union MHD_DaemonInfo *di = S.d ? MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+    return di ? di->num_connections : 0;
 }
 
 void http_quiesce(void) {
