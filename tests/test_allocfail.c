@@ -359,6 +359,91 @@ static void test_http_sweep(void) {
     llama_free(m);
 }
 
+// A streamed chat completion over HTTP/1.0 (no chunked framing to undo).
+static const char *CHAT_STREAM_BODY =
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"max_tokens\":4,\"temperature\":0,\"stream\":true}";
+
+static int chat_stream(uint16_t port, char *body, size_t bodylen) {
+    char req[512];
+    snprintf(req, sizeof req, "POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+             strlen(CHAT_STREAM_BODY), CHAT_STREAM_BODY);
+    return http_exchange(port, req, body, bodylen);
+}
+
+// Reads an event stream: the text of its deltas, whether it ended with
+// [DONE], whether it carried an error event; false when an event is not JSON.
+static bool sse_parse(const char *body, char *text, size_t textlen, bool *done, bool *error) {
+    text[0] = 0;
+    *done = *error = false;
+    size_t tl = 0;
+    for (const char *p = body; (p = strstr(p, "data: ")); ) {
+        p += 6;
+        const char *end = strstr(p, "\n\n");
+        if (!end) return false;   // a cut event
+        if (!strncmp(p, "[DONE]", 6)) { *done = true; break; }
+        json_t *j = json_loadb(p, (size_t)(end - p), 0, NULL);
+        if (!j) return false;
+        if (json_object_get(j, "error")) *error = true;
+        const char *c = json_string_value(json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "delta"), "content"));
+        if (c) tl += (size_t)snprintf(text + tl, tl < textlen ? textlen - tl : 0, "%s", c);
+        json_decref(j);
+        p = end + 2;
+    }
+    return tl < textlen;
+}
+
+static void test_stream_sweep(void) {
+    if (!available()) return;
+    char err[256];
+    llama_model *m = llama_load(harness_model("stories260K.gguf"), err, sizeof err);
+    REQUIRE(m);
+    srv_engine *e = eng_start(&ECFG, m, err, sizeof err);
+    REQUIRE(e);
+    http_config hc = {.host = "127.0.0.1", .port = 0, .max_conns = 16, .read_timeout_s = 30, .max_body = 1 << 20};
+    REQUIRE(http_start(&hc, err, sizeof err));
+    http_set_ready(m, e, "stories260K.gguf");
+    uint16_t port = http_port();
+    static char body[1 << 16];
+    char want[4096], got[4096];
+    bool done, error;
+    for (int i = 0; i < 2; i++) REQUIRE(chat_stream(port, body, sizeof body) == 200);
+    REQUIRE(sse_parse(body, want, sizeof want, &done, &error) && done && !error && want[0]);
+    wait_settled();
+    int64_t n, failed = 0, closed = 0, cut = 0, in_stream = 0;
+    for (n = 1; n < MAX_N; n++) {
+        prof_heap_fail_nth(n, PROF_FAIL_OTHER_THREADS);
+        int st = chat_stream(port, body, sizeof body);
+        CHECK(engine_idle(e));
+        wait_settled();
+        bool fired = prof_heap_fail_fired();
+        if (st == 200) {
+            bool ok = sse_parse(body, got, sizeof got, &done, &error);
+            if (!ok || !done) cut++;   // cut short: the client knows it is incomplete
+            else if (error) in_stream++;   // the failure reported as an error event
+            else CHECKF(!strcmp(got, want), "allocation %lld: a whole stream with '%s'", (long long)n, got);
+        } else if (st == 0) {
+            closed++;
+        } else {
+            failed++;
+            CHECKF((st == 500 || st == 503) && json_error_body(body), "allocation %lld: %d '%s'", (long long)n, st, body);
+        }
+        if (!disarm_no_leak(n, "streamed request")) break;
+        st = chat_stream(port, body, sizeof body);
+        CHECKF(st == 200 && sse_parse(body, got, sizeof got, &done, &error) && done && !error && !strcmp(got, want),
+               "after allocation %lld failed: %d '%s'", (long long)n, st, body);
+        wait_settled();
+        if (harness_cur_failed || !fired) break;
+    }
+    fprintf(stderr, "  HTTP chat stream: %lld allocations swept: %lld answered 500/503, %lld error events, %lld cut, "
+            "%lld closed unanswered\n", (long long)n - 1, (long long)failed, (long long)in_stream, (long long)cut,
+            (long long)closed);
+    http_quiesce();
+    eng_stop(e, 0);
+    http_stop();
+    eng_free(e);
+    llama_free(m);
+}
+
 int main(void) {
     // The block and mutex profilers keep a bucket per new stack for good:
     // not a leak, but it would read as one.
@@ -368,5 +453,6 @@ int main(void) {
     RUN(test_load_sweep);
     RUN(test_engine_sweep);
     RUN(test_http_sweep);
+    RUN(test_stream_sweep);
     return harness_done();
 }

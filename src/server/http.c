@@ -263,6 +263,7 @@ typedef struct stream_ctx {
     int fd;
     int next;               // next token to send
     bool role_sent, finished;
+    bool broken;            // an event could not be formatted (out of memory): the stream is cut
     char *buf;              // pending bytes
     size_t len, off, cap;
 } stream_ctx;
@@ -271,7 +272,7 @@ static bool sbuf_add(stream_ctx *s, const char *p, size_t n) {
     if (s->len + n > s->cap) {
         size_t nc = (s->len + n) * 2 + 256;
         char *np = realloc(s->buf, nc);
-        if (!np) return false;
+        if (!np) { s->broken = true; return false; }
         s->buf = np;
         s->cap = nc;
     }
@@ -283,7 +284,7 @@ static bool sbuf_add(stream_ctx *s, const char *p, size_t n) {
 static void sse_json(stream_ctx *s, json_t *j) {
     char *t = api_json_dumps(j);
     json_decref(j);
-    if (!t) return;
+    if (!t) { s->broken = true; return; }
     sbuf_add(s, "data: ", 6);
     sbuf_add(s, t, strlen(t));
     sbuf_add(s, "\n\n", 2);
@@ -302,8 +303,12 @@ static json_t *chunk_json(stream_ctx *s, json_t *text, const char *finish) {
     }
     snprintf(id, sizeof id, "chatcmpl-%llu", (unsigned long long)r->id);
     json_t *delta = json_object();
-    if (!s->role_sent) { json_object_set_new(delta, "role", json_string("assistant")); s->role_sent = true; }
-    if (text) json_object_set_new(delta, "content", text);
+    if (!s->role_sent) {
+        if (json_object_set_new(delta, "role", json_string("assistant"))) { json_decref(delta); delta = NULL; }
+        s->role_sent = true;
+    }
+    if (text && json_object_set_new(delta, "content", text)) { json_decref(delta); delta = NULL; }
+    // A NULL delta (out of memory) makes json_pack() fail: the caller cuts the stream.
     return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:o}]}", "id", id, "object", "chat.completion.chunk", "created",
                      (json_int_t)S.created, "model", S.model_id, "choices", "index", 0, "delta", delta,
                      "finish_reason", fin);
@@ -321,20 +326,25 @@ static void stream_collect(stream_ctx *s) {
         if (s->rt == R_INFER)
             sse_json(s, json_pack("{s:i,s:i,s:o}", "index", i, "token", (int)r->gen_ids[i], "text",
                                   text_json(r->out + a, b - a)));
-        else if (b > a || s->rt == R_CHAT)
-            sse_json(s, chunk_json(s, text_json(r->out + a, b - a), NULL));
+        else if (b > a || s->rt == R_CHAT) {
+            json_t *t = text_json(r->out + a, b - a);   // NULL would mean "no content" to chunk_json()
+            if (!t) { s->broken = true; return; }
+            sse_json(s, chunk_json(s, t, NULL));
+        }
+        if (s->broken) return;
     }
     if (!r->done || s->next < r->n_gen) return;
     if (r->status != 200) {
         char *e = api_error_body(r->status, r->err);
         if (e) { sbuf_add(s, "data: ", 6); sbuf_add(s, e, strlen(e)); sbuf_add(s, "\n\n", 2); free(e); }
+        else s->broken = true;
     } else if (s->rt == R_INFER) {
         sse_json(s, json_pack("{s:b,s:s,s:i,s:i,s:o}", "done", 1, "finish_reason", r->finish ? r->finish : "stop",
                               "prompt_tokens", (int)r->n_prompt, "generated_tokens", (int)r->n_gen, "timings",
                               api_timings(r)));
     } else {
         json_t *j = chunk_json(s, s->rt == R_COMPLETIONS ? json_string("") : NULL, r->finish ? r->finish : "stop");
-        if (j) json_object_set_new(j, "usage", usage_json(r));
+        if (j && json_object_set_new(j, "usage", usage_json(r))) { json_decref(j); j = NULL; }
         sse_json(s, j);
     }
     sbuf_add(s, "data: [DONE]\n\n", 14);
@@ -364,6 +374,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         }
         prof_region_begin("send", r->id);
         stream_collect(s);
+        if (s->broken) {
+            // Out of memory mid-stream: the status went out already, and a
+            // stream with an event missing must not look whole. Cut the
+            // connection (the client sees no [DONE]) and stop the sequence.
+            atomic_store(&r->cancel, 1);
+            prof_mutex_unlock(&r->mu);
+            prof_region_end("send", "bytes", 0);
+            s->finished = false;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         if (s->finished) trace_flow(r->id, 2);
         prof_mutex_unlock(&r->mu);
         prof_region_end("send", "bytes", (int64_t)s->len);
