@@ -271,17 +271,33 @@ static int http_exchange(uint16_t port, const char *req, char *body, size_t body
     return status;
 }
 
-static const char *INFER_REQ =
-    "POST /infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
-    "Content-Length: 60\r\n\r\n{\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0}";
-
-// The generated text of an /infer answer ("" when it is not one).
-static void infer_text(const char *body, char *out, size_t outlen) {
+// The part of an answer that must not change: the generated text of an
+// /infer or /v1/completions answer, the whole body otherwise.
+static void answer_of(const char *body, char *out, size_t outlen) {
     out[0] = 0;
     json_t *j = json_loads(body, 0, NULL);
     const char *t = json_string_value(json_object_get(j, "text"));
-    snprintf(out, outlen, "%s", t ? t : "");
+    if (!t) t = json_string_value(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "text"));
+    snprintf(out, outlen, "%s", t ? t : body);
     json_decref(j);
+}
+
+#define POST(path, json) "POST " path " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n" \
+                         "Content-Length: %zu\r\n\r\n" json, json
+static const struct http_case {
+    const char *name, *fmt, *body;
+} HTTP_CASES[] = {
+    {"POST /infer", POST("/infer", "{\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0}")},
+    {"GET /infer", "GET /infer?prompt=Once+upon+a+time&max_tokens=8&temperature=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n%s", ""},
+    {"POST /v1/completions", POST("/v1/completions", "{\"prompt\":\"Once upon a time\",\"max_tokens\":8,\"temperature\":0,\"stop\":[\"zzz\"]}")},
+    {"POST /tokenize", POST("/tokenize", "{\"content\":\"Once upon a time\",\"with_pieces\":true}")},
+};
+
+static int http_case(uint16_t port, const struct http_case *hc, char *body, size_t bodylen) {
+    char req[1024];
+    if (strstr(hc->fmt, "%zu")) snprintf(req, sizeof req, hc->fmt, strlen(hc->body), hc->body);
+    else snprintf(req, sizeof req, hc->fmt, hc->body);
+    return http_exchange(port, req, body, bodylen);
 }
 
 // An error answer is {"error":{"message":...}}.
@@ -298,11 +314,11 @@ static bool json_error_body(const char *body) {
 // little after it stops counting it: wait for both (at most 10 s; a real
 // leak then fails the check after the wait).
 static void wait_settled(void) {
-    for (int i = 0; i < 1000; i++) {
+    for (int i = 0; i < 10000; i++) {
         int64_t blocks, bytes;
         prof_heap_fail_net(&blocks, &bytes);
         if (http_connections() == 0 && blocks == 0 && bytes == 0) return;
-        sleep_ms(10);
+        sleep_ms(1);
     }
 }
 
@@ -318,40 +334,45 @@ static void test_http_sweep(void) {
     http_set_ready(m, e, "stories260K.gguf");
     uint16_t port = http_port();
     static char body[1 << 16];
-    char want[4096], got[4096];
-    // Twice before the sweep: the first request fills lazily made state
-    // (glibc's thread stack cache, the metrics' rows).
-    for (int i = 0; i < 2; i++) REQUIRE(http_exchange(port, INFER_REQ, body, sizeof body) == 200);
-    infer_text(body, want, sizeof want);
-    REQUIRE(want[0]);
-    wait_settled();
-    int fds = open_fds();
-    int64_t n, failed = 0, closed = 0;
-    for (n = 1; n < MAX_N; n++) {
-        prof_heap_fail_nth(n, PROF_FAIL_OTHER_THREADS);   // the server's threads, not this client
-        int st = http_exchange(port, INFER_REQ, body, sizeof body);
-        CHECK(engine_idle(e));
+    static char want[1 << 16], got[1 << 16];
+    for (size_t k = 0; k < sizeof HTTP_CASES / sizeof HTTP_CASES[0] && !harness_cur_failed; k++) {
+        const struct http_case *c = &HTTP_CASES[k];
+        // Twice before the sweep: the first request fills lazily made state
+        // (glibc's thread stack cache, the metrics' rows).
+        for (int i = 0; i < 2; i++) REQUIRE(http_case(port, c, body, sizeof body) == 200);
+        answer_of(body, want, sizeof want);
+        REQUIRE(want[0]);
         wait_settled();
-        bool fired = prof_heap_fail_fired();
-        if (st == 200) {
-            infer_text(body, got, sizeof got);
-            CHECKF(!strcmp(got, want), "allocation %lld: 200 with '%s'", (long long)n, body);
-        } else if (st == 0) {
-            closed++;
-        } else {
-            failed++;
-            CHECKF((st == 500 || st == 503) && json_error_body(body), "allocation %lld: %d '%s'", (long long)n, st, body);
+        int fds = open_fds();
+        int64_t n, failed = 0, closed = 0;
+        for (n = 1; n < MAX_N; n++) {
+            prof_heap_fail_nth(n, PROF_FAIL_OTHER_THREADS);   // the server's threads, not this client
+            int st = http_case(port, c, body, sizeof body);
+            CHECK(engine_idle(e));
+            wait_settled();
+            bool fired = prof_heap_fail_fired();
+            if (st == 200) {
+                answer_of(body, got, sizeof got);
+                CHECKF(!strcmp(got, want), "%s, allocation %lld: 200 with '%s'", c->name, (long long)n, body);
+            } else if (st == 0) {
+                closed++;
+            } else {
+                failed++;
+                CHECKF((st == 500 || st == 503) && json_error_body(body), "%s, allocation %lld: %d '%s'", c->name,
+                       (long long)n, st, body);
+            }
+            if (!disarm_no_leak(n, c->name)) break;
+            st = http_case(port, c, body, sizeof body);
+            answer_of(body, got, sizeof got);
+            CHECKF(st == 200 && !strcmp(got, want), "%s, after allocation %lld failed: %d '%s'", c->name, (long long)n,
+                   st, body);
+            wait_settled();
+            if (harness_cur_failed || !fired) break;
         }
-        if (!disarm_no_leak(n, "HTTP request")) break;
-        st = http_exchange(port, INFER_REQ, body, sizeof body);
-        infer_text(body, got, sizeof got);
-        CHECKF(st == 200 && !strcmp(got, want), "after allocation %lld failed: %d '%s'", (long long)n, st, body);
-        wait_settled();
-        if (harness_cur_failed || !fired) break;
+        CHECK(open_fds() == fds);
+        fprintf(stderr, "  HTTP %s: %lld allocations swept, %lld answered 500/503, %lld closed unanswered\n", c->name,
+                (long long)n - 1, (long long)failed, (long long)closed);
     }
-    CHECK(open_fds() == fds);
-    fprintf(stderr, "  HTTP /infer: %lld allocations swept, %lld answered 500/503, %lld closed unanswered\n",
-            (long long)n - 1, (long long)failed, (long long)closed);
     http_quiesce();
     eng_stop(e, 0);
     http_stop();

@@ -503,22 +503,32 @@ static enum MHD_Result tokenize(struct MHD_Connection *c, conn_ctx *cc) {
     int64_t n = ids ? tok_encode(m->vocab, r->prompt, r->prompt_len, o.add_special, true, ids, cap) : -1;
     prof_label_phase(NULL);
     req_unref(r);
-    if (n < 0 || n > cap) { free(ids); return send_error(c, cc, 500, "cannot tokenize"); }
+    if (n < 0 || n > cap) {
+        bool oom = !ids;
+        free(ids);
+        return send_error(c, cc, 500, oom ? "out of memory" : "cannot tokenize");
+    }
+    // Any allocation that fails on the way makes the answer a 500 (arr
+    // becomes NULL), never a 200 with a token or a piece missing.
     json_t *arr = json_array();
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; arr && i < n; i++) {
+        json_t *item;
         if (o.with_pieces) {
             char piece[512];
             int w = tok_piece(m->vocab, ids[i], true, piece, sizeof piece);
             if (w > (int)sizeof piece) w = sizeof piece;
-            json_t *p = json_stringn(piece, (size_t)(w < 0 ? 0 : w));
-            if (!p) {   // a lone byte of a multi-byte character: give the bytes
+            size_t pl = (size_t)(w < 0 ? 0 : w);
+            json_t *p = json_stringn(piece, pl);
+            if (!p && !api_valid_utf8(piece, pl)) {   // a lone byte of a multi-byte character: give the bytes
                 p = json_array();
-                for (int k = 0; k < w; k++) json_array_append_new(p, json_integer((unsigned char)piece[k]));
+                for (size_t k = 0; p && k < pl; k++)
+                    if (json_array_append_new(p, json_integer((unsigned char)piece[k]))) { json_decref(p); p = NULL; }
             }
-            json_array_append_new(arr, json_pack("{s:i,s:o}", "id", (int)ids[i], "piece", p));
+            item = p ? json_pack("{s:i,s:o}", "id", (int)ids[i], "piece", p) : NULL;
         } else {
-            json_array_append_new(arr, json_integer(ids[i]));
+            item = json_integer(ids[i]);
         }
+        if (json_array_append_new(arr, item)) { json_decref(arr); arr = NULL; }
     }
     free(ids);
     return send_json(c, cc, 200, json_pack("{s:o}", "tokens", arr));
