@@ -55,5 +55,42 @@ sweep() {
 sweep "gguf info" 1 "$bin" gguf info "$models/stories260K.gguf"
 sweep "run" 8 "$bin" run -m "$models/stories260K.gguf" -p "Once upon a time" -n 8 --temp 0 -t 1
 
+# llm-server: start-up (listen, load, engine), then SIGTERM and shutdown.
+# Each run either stops cleanly (exit 0) or exits 1 with its error as the
+# last line; never crashes or hangs. Every 5th allocation, and each of the
+# last 64 (the shutdown).
+server="$(dirname "$bin")/llm-server"
+serve() { # $1 = N; sets rc
+  : > "$tmp/err"   # before the start: the wait below must not read the last run's "ready"
+  LLMSCOPE_FAIL_ALLOC=$1 timeout 60 "$server" -m "$models/stories260K.gguf" --http-addr 127.0.0.1:0 -t 1 --parallel 2 \
+    > /dev/null 2> "$tmp/err" &
+  local pid=$! i
+  for i in $(seq 1 2000); do
+    grep -q "ready in" "$tmp/err" && break
+    kill -0 $pid 2> /dev/null || break
+    sleep 0.01
+  done
+  kill -TERM $pid 2> /dev/null
+  wait $pid; rc=$?
+}
+serve 100000000
+total=$(sed -n 's/^LLMSCOPE_FAIL_ALLOC=100000000: not reached (\([0-9]*\) allocations)$/\1/p' "$tmp/err")
+if [ $rc -ne 0 ] || [ -z "$total" ]; then
+  bad "llm-server: counting allocations" "rc=$rc $(tail -2 "$tmp/err")"
+else
+  n=1; runs=0; refused=0; problem=""
+  while [ $n -le "$total" ]; do
+    serve $n; runs=$((runs + 1))
+    if [ $rc -eq 1 ] && ! grep -q "ready in" "$tmp/err" && tail -n 1 "$tmp/err" | grep -q "^llm-server: "; then
+      refused=$((refused + 1))
+    elif [ $rc -ne 0 ] || ! grep -q "llm-server: stopped" "$tmp/err"; then
+      problem="allocation $n failed: exit $rc: $(tail -n 3 "$tmp/err" | head -c 300)"; break
+    fi
+    if [ $n -ge $((total - 64)) ]; then n=$((n + 1)); else n=$((n + 5)); fi
+  done
+  [ -z "$problem" ] && ok "llm-server start and stop: $runs of $total allocations failed in turn, $refused refused" \
+    || bad "llm-server start and stop" "$problem"
+fi
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
