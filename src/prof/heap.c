@@ -15,7 +15,15 @@
 // profiler ever allocates, so a SIGPROF landing inside malloc is harmless.
 // Compiled out under ASan/TSan/MSan (they own malloc), or with
 // -DPROF_HEAP_INTERPOSE=0: the heap profile then answers PROF_EUNAVAIL.
+//
+// Allocation-failure injection (tests): prof_heap_fail_nth() or the
+// environment variable LLMSCOPE_FAIL_ALLOC=N make one chosen allocation fail
+// the way glibc fails (NULL with errno ENOMEM; posix_memalign returns
+// ENOMEM), and keeps the set of blocks allocated since arming for a leak
+// check. Disarmed, it costs each entry point a load of one flag and a
+// predictable branch (two for the allocating ones).
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,6 +71,14 @@ extern void *__libc_pvalloc(size_t);
 static TLS int64_t countdown;     // bytes until the next sample; starts at 0 so the first allocation initializes
 static TLS uint8_t busy;          // the recorder is running on this thread
 static TLS uint8_t inited;
+static TLS uint8_t fail_mine;     // this thread armed the failure injection
+
+// Failure injection: armed, allocation number fail_at (1-based, counted from
+// arming over the threads of fail_scope) fails; fail_seen counts them.
+static _Atomic int fail_armed;
+static _Atomic int fail_scope;
+static _Atomic int64_t fail_at, fail_seen;
+static _Atomic int fail_fired;
 
 // A sampled, live block.
 typedef struct rec {
@@ -173,28 +189,152 @@ static inline void untrack(void *p) {
         untrack_slow(p, h);
 }
 
+// The injection's slow path: counts this allocation when its thread is in
+// scope and says whether it is the one to fail. The recorder's own
+// allocations (busy) are never counted: sampling is random, a sweep must not be.
+static inline bool fail_in_scope(void) {
+    if (busy) return false;
+    int scope = atomic_load_explicit(&fail_scope, memory_order_relaxed);
+    return !((scope == PROF_FAIL_THIS_THREAD && !fail_mine) || (scope == PROF_FAIL_OTHER_THREADS && fail_mine));
+}
+
+__attribute__((noinline)) static bool inject_fail(void) {
+    if (!fail_in_scope()) return false;
+    int64_t k = atomic_fetch_add_explicit(&fail_seen, 1, memory_order_relaxed) + 1;
+    if (k != atomic_load_explicit(&fail_at, memory_order_relaxed)) return false;
+    atomic_store(&fail_fired, 1);
+    return true;
+}
+
+// While armed, the blocks allocated by the threads in scope and not freed
+// yet: a sweep's leak check. A set of addresses, so that the free of a
+// block made before arming (a previous request's, freed late) does not
+// offset a leak of this window.
+#define LIVE_CAP (1u << 16)
+#define LIVE_GONE ((uintptr_t)1)   // a deleted entry (probing goes on past it)
+static struct live { uintptr_t p; int64_t n; } live[LIVE_CAP];
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t net_blocks, net_bytes;   // guarded by live_mu
+static bool live_overflow;
+
+__attribute__((noinline)) static void note(void *p, int sign) {
+    if (!fail_in_scope()) return;
+    uintptr_t a = (uintptr_t)p;
+    uint32_t h = addr_hash(p) & (LIVE_CAP - 1);
+    pthread_mutex_lock(&live_mu);
+    if (sign > 0) {
+        uint32_t i = h, n = 0;
+        while (live[i].p > LIVE_GONE && n++ < LIVE_CAP) i = (i + 1) & (LIVE_CAP - 1);
+        if (n >= LIVE_CAP) {
+            live_overflow = true;
+        } else {
+            live[i] = (struct live){a, (int64_t)malloc_usable_size(p)};
+            net_blocks++;
+            net_bytes += live[i].n;
+        }
+    } else {
+        for (uint32_t i = h, n = 0; live[i].p && n < LIVE_CAP; i = (i + 1) & (LIVE_CAP - 1), n++) {
+            if (live[i].p != a) continue;
+            net_blocks--;
+            net_bytes -= live[i].n;
+            live[i].p = LIVE_GONE;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&live_mu);
+}
+
+#define FAIL_ARMED() __builtin_expect(atomic_load_explicit(&fail_armed, memory_order_relaxed), 0)
+#define FAIL_NOW() (FAIL_ARMED() && inject_fail())
+#define NOTE_ALLOC(p) do { if (FAIL_ARMED() && (p)) note((p), 1); } while (0)
+#define NOTE_FREE(p) do { if (FAIL_ARMED()) note((p), -1); } while (0)
+
+bool prof_heap_fail_nth(int64_t n, prof_fail_scope scope) {
+    atomic_store(&fail_armed, 0);
+    fail_mine = 1;
+    atomic_store(&fail_scope, (int)scope);
+    atomic_store(&fail_at, n);
+    atomic_store(&fail_seen, 0);
+    atomic_store(&fail_fired, 0);
+    pthread_mutex_lock(&live_mu);
+    memset(live, 0, sizeof live);
+    net_blocks = net_bytes = 0;
+    live_overflow = false;
+    pthread_mutex_unlock(&live_mu);
+    atomic_store(&fail_armed, 1);
+    return true;
+}
+
+int64_t prof_heap_fail_disarm(void) {
+    atomic_store(&fail_armed, 0);
+    fail_mine = 0;
+    return atomic_load(&fail_seen);
+}
+
+bool prof_heap_fail_fired(void) { return atomic_load(&fail_fired); }
+
+bool prof_heap_fail_net(int64_t *blocks, int64_t *bytes) {
+    pthread_mutex_lock(&live_mu);
+    *blocks = net_blocks;
+    *bytes = net_bytes;
+    bool ok = !live_overflow;
+    pthread_mutex_unlock(&live_mu);
+    return ok;
+}
+
+// LLMSCOPE_FAIL_ALLOC=N arms the injection before main() over every thread,
+// so a shell loop can sweep a command; when the command ends without
+// reaching allocation N, one line on stderr says so (the loop's end).
+static int64_t fail_env_n;
+
+__attribute__((constructor)) static void fail_env_init(void) {
+    const char *v = getenv("LLMSCOPE_FAIL_ALLOC");
+    if (!v || !*v) return;
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (*end || n < 1) return;
+    fail_env_n = n;
+    prof_heap_fail_nth(n, PROF_FAIL_ALL_THREADS);
+    fail_mine = 0;
+}
+
+__attribute__((destructor)) static void fail_env_report(void) {
+    if (!fail_env_n || atomic_load(&fail_fired)) return;
+    fprintf(stderr, "LLMSCOPE_FAIL_ALLOC=%lld: not reached (%lld allocations)\n", (long long)fail_env_n,
+            (long long)atomic_load(&fail_seen));
+}
+
 void *malloc(size_t n) {
+    if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_malloc(n);
+    NOTE_ALLOC(p);
     TRACK(p, n);
     return p;
 }
 
 void free(void *p) {
     if (!p) return;
+    NOTE_FREE(p);
     untrack(p);
     __libc_free(p);
 }
 
 void *calloc(size_t a, size_t b) {
+    if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_calloc(a, b);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, a * b);   // no overflow: calloc succeeded
     return p;
 }
 
 void *realloc(void *old, size_t n) {
     // A failed realloc leaves old allocated but forgotten by the profile.
-    if (old) untrack(old);
+    // realloc(p, 0) frees p: it never fails.
+    if ((n || !old) && FAIL_NOW()) { errno = ENOMEM; return NULL; }
+    if (old) { NOTE_FREE(old); untrack(old); }
     void *p = __libc_realloc(old, n);
+    if (!p && n && old) NOTE_ALLOC(old);   // it failed: old is still there
+    NOTE_ALLOC(p);
     if (p && n) TRACK(p, n);
     return p;
 }
@@ -202,18 +342,23 @@ void *realloc(void *old, size_t n) {
 void *reallocarray(void *old, size_t a, size_t b) {
     size_t n;
     if (__builtin_mul_overflow(a, b, &n)) { errno = ENOMEM; return NULL; }
-    if (old) untrack(old);
+    if ((n || !old) && FAIL_NOW()) { errno = ENOMEM; return NULL; }
+    if (old) { NOTE_FREE(old); untrack(old); }
     void *p = __libc_realloc(old, n);
+    if (!p && n && old) NOTE_ALLOC(old);   // it failed: old is still there
+    NOTE_ALLOC(p);
     if (p && n) TRACK(p, n);
     return p;
 }
 
 int posix_memalign(void **out, size_t align, size_t n) {
     if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
+    if (FAIL_NOW()) return ENOMEM;
     int saved = errno;
     void *p = __libc_memalign(align, n);
     errno = saved;
     if (!p) return ENOMEM;
+    NOTE_ALLOC(p);
     TRACK(p, n);
     *out = p;
     return 0;
@@ -221,25 +366,33 @@ int posix_memalign(void **out, size_t align, size_t n) {
 
 void *aligned_alloc(size_t align, size_t n) {
     if (align == 0 || (align & (align - 1))) { errno = EINVAL; return NULL; }
+    if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_memalign(align, n);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, n);
     return p;
 }
 
 void *memalign(size_t align, size_t n) {
+    if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_memalign(align, n);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, n);
     return p;
 }
 
 void *valloc(size_t n) {
+    if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_valloc(n);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, n);
     return p;
 }
 
 void *pvalloc(size_t n) {
+    if (FAIL_NOW()) { errno = ENOMEM; return NULL; }
     void *p = __libc_pvalloc(n);
+    NOTE_ALLOC(p);
     if (p) TRACK(p, n);
     return p;
 }
@@ -254,6 +407,15 @@ void prof_heap_set_rate(int64_t bytes) {
 #else
 
 void prof_heap_set_rate(int64_t bytes) { atomic_store(&heap_rate, bytes < 0 ? 0 : bytes); }
+bool prof_heap_fail_nth(int64_t n, prof_fail_scope scope) { (void)n; (void)scope; return false; }
+int64_t prof_heap_fail_disarm(void) { return 0; }
+bool prof_heap_fail_fired(void) { return false; }
+bool prof_heap_fail_net(int64_t *blocks, int64_t *bytes) { *blocks = *bytes = 0; return false; }
+
+__attribute__((constructor)) static void fail_env_init(void) {
+    const char *v = getenv("LLMSCOPE_FAIL_ALLOC");
+    if (v && *v) fprintf(stderr, "LLMSCOPE_FAIL_ALLOC ignored: the allocator interposer is compiled out of this build\n");
+}
 
 #endif
 

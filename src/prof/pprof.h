@@ -85,6 +85,28 @@ void prof_cpu_stats(int64_t *signals, int64_t *handler_ns);
 void prof_heap_set_rate(int64_t bytes);
 int64_t prof_heap_rate(void);
 bool prof_heap_available(void);   // false when the interposer is compiled out
+
+// Allocation-failure injection, for tests. prof_heap_fail_nth() makes the
+// nth allocation (1-based) counted from now fail as glibc fails: NULL with
+// errno ENOMEM (posix_memalign returns ENOMEM). Counted are the allocating
+// calls (malloc, calloc, realloc but not realloc(p, 0), reallocarray,
+// posix_memalign, aligned_alloc, memalign, valloc, pvalloc) of the threads in
+// scope: every thread, only the calling one, or every thread but it. Only
+// that one allocation fails. Returns false (nothing armed) when the
+// interposer is compiled out. prof_heap_fail_disarm() stops counting and
+// returns how many allocations were counted: when that is below n, n has
+// passed the last allocation of what ran. The environment variable
+// LLMSCOPE_FAIL_ALLOC=N arms N over every thread before main().
+typedef enum { PROF_FAIL_ALL_THREADS, PROF_FAIL_THIS_THREAD, PROF_FAIL_OTHER_THREADS } prof_fail_scope;
+bool prof_heap_fail_nth(int64_t n, prof_fail_scope scope);
+int64_t prof_heap_fail_disarm(void);
+bool prof_heap_fail_fired(void);   // the armed failure happened
+// The blocks, and their bytes (usable size), that the threads in scope
+// allocated since arming and have not freed (a leak check: 0 and 0 after
+// work that freed all it made; frees of older blocks do not count). False
+// when the books overflowed (more than 65536 live blocks) or the interposer
+// is compiled out.
+bool prof_heap_fail_net(int64_t *blocks, int64_t *bytes);
 // Block: waits of at least rate_ns are all recorded, shorter ones with
 // probability wait/rate_ns (Go's SetBlockProfileRate; default 10000 ns,
 // 0 = off, 1 = every wait). Mutex: 1 in `fraction` contention events is

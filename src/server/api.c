@@ -2,6 +2,7 @@
 #include "api.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,12 +50,36 @@ static const char *err_type(int status) {
     }
 }
 
+// Jansson reports most of its allocation failures while parsing as syntax
+// errors ("string expected"), and json_dumps() can return a text with a
+// piece missing: its allocator is wrapped to notice them, so that running
+// out of memory is a 500, never a 400 blaming the client or a garbled 200.
+static __thread bool json_oom;
+
+static void *json_malloc(size_t n) {
+    void *p = malloc(n);
+    if (!p) json_oom = true;
+    return p;
+}
+
+static pthread_once_t json_once = PTHREAD_ONCE_INIT;
+static void json_alloc_init(void) { json_set_alloc_funcs(json_malloc, free); }
+
+char *api_json_dumps(const json_t *j) {
+    if (!j) return NULL;
+    pthread_once(&json_once, json_alloc_init);
+    json_oom = false;
+    char *s = json_dumps(j, JSON_COMPACT);
+    if (s && json_oom) { free(s); s = NULL; }
+    return s;
+}
+
 char *api_error_body(int status, const char *msg) {
     json_t *j = json_pack("{s:{s:s,s:s,s:i}}", "error", "message", msg, "type", err_type(status), "code", status);
     if (!j) {   // msg was not valid UTF-8 (it quotes input): say so without it
         j = json_pack("{s:{s:s,s:s,s:i}}", "error", "message", "invalid request", "type", err_type(status), "code", status);
     }
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = api_json_dumps(j);
     json_decref(j);
     return s;
 }
@@ -240,11 +265,25 @@ out:
     return rc;
 }
 
+
 int api_parse_json(api_kind kind, const char *body, size_t len, const api_limits *lim, srv_req *r, api_opts *o,
                    char *err, size_t errlen) {
     json_error_t je;
+    pthread_once(&json_once, json_alloc_init);
+    json_oom = false;
     json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (j && json_oom) {   // parsed, but a member may have been dropped on the way
+        json_decref(j);
+        snprintf(err, errlen, "out of memory");
+        return 500;
+    }
     if (!j) {
+        // Out of memory is the server's failure, not a malformed body. (Jansson
+        // leaves the text empty when it cannot even start its lexer.)
+        if (json_oom || json_error_code(&je) == json_error_out_of_memory || !je.text[0]) {
+            snprintf(err, errlen, "out of memory");
+            return 500;
+        }
         // Jansson's text may quote the input ("near '…'"): keep it one printable line.
         for (char *p = je.text; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
@@ -316,7 +355,7 @@ int api_parse_query(api_get_fn get, void *cls, const api_limits *lim, srv_req *r
         if (!x || json_object_set_new(j, keys[i].key, x)) { rc = 500; snprintf(err, errlen, "out of memory"); }
     }
     if (!rc) {
-        char *body = json_dumps(j, JSON_COMPACT);
+        char *body = api_json_dumps(j);
         if (!body) { rc = 500; snprintf(err, errlen, "out of memory"); }
         else rc = api_parse_json(API_INFER, body, strlen(body), lim, r, o, err, errlen);
         free(body);

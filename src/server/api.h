@@ -39,6 +39,10 @@ typedef const char *(*api_get_fn)(void *cls, const char *key);
 int api_parse_query(api_get_fn get, void *cls, const api_limits *lim, srv_req *r, api_opts *o, char *err,
                     size_t errlen);
 
+// json_dumps(j, JSON_COMPACT), or NULL when any allocation failed on the way
+// (Jansson may otherwise return the text with a piece missing).
+char *api_json_dumps(const json_t *j);
+
 // true when s[0..n) is valid UTF-8 without NUL bytes.
 bool api_valid_utf8(const char *s, size_t n);
 

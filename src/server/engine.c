@@ -29,7 +29,11 @@ struct srv_engine {
     prof_queue *q_tok;             // "tokenize"
     prof_queue *q_admit;           // "admit"
     pthread_t *tok_threads;        // (cfg.tok_threads)
+    struct tok_arg *tok_args;      // (cfg.tok_threads)
+    int n_tok_started;
     pthread_t sched_thread;
+    bool sched_started;
+    struct sched *sched;           // the scheduler's state, made by eng_start()
     _Atomic int stopping;          // no new submissions
     _Atomic int cancel_all;        // scheduler cancels everything it holds
     _Atomic size_t in_flight;
@@ -135,7 +139,12 @@ static bool tokenize_one(srv_engine *e, srv_req *r) {
         n = tok_encode(v, r->prompt, r->prompt_len, r->add_bos, r->parse_special, ids, cap);
     prof_region_end("tokenize", "tokens", n);
     r->t_tok_end = util_now_ns();
-    if (n < 0 || n > cap) { free(ids); req_fail(r, 500, "cannot tokenize the prompt"); release(e, r); return false; }
+    if (n < 0 || n > cap) {
+        req_fail(r, 500, ids ? "cannot tokenize the prompt" : "out of memory");
+        free(ids);
+        release(e, r);
+        return false;
+    }
     if (n == 0) {   // nothing to start from: begin at BOS
         if (tok_bos(v) < 0) { free(ids); req_fail(r, 400, "the prompt is empty and the model has no BOS token"); release(e, r); return false; }
         ids[n++] = tok_bos(v);
@@ -163,14 +172,13 @@ static bool tokenize_one(srv_engine *e, srv_req *r) {
     return true;
 }
 
-typedef struct { srv_engine *e; int i; } tok_arg;
+typedef struct tok_arg { srv_engine *e; int i; } tok_arg;
 
 static void *tok_main(void *p) {
     tok_arg *a = p;
     srv_engine *e = a->e;
     char name[16];
     snprintf(name, sizeof name, "tokenizer-%d", a->i);
-    free(a);
     prof_thread_register(name, "tokenizer");
     srv_req *r;
     while ((r = prof_queue_pop(e->q_tok))) {
@@ -196,13 +204,14 @@ static size_t held_back(const srv_req *r, const char *s, size_t n) {
     return best;
 }
 
-// Appends a token's text; applies stop strings. Returns true when a stop
-// string was found (the text is cut before it). Lock held.
-static bool append_text(srv_req *r, int32_t id, const char *piece, int len) {
+// Appends a token's text; applies stop strings. Returns 1 when a stop
+// string was found (the text is cut before it), -1 when out of memory (the
+// token is not appended), else 0. Lock held.
+static int append_text(srv_req *r, int32_t id, const char *piece, int len) {
     if (r->out_len + (size_t)len + 1 > r->out_cap) {
         size_t nc = (r->out_cap + (size_t)len + 64) * 2;
         char *np = realloc(r->out, nc);
-        if (!np) return true;
+        if (!np) return -1;
         r->out = np;
         r->out_cap = nc;
     }
@@ -223,21 +232,48 @@ static bool append_text(srv_req *r, int32_t id, const char *piece, int len) {
             r->out[cut] = 0;
             for (int t = 0; t < r->n_gen; t++)
                 if ((size_t)r->tok_end[t] > cut) r->tok_end[t] = (int32_t)cut;
-            return true;
+            return 1;
         }
     }
     r->visible = r->out_len - held_back(r, r->out, r->out_len);
-    return false;
+    return 0;
 }
 
 typedef struct sched {
     srv_engine *e;
     srv_req **slots;          // (parallel) active requests, NULL = free
+    srv_req **order;          // (parallel) active requests in admission order
     int n_active;
     int32_t *b_tok, *b_pos, *b_seq;   // (n_batch)
     int8_t *b_want;                   // (n_batch)
     srv_req **b_owner;                // (n_batch) whose logits row each wanted token is
 } sched;
+
+// The scheduler's buffers are made before its thread starts, so running
+// out of memory for them is eng_start()'s error, not a crash later.
+static sched *sched_new(srv_engine *e) {
+    sched *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    size_t nb = (size_t)e->cfg.n_batch, par = (size_t)e->cfg.parallel;
+    s->e = e;
+    s->slots = calloc(par, sizeof *s->slots);
+    s->order = calloc(par, sizeof *s->order);
+    s->b_tok = malloc(sizeof(int32_t) * nb);
+    s->b_pos = malloc(sizeof(int32_t) * nb);
+    s->b_seq = malloc(sizeof(int32_t) * nb);
+    s->b_want = malloc(nb);
+    s->b_owner = malloc(sizeof(srv_req *) * nb);
+    if (s->slots && s->order && s->b_tok && s->b_pos && s->b_seq && s->b_want && s->b_owner) return s;
+    free(s->slots); free(s->order); free(s->b_tok); free(s->b_pos); free(s->b_seq); free(s->b_want); free(s->b_owner);
+    free(s);
+    return NULL;
+}
+
+static void sched_free(sched *s) {
+    if (!s) return;
+    free(s->slots); free(s->order); free(s->b_tok); free(s->b_pos); free(s->b_seq); free(s->b_want); free(s->b_owner);
+    free(s);
+}
 
 static void slot_free(sched *s, srv_req *r) {
     if (r->slot >= 0) {
@@ -282,8 +318,9 @@ static bool admit(sched *s, srv_req *r) {
     int slot = -1;
     for (int i = 0; i < s->e->cfg.parallel; i++)
         if (!s->slots[i]) { slot = i; break; }
+    if (slot < 0) { req_fail(r, 500, "no free slot"); release(s->e, r); return false; }
     r->smp = sampler_new(&r->sp, s->e->m->hp.n_vocab);
-    if (slot < 0 || !r->smp) { req_fail(r, 500, "no free slot"); release(s->e, r); return false; }
+    if (!r->smp) { req_fail(r, 500, "out of memory"); release(s->e, r); return false; }
     r->slot = slot;
     r->n_past = 0;
     s->slots[slot] = r;
@@ -303,7 +340,13 @@ static void on_token(sched *s, srv_req *r, int32_t id, uint64_t now) {
     int w = tok_stream_push(v, &r->ts, id, piece, sizeof piece);
     r->tokens[r->n_prompt + r->n_gen] = id;
     prof_mutex_lock(&r->mu);
-    bool stopped = append_text(r, id, piece, w);
+    int stopped = append_text(r, id, piece, w);
+    if (stopped < 0) {   // the text so far stays; the request fails rather than end short
+        prof_mutex_unlock(&r->mu);
+        req_fail(r, 500, "out of memory");
+        complete(s, r, "stop");
+        return;
+    }
     trace_token(r->id, r->n_gen - 1, id, r->n_gen == 1 ? now - r->t_admit : now - r->t_last);
     if (r->n_gen == 1) { r->t_first = now; trace_flow(r->id, 1); }
     else met_observe(MET_ITL, (double)(now - r->t_last) / 1e9);
@@ -318,17 +361,11 @@ static void on_token(sched *s, srv_req *r, int32_t id, uint64_t now) {
 static void *sched_main(void *p) {
     srv_engine *e = p;
     prof_thread_register("scheduler", "scheduler");
-    sched s = {.e = e};
+    sched s = *e->sched;
     int nb = e->cfg.n_batch, par = e->cfg.parallel;
-    s.slots = calloc((size_t)par, sizeof *s.slots);
-    s.b_tok = malloc(sizeof(int32_t) * (size_t)nb);
-    s.b_pos = malloc(sizeof(int32_t) * (size_t)nb);
-    s.b_seq = malloc(sizeof(int32_t) * (size_t)nb);
-    s.b_want = malloc((size_t)nb);
-    s.b_owner = malloc(sizeof(srv_req *) * (size_t)nb);
     char err[256];
     bool closed = false;
-    srv_req **order = calloc((size_t)par, sizeof *order);   // admission order
+    srv_req **order = s.order;   // admission order
     int n_order = 0;
     uint64_t win_t0 = util_now_ns(), gen_window = 0;
     for (;;) {
@@ -448,18 +485,23 @@ static void *sched_main(void *p) {
         }
     }
     met_gauge_set(MET_RUNNING, 0);
-    free(order);
-    free(s.slots);
-    free(s.b_tok);
-    free(s.b_pos);
-    free(s.b_seq);
-    free(s.b_want);
-    free(s.b_owner);
     prof_thread_unregister();
     return NULL;
 }
 
 // ---- lifecycle ---------------------------------------------------------------
+
+// Joins the threads that were started (the queues are closed first, so
+// they drain and end).
+static void eng_join(srv_engine *e) {
+    atomic_store(&e->cancel_all, 1);
+    if (e->q_tok) prof_queue_close(e->q_tok);
+    for (int i = 0; i < e->n_tok_started; i++) pthread_join(e->tok_threads[i], NULL);
+    e->n_tok_started = 0;
+    if (e->q_admit) prof_queue_close(e->q_admit);
+    if (e->sched_started) pthread_join(e->sched_thread, NULL);
+    e->sched_started = false;
+}
 
 srv_engine *eng_start(const eng_config *cfg, const llama_model *m, char *err, size_t errlen) {
     srv_engine *e = calloc(1, sizeof *e);
@@ -478,18 +520,28 @@ srv_engine *eng_start(const eng_config *cfg, const llama_model *m, char *err, si
     e->q_tok = prof_queue_new("tokenize", (size_t)e->cfg.max_queue);
     e->q_admit = prof_queue_new("admit", (size_t)e->cfg.max_queue);
     e->tok_threads = calloc((size_t)e->cfg.tok_threads, sizeof(pthread_t));
-    if (!e->q_tok || !e->q_admit || !e->tok_threads) {
+    e->tok_args = calloc((size_t)e->cfg.tok_threads, sizeof(tok_arg));
+    e->sched = sched_new(e);
+    if (!e->q_tok || !e->q_admit || !e->tok_threads || !e->tok_args || !e->sched) {
         snprintf(err, errlen, "out of memory");
-        prof_queue_free(e->q_tok); prof_queue_free(e->q_admit); free(e->tok_threads);
-        llama_ctx_free(e->ctx); free(e);
+        eng_free(e);
         return NULL;
     }
     for (int i = 0; i < e->cfg.tok_threads; i++) {
-        tok_arg *a = malloc(sizeof *a);
-        *a = (tok_arg){e, i + 1};
-        pthread_create(&e->tok_threads[i], NULL, tok_main, a);
+        e->tok_args[i] = (tok_arg){e, i + 1};
+        if (pthread_create(&e->tok_threads[i], NULL, tok_main, &e->tok_args[i]) != 0) {
+            snprintf(err, errlen, "cannot start the tokenizer threads");
+            eng_free(e);
+            return NULL;
+        }
+        e->n_tok_started = i + 1;
     }
-    pthread_create(&e->sched_thread, NULL, sched_main, e);
+    if (pthread_create(&e->sched_thread, NULL, sched_main, e) != 0) {
+        snprintf(err, errlen, "cannot start the scheduler thread");
+        eng_free(e);
+        return NULL;
+    }
+    e->sched_started = true;
     return e;
 }
 
@@ -499,20 +551,19 @@ void eng_stop(srv_engine *e, uint64_t deadline_ns) {
         struct timespec ts = {0, 5 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    atomic_store(&e->cancel_all, 1);
-    prof_queue_close(e->q_tok);
-    for (int i = 0; i < e->cfg.tok_threads; i++) pthread_join(e->tok_threads[i], NULL);
-    prof_queue_close(e->q_admit);
-    pthread_join(e->sched_thread, NULL);
-    // Anything still queued behind a closed queue was drained by the workers;
-    // the scheduler failed what it popped after cancel_all.
+    // Anything still queued behind a closed queue is drained by the workers;
+    // the scheduler fails what it pops after cancel_all.
+    eng_join(e);
 }
 
 void eng_free(srv_engine *e) {
     if (!e) return;
+    eng_join(e);   // a no-op after eng_stop()
     prof_queue_free(e->q_tok);
     prof_queue_free(e->q_admit);
     free(e->tok_threads);
+    free(e->tok_args);
+    sched_free(e->sched);
     llama_ctx_free(e->ctx);
     free(e);
 }

@@ -65,6 +65,7 @@ typedef struct conn_ctx {
     char *body;
     size_t len, cap;
     bool too_large;
+    bool oom;                // the body could not be stored
 } conn_ctx;
 
 // ---- threads -----------------------------------------------------------------
@@ -107,10 +108,25 @@ static enum MHD_Result send_body(struct MHD_Connection *c, conn_ctx *cc, int sta
     return rc;
 }
 
+// The answer when memory ran out, made without allocating: only MHD's own
+// response object is needed. cc may be NULL (its allocation failed).
+static const char oom_body[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"code\":500}}";
+
+static enum MHD_Result send_oom(struct MHD_Connection *c, conn_ctx *cc) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(sizeof oom_body - 1, (void *)oom_body, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    enum MHD_Result rc = MHD_queue_response(c, 500, resp);
+    MHD_destroy_response(resp);
+    met_request(route_names[cc ? cc->rt : R_NOT_FOUND], 500);
+    if (cc) cc->responded = true;
+    return rc;
+}
+
 static enum MHD_Result send_json(struct MHD_Connection *c, conn_ctx *cc, int status, json_t *j) {
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = api_json_dumps(j);
     json_decref(j);
-    if (!s) return MHD_NO;
+    if (!s) return send_oom(c, cc);
     return send_body(c, cc, status, "application/json", s, strlen(s), NULL);
 }
 
@@ -121,7 +137,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, conn_ctx *cc, int st
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     char *s = api_error_body(status, msg);
-    if (!s) return MHD_NO;
+    if (!s) return send_oom(c, cc);
     return send_body(c, cc, status, "application/json", s, strlen(s), status == 503 ? "1" : NULL);
 }
 
@@ -194,9 +210,12 @@ static json_t *usage_json(const srv_req *r) {
                      "total_tokens", (int)(r->n_prompt + r->n_gen));
 }
 
+// NULL only when out of memory (invalid UTF-8, which the detokenizer never
+// lets through, becomes ""): the caller's json_pack() then fails, and the
+// answer is a 500, never a 200 with the text missing.
 static json_t *text_json(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
-    return j ? j : json_string("");
+    return j || api_valid_utf8(s, n) ? j : json_string("");
 }
 
 // The final JSON of a non-streamed request.
@@ -206,7 +225,8 @@ static json_t *result_json(route rt, const srv_req *r) {
     char id[48];
     if (rt == R_INFER) {
         json_t *ids = json_array();
-        for (int i = 0; i < r->n_gen; i++) json_array_append_new(ids, json_integer(r->gen_ids[i]));
+        for (int i = 0; ids && i < r->n_gen; i++)
+            if (json_array_append_new(ids, json_integer(r->gen_ids[i]))) { json_decref(ids); ids = NULL; }
         return json_pack("{s:I,s:o,s:o,s:s,s:i,s:i,s:o}", "id", (json_int_t)r->id, "text", text, "tokens", ids,
                          "finish_reason", finish, "prompt_tokens", (int)r->n_prompt, "generated_tokens", (int)r->n_gen,
                          "timings", api_timings(r));
@@ -255,6 +275,7 @@ typedef struct stream_ctx {
     int fd;
     int next;               // next token to send
     bool role_sent, finished;
+    bool broken;            // an event could not be formatted (out of memory): the stream is cut
     char *buf;              // pending bytes
     size_t len, off, cap;
 } stream_ctx;
@@ -263,7 +284,7 @@ static bool sbuf_add(stream_ctx *s, const char *p, size_t n) {
     if (s->len + n > s->cap) {
         size_t nc = (s->len + n) * 2 + 256;
         char *np = realloc(s->buf, nc);
-        if (!np) return false;
+        if (!np) { s->broken = true; return false; }
         s->buf = np;
         s->cap = nc;
     }
@@ -273,9 +294,9 @@ static bool sbuf_add(stream_ctx *s, const char *p, size_t n) {
 }
 
 static void sse_json(stream_ctx *s, json_t *j) {
-    char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *t = api_json_dumps(j);
     json_decref(j);
-    if (!t) return;
+    if (!t) { s->broken = true; return; }
     sbuf_add(s, "data: ", 6);
     sbuf_add(s, t, strlen(t));
     sbuf_add(s, "\n\n", 2);
@@ -294,8 +315,12 @@ static json_t *chunk_json(stream_ctx *s, json_t *text, const char *finish) {
     }
     snprintf(id, sizeof id, "chatcmpl-%llu", (unsigned long long)r->id);
     json_t *delta = json_object();
-    if (!s->role_sent) { json_object_set_new(delta, "role", json_string("assistant")); s->role_sent = true; }
-    if (text) json_object_set_new(delta, "content", text);
+    if (!s->role_sent) {
+        if (json_object_set_new(delta, "role", json_string("assistant"))) { json_decref(delta); delta = NULL; }
+        s->role_sent = true;
+    }
+    if (text && json_object_set_new(delta, "content", text)) { json_decref(delta); delta = NULL; }
+    // A NULL delta (out of memory) makes json_pack() fail: the caller cuts the stream.
     return json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:o}]}", "id", id, "object", "chat.completion.chunk", "created",
                      (json_int_t)S.created, "model", S.model_id, "choices", "index", 0, "delta", delta,
                      "finish_reason", fin);
@@ -313,20 +338,25 @@ static void stream_collect(stream_ctx *s) {
         if (s->rt == R_INFER)
             sse_json(s, json_pack("{s:i,s:i,s:o}", "index", i, "token", (int)r->gen_ids[i], "text",
                                   text_json(r->out + a, b - a)));
-        else if (b > a || s->rt == R_CHAT)
-            sse_json(s, chunk_json(s, text_json(r->out + a, b - a), NULL));
+        else if (b > a || s->rt == R_CHAT) {
+            json_t *t = text_json(r->out + a, b - a);   // NULL would mean "no content" to chunk_json()
+            if (!t) { s->broken = true; return; }
+            sse_json(s, chunk_json(s, t, NULL));
+        }
+        if (s->broken) return;
     }
     if (!r->done || s->next < r->n_gen) return;
     if (r->status != 200) {
         char *e = api_error_body(r->status, r->err);
         if (e) { sbuf_add(s, "data: ", 6); sbuf_add(s, e, strlen(e)); sbuf_add(s, "\n\n", 2); free(e); }
+        else s->broken = true;
     } else if (s->rt == R_INFER) {
         sse_json(s, json_pack("{s:b,s:s,s:i,s:i,s:o}", "done", 1, "finish_reason", r->finish ? r->finish : "stop",
                               "prompt_tokens", (int)r->n_prompt, "generated_tokens", (int)r->n_gen, "timings",
                               api_timings(r)));
     } else {
         json_t *j = chunk_json(s, s->rt == R_COMPLETIONS ? json_string("") : NULL, r->finish ? r->finish : "stop");
-        if (j) json_object_set_new(j, "usage", usage_json(r));
+        if (j && json_object_set_new(j, "usage", usage_json(r))) { json_decref(j); j = NULL; }
         sse_json(s, j);
     }
     sbuf_add(s, "data: [DONE]\n\n", 14);
@@ -356,6 +386,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
         }
         prof_region_begin("send", r->id);
         stream_collect(s);
+        if (s->broken) {
+            // Out of memory mid-stream: the status went out already, and a
+            // stream with an event missing must not look whole. Cut the
+            // connection (the client sees no [DONE]) and stop the sequence.
+            atomic_store(&r->cancel, 1);
+            prof_mutex_unlock(&r->mu);
+            prof_region_end("send", "bytes", 0);
+            s->finished = false;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         if (s->finished) trace_flow(r->id, 2);
         prof_mutex_unlock(&r->mu);
         prof_region_end("send", "bytes", (int64_t)s->len);
@@ -475,22 +515,32 @@ static enum MHD_Result tokenize(struct MHD_Connection *c, conn_ctx *cc) {
     int64_t n = ids ? tok_encode(m->vocab, r->prompt, r->prompt_len, o.add_special, true, ids, cap) : -1;
     prof_label_phase(NULL);
     req_unref(r);
-    if (n < 0 || n > cap) { free(ids); return send_error(c, cc, 500, "cannot tokenize"); }
+    if (n < 0 || n > cap) {
+        bool oom = !ids;
+        free(ids);
+        return send_error(c, cc, 500, oom ? "out of memory" : "cannot tokenize");
+    }
+    // Any allocation that fails on the way makes the answer a 500 (arr
+    // becomes NULL), never a 200 with a token or a piece missing.
     json_t *arr = json_array();
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; arr && i < n; i++) {
+        json_t *item;
         if (o.with_pieces) {
             char piece[512];
             int w = tok_piece(m->vocab, ids[i], true, piece, sizeof piece);
             if (w > (int)sizeof piece) w = sizeof piece;
-            json_t *p = json_stringn(piece, (size_t)(w < 0 ? 0 : w));
-            if (!p) {   // a lone byte of a multi-byte character: give the bytes
+            size_t pl = (size_t)(w < 0 ? 0 : w);
+            json_t *p = json_stringn(piece, pl);
+            if (!p && !api_valid_utf8(piece, pl)) {   // a lone byte of a multi-byte character: give the bytes
                 p = json_array();
-                for (int k = 0; k < w; k++) json_array_append_new(p, json_integer((unsigned char)piece[k]));
+                for (size_t k = 0; p && k < pl; k++)
+                    if (json_array_append_new(p, json_integer((unsigned char)piece[k]))) { json_decref(p); p = NULL; }
             }
-            json_array_append_new(arr, json_pack("{s:i,s:o}", "id", (int)ids[i], "piece", p));
+            item = p ? json_pack("{s:i,s:o}", "id", (int)ids[i], "piece", p) : NULL;
         } else {
-            json_array_append_new(arr, json_integer(ids[i]));
+            item = json_integer(ids[i]);
         }
+        if (json_array_append_new(arr, item)) { json_decref(arr); arr = NULL; }
     }
     free(ids);
     return send_json(c, cc, 200, json_pack("{s:o}", "tokens", arr));
@@ -509,15 +559,19 @@ static enum MHD_Result models(struct MHD_Connection *c, conn_ctx *cc) {
 
 // ---- the access handler -------------------------------------------------------
 
+// Marks a connection whose conn_ctx could not be allocated (never written).
+static conn_ctx oom_cc;
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     (void)version;
     ensure_registered();
     bool debug_listener = cls != NULL;
     conn_ctx *cc = *con_cls;
+    if (cc == &oom_cc) { *upload_size = 0; return MHD_YES; }   // answered 500 on the first call
     if (!cc) {
         cc = calloc(1, sizeof *cc);
-        if (!cc) return MHD_NO;
+        if (!cc) { *con_cls = &oom_cc; return send_oom(c, NULL); }
         *con_cls = cc;
         cc->rt = route_of(url);
         if (debug_listener && cc->rt != R_DEBUG)
@@ -550,7 +604,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     }
     if (cc->responded) { *upload_size = 0; return MHD_YES; }
     if (*upload_size) {   // a piece of the body
-        if (!cc->too_large) {
+        if (!cc->too_large && !cc->oom) {
             if (cc->len + *upload_size > S.cfg.max_body) {
                 cc->too_large = true;
             } else {
@@ -558,7 +612,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                     size_t nc = (cc->len + *upload_size + 1) * 2;
                     if (nc > S.cfg.max_body + 1) nc = S.cfg.max_body + 1;
                     char *np = realloc(cc->body, nc);
-                    if (!np) return MHD_NO;
+                    if (!np) { cc->oom = true; *upload_size = 0; return MHD_YES; }   // answered at the end
                     cc->body = np;
                     cc->cap = nc;
                 }
@@ -570,6 +624,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     if (cc->too_large) return send_error(c, cc, 413, "the body is larger than %zu bytes", S.cfg.max_body);
+    if (cc->oom) return send_oom(c, cc);
     switch (cc->rt) {
     case R_HEALTH:
         if (!atomic_load(&S.model)) return send_error(c, cc, 503, "the model is loading");
@@ -614,7 +669,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     (void)cls; (void)c; (void)toe;
     conn_ctx *cc = *con_cls;
-    if (!cc) return;
+    if (!cc || cc == &oom_cc) { *con_cls = NULL; return; }
     free(cc->body);
     free(cc);
     *con_cls = NULL;
@@ -708,6 +763,11 @@ void http_set_ready(const llama_model *m, srv_engine *e, const char *model_id) {
     S.lim.tmpl = (k >= 0 && gguf_kv_str(m->gguf, k, &t)) ? chat_detect(t.ptr, t.len) : CHAT_CHATML;
     snprintf(S.model_id, sizeof S.model_id, "%s", model_id);
     atomic_store(&S.model, m);
+}
+
+unsigned http_connections(void) {
+    const union MHD_DaemonInfo *di = S.d ? MHD_get_daemon_info(S.d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+    return di ? di->num_connections : 0;
 }
 
 void http_quiesce(void) {

@@ -34,6 +34,8 @@ typedef struct http_config {
 bool http_start(const http_config *cfg, char *err, size_t errlen);
 uint16_t http_port(void);
 uint16_t http_debug_port(void);   // 0 without --debug-addr
+// Connections open now (those whose threads MHD has not cleaned up included).
+unsigned http_connections(void);
 // The model is loaded and the engine runs: inference endpoints open.
 void http_set_ready(const llama_model *m, srv_engine *e, const char *model_id);
 // Stop accepting new connections (in-flight ones continue).
