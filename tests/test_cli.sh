@@ -63,5 +63,20 @@ got=$("$bin" tokenize -m "$models/vocab/ggml-vocab-llama-spm.gguf" --ids --no-bo
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["pp"]["avg_ts"]>0 and d["tg"]["avg_ts"]>0' "$tmp/b.json" \
   && ok "bench --json" || bad "bench --json" "$(cat "$tmp/b.json")"
 
+# 9. Placement: --cpu-affinity pins the compute threads (same greedy text),
+#    CPUs the process may not use and unknown --numa modes are one-line errors.
+cpu=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+"$bin" bench -m "$models/stories260K.gguf" -p 8 -n 4 -r 1 -t 2 --cpu-affinity "$cpu" > "$tmp/b.txt" 2>&1
+grep -q "placement: 2 compute threads pinned to CPUs $cpu,$cpu; [0-9]* NUMA node" "$tmp/b.txt" \
+  && ok "bench --cpu-affinity reports the placement" || bad "bench --cpu-affinity reports the placement" "$(tail -3 "$tmp/b.txt")"
+got=$("$bin" run -m "$models/stories260K.gguf" -p "Once upon a time" -n 60 --temp 0 --cpu-affinity "$cpu" --numa isolate 2>/dev/null)
+[ "$got" = "$want" ] && ok "run: pinned threads give the golden text" || bad "run: pinned threads give the golden text" "got: $got"
+"$bin" run -m "$models/stories260K.gguf" -n 4 --cpu-affinity 1023 > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "CPU 1023" "$tmp/err" \
+  && ok "run: a CPU outside the process's set is refused" || bad "run: a CPU outside the process's set is refused" "rc=$rc $(cat "$tmp/err")"
+"$bin" run -m "$models/stories260K.gguf" -n 4 --numa sideways > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "numa" "$tmp/err" \
+  && ok "run: unknown --numa refused" || bad "run: unknown --numa refused" "rc=$rc $(cat "$tmp/err")"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -3,6 +3,7 @@
 // when the pool is busy, as in a decode step), then sleep on a futex, so an
 // idle pool costs no CPU. Wakers make the futex call only when someone sleeps.
 #include "threadpool.h"
+#include "affinity.h"
 #include "prof/region.h"
 #include "prof/thread.h"
 
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@ void (*tp_lab_hook)(int ith, int nth);
 typedef struct tp_worker {
     tp_pool *pool;
     int ith;
+    int cpu;         // pinned to this CPU; -1 = not pinned
     char name[16];   // "compute-1" …
 } tp_worker;
 
@@ -44,6 +47,9 @@ struct tp_pool {
     _Atomic uint32_t bar_gen;
     _Atomic int bar_sleepers;
     _Atomic int stop;
+    int cpu0;                    // thread 0's CPU (-1 = not pinned) …
+    pthread_t placed_caller;     // … and the caller pinned to it
+    bool caller_placed;
     char name[11];
 };
 
@@ -74,6 +80,7 @@ static void *worker_main(void *p) {
     uint32_t seen = 0;
     // Known by name and role to the profiler, the tracer and the threads dump.
     prof_thread_register(w->name, "compute");
+    aff_pin_self(w->cpu);
     for (;;) {
         wait_change(&pool->work_gen, seen, &pool->work_sleepers);
         seen = atomic_load(&pool->work_gen);
@@ -92,7 +99,9 @@ static void *worker_main(void *p) {
     return NULL;
 }
 
-tp_pool *tp_create(int n_threads, const char *name) {
+tp_pool *tp_create(int n_threads, const char *name) { return tp_create_placed(n_threads, name, NULL); }
+
+tp_pool *tp_create_placed(int n_threads, const char *name, const int *cpu) {
     if (n_threads < 1 || n_threads > 1024) return NULL;
     // The counters sit on their own cache lines: the struct needs 64-byte
     // alignment, which malloc does not promise.
@@ -101,6 +110,7 @@ tp_pool *tp_create(int n_threads, const char *name) {
     if (!pool) return NULL;
     memset(pool, 0, sz);
     pool->n = n_threads;
+    pool->cpu0 = cpu ? cpu[0] : -1;
     snprintf(pool->name, sizeof pool->name, "%s", name ? name : "pool");
     if (n_threads > 1) {
         pool->threads = calloc((size_t)n_threads - 1, sizeof(pthread_t));
@@ -108,7 +118,7 @@ tp_pool *tp_create(int n_threads, const char *name) {
         if (!pool->threads || !pool->workers) { free(pool->threads); free(pool->workers); free(pool); return NULL; }
     }
     for (int i = 1; i < n_threads; i++) {
-        pool->workers[i - 1] = (tp_worker){pool, i, ""};
+        pool->workers[i - 1] = (tp_worker){pool, i, cpu ? cpu[i] : -1, ""};
         snprintf(pool->workers[i - 1].name, sizeof pool->workers[i - 1].name, "%.10s-%d", pool->name, i);
         if (pthread_create(&pool->threads[i - 1], NULL, worker_main, &pool->workers[i - 1]) != 0) {
             pool->n = i;   // stop the ones already started
@@ -133,6 +143,11 @@ void tp_free(tp_pool *pool) {
 int tp_n_threads(const tp_pool *pool) { return pool->n; }
 
 void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
+    if (__builtin_expect(pool->cpu0 >= 0, 0) && (!pool->caller_placed || !pthread_equal(pool->placed_caller, pthread_self()))) {
+        aff_pin_self(pool->cpu0);
+        pool->placed_caller = pthread_self();
+        pool->caller_placed = true;
+    }
     if (__builtin_expect(tp_lab_hook != NULL, 0)) tp_lab_hook(0, pool->n);
     if (pool->n == 1) { fn(0, 1, arg); return; }
     pool->fn = fn;

@@ -16,6 +16,10 @@ typedef void (*tp_fn)(int ith, int nth, void *arg);
 // the caller of tp_run() is thread 0). `name` prefixes the thread names
 // ("compute" -> "compute-1" …). Returns NULL on failure.
 tp_pool *tp_create(int n_threads, const char *name);
+// The same, with thread i pinned to CPU cpu[i] (cpu NULL or cpu[i] < 0: not
+// pinned). Workers pin as they start; thread 0 — whichever thread calls
+// tp_run() — is pinned at its first run (and again if another thread calls).
+tp_pool *tp_create_placed(int n_threads, const char *name, const int *cpu);
 void tp_free(tp_pool *pool);
 int tp_n_threads(const tp_pool *pool);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../compute/affinity.h"
 #include "../compute/ops.h"
 #include "../compute/quant.h"
 #include "../compute/threadpool.h"
@@ -252,6 +253,7 @@ void llama_free(llama_model *m) {
 struct llama_ctx {
     const llama_model *m;
     tp_pool *pool;
+    char placement[256];   // where the compute threads run (llama_ctx_placement)
     int32_t n_ctx, n_seq, n_batch;
     float *k_cache;        // (n_layer, n_seq, n_ctx, kv_dim)
     float *v_cache;        // (n_layer, n_seq, n_ctx, kv_dim)
@@ -318,8 +320,15 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
                n_ctx, n_seq, n_batch, n_threads);
         return NULL;
     }
+    aff_plan plan;
+    char aerr[200];
+    if (!aff_plan_for_process(n_threads, p->cpu_affinity, p->numa, &plan, aerr, sizeof aerr)) {
+        seterr(err, errlen, "%s", aerr);
+        return NULL;
+    }
     llama_ctx *c = calloc(1, sizeof *c);
     if (!c) { seterr(err, errlen, "out of memory"); return NULL; }
+    snprintf(c->placement, sizeof c->placement, "%s", plan.summary);
     c->m = m;
     c->n_ctx = n_ctx;
     c->n_seq = n_seq;
@@ -356,7 +365,7 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
         llama_ctx_free(c);
         return NULL;
     }
-    c->pool = tp_create(n_threads, "compute");
+    c->pool = tp_create_placed(n_threads, "compute", plan.cpu[0] >= 0 ? plan.cpu : NULL);
     if (!c->pool) {
         seterr(err, errlen, "cannot start %d compute threads", n_threads);
         llama_ctx_free(c);
@@ -364,6 +373,8 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
     }
     return c;
 }
+
+const char *llama_ctx_placement(const llama_ctx *c) { return c->placement; }
 
 void llama_ctx_free(llama_ctx *c) {
     if (!c) return;

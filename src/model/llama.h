@@ -70,12 +70,16 @@ typedef struct llama_ctx_params {
     int32_t n_seq;       // sequences (KV slots) held at once (>= 1)
     int32_t n_batch;     // most tokens one llama_decode() may carry (>= 1)
     int32_t n_threads;   // compute threads (0 = tp_default_threads())
+    const char *cpu_affinity;   // --cpu-affinity LIST (NULL = not pinned; see compute/affinity.h)
+    const char *numa;           // --numa off|distribute|isolate (NULL = off)
 } llama_ctx_params;
 
 typedef struct llama_ctx llama_ctx;
 
 llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *err, size_t errlen);
 void llama_ctx_free(llama_ctx *c);
+// Where the compute threads run, one line ("2 compute threads pinned to CPUs 0,1; 1 NUMA node").
+const char *llama_ctx_placement(const llama_ctx *c);
 int32_t llama_ctx_n_ctx(const llama_ctx *c);
 int32_t llama_ctx_n_seq(const llama_ctx *c);
 int32_t llama_ctx_n_batch(const llama_ctx *c);

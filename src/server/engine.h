@@ -74,6 +74,8 @@ typedef struct eng_config {
     int tok_threads;     // tokenizer workers
     int n_batch;         // most tokens per forward step
     int prefill_chunk;   // most prompt tokens of one sequence per step
+    const char *cpu_affinity;   // --cpu-affinity LIST (NULL = compute threads not pinned)
+    const char *numa;           // --numa off|distribute|isolate (NULL = off)
 } eng_config;
 
 typedef struct srv_engine srv_engine;
@@ -87,6 +89,7 @@ void eng_free(srv_engine *e);
 int32_t eng_n_ctx(const srv_engine *e);
 int eng_parallel(const srv_engine *e);
 int eng_n_threads(const srv_engine *e);
+const char *eng_placement(const srv_engine *e);   // where the compute threads run
 size_t eng_in_flight(const srv_engine *e);   // submitted and not yet done
 
 // A new request with one reference (the caller's). NULL on OOM.

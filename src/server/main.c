@@ -27,6 +27,8 @@ static void usage(FILE *f) {
             "  -m, --model FILE        GGUF model (required)\n"
             "  --http-addr ADDR        HOST:PORT to listen on; \":PORT\" = all interfaces (default 127.0.0.1:8080)\n"
             "  -t, --threads N         compute threads (default: all CPUs)\n"
+            "  --cpu-affinity LIST     pin compute thread i to the i-th CPU of LIST (e.g. 0-3,6)\n"
+            "  --numa MODE             off (default), distribute (threads over nodes) or isolate\n"
             "  --parallel N            sequences decoded together (default 8)\n"
             "  -c, --ctx N             context length per sequence (default: the model's, at most 4096)\n"
             "  --batch N               most tokens in one forward step (default 512)\n"
@@ -108,6 +110,8 @@ int main(int argc, char **argv) {
         else if (flag(argc, argv, &i, NULL, "--http-addr", &v)) addr = v;
         else if (flag(argc, argv, &i, NULL, "--debug-addr", &v)) debug_addr = v;
         else if (flag(argc, argv, &i, "-t", "--threads", &v)) ec.n_threads = (int)num("--threads", v, 1, 1024);
+        else if (flag(argc, argv, &i, NULL, "--cpu-affinity", &v)) ec.cpu_affinity = v;
+        else if (flag(argc, argv, &i, NULL, "--numa", &v)) ec.numa = v;
         else if (flag(argc, argv, &i, NULL, "--parallel", &v)) ec.parallel = (int)num("--parallel", v, 1, 256);
         else if (flag(argc, argv, &i, "-c", "--ctx", &v)) ec.n_ctx = (int)num("--ctx", v, 8, 1 << 20);
         else if (flag(argc, argv, &i, NULL, "--batch", &v)) ec.n_batch = (int)num("--batch", v, 1, 8192);
@@ -210,7 +214,7 @@ int main(int argc, char **argv) {
     snprintf(url, sizeof url, "http://%s%s%s:%u", strchr(shown, ':') ? "[" : "", host[0] ? host : "127.0.0.1",
              strchr(shown, ':') ? "]" : "", port);
     fprintf(stderr,
-            "llm-server: ready in %.0f ms: %s, %d-token context, %d parallel sequences, %d compute threads\n"
+            "llm-server: ready in %.0f ms: %s, %d-token context, %d parallel sequences, %s\n"
             "  try:  curl -s '%s/infer?prompt=Once+upon+a+time&max_tokens=32'\n"
             "        curl -sN %s/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}'\n"
             "        hey -z 30s -q 16 -c 8 %s/infer\n"
@@ -218,7 +222,7 @@ int main(int argc, char **argv) {
             "        curl -s %s/debug/pprof/threads?debug=2\n"
             "        curl -s '%s/debug/pprof/profile?seconds=10' > cpu.pprof   # go tool pprof cpu.pprof\n"
             "        curl -s '%s/debug/trace?seconds=5' > trace.json          # ui.perfetto.dev\n",
-            (double)(util_now_ns() - t0) / 1e6, m->name, eng_n_ctx(e), eng_parallel(e), eng_n_threads(e),
+            (double)(util_now_ns() - t0) / 1e6, m->name, eng_n_ctx(e), eng_parallel(e), eng_placement(e),
             url, url, url, url, url, url, url);
 
     int sig = 0;

@@ -22,6 +22,8 @@ static void bench_usage(FILE *f) {
             "  -p, --n-prompt N   prompt tokens for the pp test (default 128; 0 skips it)\n"
             "  -n, --n-gen N      generated tokens for the tg test (default 64; 0 skips it)\n"
             "  -t, --threads N    compute threads (default: all CPUs)\n"
+            "  --cpu-affinity LIST    pin compute thread i to the i-th CPU of LIST (e.g. 0-3,6)\n"
+            "  --numa MODE            off (default), distribute (threads over nodes) or isolate\n"
             "  -r, --repetitions  runs per test after one warm-up (default 3)\n"
             "  --no-bw            skip the memory bandwidth measurement\n"
             "  --json             one JSON object on stdout instead of the table\n");
@@ -64,7 +66,7 @@ static double run_tg(llama_ctx *c, const int32_t *toks, int32_t n, int32_t *seq)
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL;
+    const char *cpu_affinity = NULL, *numa = NULL, *model_path = NULL;
     int64_t n_prompt = 128, n_gen = 64, n_threads = 0, reps = 3;
     bool json = false, no_bw = false;
     for (int i = 1; i < argc; i++) {
@@ -77,6 +79,8 @@ int cmd_bench(int argc, char **argv) {
         else if (opt_value(argc, argv, &i, "-p", "--n-prompt", &v, &miss)) ok = miss || opt_i64("bench", "-p", v, 0, 1 << 16, &n_prompt);
         else if (opt_value(argc, argv, &i, "-n", "--n-gen", &v, &miss)) ok = miss || opt_i64("bench", "-n", v, 0, 1 << 16, &n_gen);
         else if (opt_value(argc, argv, &i, "-t", "--threads", &v, &miss)) ok = miss || opt_i64("bench", "-t", v, 1, 1024, &n_threads);
+        else if (opt_value(argc, argv, &i, NULL, "--cpu-affinity", &v, &miss)) cpu_affinity = v;
+        else if (opt_value(argc, argv, &i, NULL, "--numa", &v, &miss)) numa = v;
         else if (opt_value(argc, argv, &i, "-r", "--repetitions", &v, &miss)) ok = miss || opt_i64("bench", "-r", v, 1, 1000, &reps);
         else {
             fprintf(stderr, "llmscope bench: unknown argument '%s'\n", argv[i]);
@@ -92,7 +96,8 @@ int cmd_bench(int argc, char **argv) {
     llama_model *m = llama_load(model_path, err, sizeof err);
     if (!m) { fprintf(stderr, "llmscope bench: %s\n", err); return 1; }
     int32_t need = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
-    llama_ctx_params cp = {.n_ctx = need > 16 ? need : 16, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads};
+    llama_ctx_params cp = {.n_ctx = need > 16 ? need : 16, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads,
+                          .cpu_affinity = cpu_affinity, .numa = numa};
     llama_ctx *c = llama_ctx_new(m, &cp, err, sizeof err);
     if (!c) { fprintf(stderr, "llmscope bench: %s\n", err); llama_free(m); return 1; }
     int nth = llama_ctx_n_threads(c);
@@ -165,7 +170,7 @@ int cmd_bench(int argc, char **argv) {
         if (n_gen > 0)
             printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
                    (long long)n_gen, sg.mean, sg.sd);
-        printf("\ncpu: %s\n", cpu);
+        printf("\ncpu: %s\nplacement: %s\n", cpu, llama_ctx_placement(c));
         if (bw > 0)
             printf("memory read bandwidth: %.1f GB/s (%d threads); decode streams %.1f MB of weights per token "
                    "= %.1f GB/s, %.0f%% of it\n",

@@ -17,6 +17,8 @@ static void run_usage(FILE *f) {
             "  -p, --prompt TEXT      prompt (default: empty, generation starts from BOS)\n"
             "  -n, --n-predict N      tokens to generate (default 128)\n"
             "  -t, --threads N        compute threads (default: all CPUs)\n"
+            "  --cpu-affinity LIST    pin compute thread i to the i-th CPU of LIST (e.g. 0-3,6)\n"
+            "  --numa MODE            off (default), distribute (threads over nodes) or isolate\n"
             "  -c, --ctx N            context length (default: the model's, at most 4096)\n"
             "  --temp T               temperature; 0 = greedy (default 0.8)\n"
             "  --top-k K              (default 40)     --top-p P (default 0.95)\n"
@@ -27,7 +29,7 @@ static void run_usage(FILE *f) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = "";
+    const char *cpu_affinity = NULL, *numa = NULL, *model_path = NULL, *prompt = "";
     int64_t n_predict = 128, n_threads = 0, n_ctx = 0, top_k = 40, seed = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep = 1.0;
     bool no_bos = false, print_ids = false;
@@ -41,6 +43,8 @@ int cmd_run(int argc, char **argv) {
         else if (opt_value(argc, argv, &i, "-p", "--prompt", &v, &miss)) prompt = v;
         else if (opt_value(argc, argv, &i, "-n", "--n-predict", &v, &miss)) ok = miss || opt_i64("run", "-n", v, 0, 1 << 20, &n_predict);
         else if (opt_value(argc, argv, &i, "-t", "--threads", &v, &miss)) ok = miss || opt_i64("run", "-t", v, 1, 1024, &n_threads);
+        else if (opt_value(argc, argv, &i, NULL, "--cpu-affinity", &v, &miss)) cpu_affinity = v;
+        else if (opt_value(argc, argv, &i, NULL, "--numa", &v, &miss)) numa = v;
         else if (opt_value(argc, argv, &i, "-c", "--ctx", &v, &miss)) ok = miss || opt_i64("run", "--ctx", v, 1, 1 << 20, &n_ctx);
         else if (opt_value(argc, argv, &i, NULL, "--temp", &v, &miss)) ok = miss || opt_f64("run", "--temp", v, 0, 100, &temp);
         else if (opt_value(argc, argv, &i, NULL, "--top-k", &v, &miss)) ok = miss || opt_i64("run", "--top-k", v, 0, 1 << 30, &top_k);
@@ -76,7 +80,8 @@ int cmd_run(int argc, char **argv) {
         if (tok_bos(voc) < 0) { fprintf(stderr, "llmscope run: empty prompt and the model has no BOS token\n"); free(toks); llama_free(m); return 1; }
         toks[n_prompt++] = tok_bos(voc);
     }
-    llama_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads};
+    llama_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads,
+                          .cpu_affinity = cpu_affinity, .numa = numa};
     llama_ctx *ctx = llama_ctx_new(m, &cp, err, sizeof err);
     if (!ctx) { fprintf(stderr, "llmscope run: %s\n", err); free(toks); llama_free(m); return 1; }
     const int32_t ctx_len = llama_ctx_n_ctx(ctx);
