@@ -25,6 +25,7 @@
 #include "matmul.h"
 
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -621,12 +622,12 @@ static qrun_fn pick_qrun(enum cpu_level lv) {
     return qrun_scalar;
 }
 
-void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, int ith, int nth) {
+// Rows [r0, r1) of y = x · Wᵀ for all T tokens.
+static void compute_rows(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, long r0,
+                         long r1) {
     const enum cpu_level lv = cpu_level();
     const int64_t K = w->K, N = w->N;
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
-    long r0, r1;
-    tp_split(N, ith, nth, 4, &r0, &r1);
     if (r0 >= r1) return;
     if (is_quant(w->type)) {
         if (use_pack(T)) {
@@ -648,6 +649,35 @@ void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T
             fn(w->type, (const char *)w->data + (size_t)r * rowb, xs, nt, K, out);
             for (int t = 0; t < nt; t++) y[(t0 + t) * N + r] = out[t];
         }
+    }
+}
+
+void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, int ith, int nth) {
+    long r0, r1;
+    tp_split(w->N, ith, nth, 4, &r0, &r1);
+    compute_rows(w, x, wdata, T, y, r0, r1);
+}
+
+// Rows per work item of a shared product: about 8 items per thread, in whole
+// tiles (a multiple of 12 = lcm of the 3- and 4-row tiles), and at least
+// 32 KiB of weights, so drawing an item (an atomic on a shared line) stays
+// a small fraction of computing it.
+static long chunk_rows(const mm_weight *w, int nth) {
+    const long rowb = (long)ggml_nbytes(w->type, w->K);
+    long rows = (long)w->N / (8L * nth);
+    const long min_rows = (32 * 1024 + rowb - 1) / rowb;
+    if (rows < min_rows) rows = min_rows;
+    return (rows + 11) / 12 * 12;
+}
+
+void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
+                       _Atomic int *next, int ith, int nth) {
+    if (!next || nth == 1) { mm_compute(w, x, wdata, T, y, ith, nth); return; }
+    const long step = chunk_rows(w, nth);
+    for (;;) {
+        const long r0 = (long)atomic_fetch_add_explicit(next, 1, memory_order_relaxed) * step;
+        if (r0 >= w->N) return;
+        compute_rows(w, x, wdata, T, y, r0, r0 + step < w->N ? r0 + step : (long)w->N);
     }
 }
 
