@@ -6,6 +6,7 @@
 #include "compute/cpu.h"
 #include "compute/matmul.h"
 #include "compute/quant.h"
+#include "compute/threadpool.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 16); }
@@ -111,6 +112,74 @@ static void test_model_shapes(void) {
         }
 }
 
+// Products whose rows threads draw from a shared counter (as the forward
+// pass runs them): two products in one barrier interval, a third after a
+// barrier, on a real pool of 3 threads, equal bit for bit to one thread
+// computing all rows.
+typedef struct shared_job {
+    tp_pool *pool;
+    const mm_weight *w[3];
+    const float *x;
+    int64_t T;
+    void *wd;
+    float *y[3];
+} shared_job;
+
+static void shared_worker(int ith, int nth, void *arg) {
+    shared_job *j = arg;
+    mm_prepare(j->w[0], j->x, j->T, j->wd, ith, nth);
+    tp_barrier(j->pool);
+    mm_compute_shared(j->w[0], j->x, j->wd, j->T, j->y[0], tp_shared_counter(j->pool), ith, nth);
+    mm_compute_shared(j->w[1], j->x, j->wd, j->T, j->y[1], tp_shared_counter(j->pool), ith, nth);
+    tp_barrier(j->pool);
+    mm_compute_shared(j->w[2], j->x, j->wd, j->T, j->y[2], tp_shared_counter(j->pool), ith, nth);
+}
+
+static void test_shared_rows(void) {
+    tp_pool *pool = tp_create(3, "mmtest");
+    REQUIRE(pool);
+    const int64_t Ts[] = {1, 5, 20};
+    for (int ty = 0; ty < 2; ty++)
+        for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+            const enum ggml_type type = ty ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
+            const int64_t K = 256, T = Ts[ti];
+            const int64_t Ns[3] = {1000 + rnd() % 500, 700 + rnd() % 300, 2000 + rnd() % 100};
+            const size_t rowb = ggml_nbytes(type, K);
+            float *x = malloc(sizeof(float) * (size_t)(T * K)), *wf = malloc(sizeof(float) * (size_t)K);
+            REQUIRE(x && wf);
+            for (int64_t i = 0; i < T * K; i++) x[i] = frnd();
+            mm_weight w[3];
+            float *y[3], *ref[3];
+            for (int k = 0; k < 3; k++) {
+                uint8_t *wq = malloc(rowb * (size_t)Ns[k]);
+                y[k] = malloc(sizeof(float) * (size_t)(T * Ns[k]));
+                ref[k] = malloc(sizeof(float) * (size_t)(T * Ns[k]));
+                REQUIRE(wq && y[k] && ref[k]);
+                for (int64_t r = 0; r < Ns[k]; r++) {
+                    for (int64_t i = 0; i < K; i++) wf[i] = frnd();
+                    quantize_row(type, wf, wq + (size_t)r * rowb, K);
+                }
+                w[k] = (mm_weight){.type = type, .data = wq, .K = K, .N = Ns[k]};
+                REQUIRE(mm_simple(&w[k], x, T, ref[k]) == 0);
+                for (int64_t i = 0; i < T * Ns[k]; i++) y[k][i] = NAN;
+            }
+            const size_t wds = (mm_wdata_size(type, K, T) + 63) & ~(size_t)63;
+            void *wd = aligned_alloc(64, wds);
+            REQUIRE(wd);
+            shared_job j = {pool, {&w[0], &w[1], &w[2]}, x, T, wd, {y[0], y[1], y[2]}};
+            for (int rep = 0; rep < 3; rep++) {   // the counters start from zero on every run
+                tp_run(pool, shared_worker, &j);
+                for (int k = 0; k < 3; k++)
+                    CHECKF(!memcmp(y[k], ref[k], sizeof(float) * (size_t)(T * Ns[k])),
+                           "%s T=%lld product %d (N=%lld) differs from one thread's", ggml_type_name(type),
+                           (long long)T, k, (long long)Ns[k]);
+            }
+            for (int k = 0; k < 3; k++) { free((void *)w[k].data); free(y[k]); free(ref[k]); }
+            free(wd); free(x); free(wf);
+        }
+    tp_free(pool);
+}
+
 int main(void) {
     char cpu[256];
     cpu_describe(cpu, sizeof cpu);
@@ -121,5 +190,6 @@ int main(void) {
     RUN(test_f16);
     RUN(test_bf16);
     RUN(test_model_shapes);
+    RUN(test_shared_rows);
     return harness_done();
 }

@@ -25,6 +25,7 @@
 #include "matmul.h"
 
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,7 @@ static void prep_row_scalar(const float *x, int64_t K, uint8_t *dst) {
 }
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
 
 // One block of 32 values, bit-identical to prep_row_scalar: the same float
 // operations in the same order per element (|q| + 0.5 truncated, sign put
@@ -142,40 +144,66 @@ static inline int64_t pack_bytes(enum ggml_type type, int64_t K) {   // per toke
     return (K / 32) * (type == GGML_TYPE_Q8_0 ? PK8 : PK4);
 }
 
-// Token t of group-relative lane `lane` into the pack of its group.
-AVX2_TARGET static void pack_token_avx2(enum ggml_type type, const float *x, int64_t K, uint8_t *grp, int lane) {
-    const int64_t nb = K / 32;
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i q;
-        const float d = quant_block_avx2(x + b * 32, &q);
-        if (type == GGML_TYPE_Q8_0) {
-            uint8_t *blk = grp + b * PK8;
-            int16_t v[32];
-            _mm256_storeu_si256((__m256i *)v, _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)));
-            _mm256_storeu_si256((__m256i *)(v + 16), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)));
-            for (int h = 0; h < 16; h++) memcpy(blk + h * 32 + lane * 4, v + 2 * h, 4);
-            memcpy(blk + 16 * 32 + lane * 4, &d, 4);
-        } else {
-            uint8_t *blk = grp + b * PK4;
-            int8_t v[32];
-            _mm256_storeu_si256((__m256i *)v, q);
-            int32_t sum = 0;
-            for (int j = 0; j < 32; j++) sum += v[j];
-            for (int g = 0; g < 8; g++) memcpy(blk + g * 32 + lane * 4, v + 4 * g, 4);
-            memcpy(blk + 8 * 32 + lane * 4, &d, 4);
-            const int32_t s8 = 8 * sum;
-            memcpy(blk + 8 * 32 + 32 + lane * 4, &s8, 4);
-        }
+// The 32-bit words of 8 rows, transposed in place: r[h] gets word h of every
+// row (lane j from row j).
+AVX2_TARGET static ALWAYS_INLINE void transpose8x32(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int k = 0; k < 4; k++) {
+        t[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        u[4 * k + 0] = _mm256_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 1] = _mm256_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
+        u[4 * k + 2] = _mm256_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
+        u[4 * k + 3] = _mm256_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
+        r[k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
     }
 }
 
-// Zeroes lane `lane` of every block of a group (a padding token: scale 0).
-static void pack_zero(enum ggml_type type, int64_t K, uint8_t *grp, int lane) {
+// The n (1..8) tokens at x into one group's pack; lanes n..7 are zero tokens
+// (scale 0). Each block of the 8 tokens is quantized, then turned from rows
+// of tokens into rows of lanes with two (q8_0) or one (q4_0) 8×8 transposes
+// of 32-bit words.
+AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int64_t K, int n, uint8_t *grp) {
     const int64_t nb = K / 32;
-    const int64_t bs = type == GGML_TYPE_Q8_0 ? PK8 : PK4;
-    const int words = (int)(bs / 32);
-    for (int64_t b = 0; b < nb; b++)
-        for (int k = 0; k < words; k++) memset(grp + b * bs + k * 32 + lane * 4, 0, 4);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i q[8];
+        _Alignas(32) float d[8];
+        for (int j = 0; j < 8; j++) {
+            if (j < n) d[j] = quant_block_avx2(x + j * K + b * 32, &q[j]);
+            else { d[j] = 0.0f; q[j] = _mm256_setzero_si256(); }
+        }
+        if (type == GGML_TYPE_Q8_0) {
+            uint8_t *blk = grp + b * PK8;
+            __m256i hi[8];
+            for (int j = 0; j < 8; j++) {
+                hi[j] = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(q[j], 1));
+                q[j] = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q[j]));
+            }
+            transpose8x32(q);
+            transpose8x32(hi);
+            for (int h = 0; h < 8; h++) {
+                _mm256_store_si256((__m256i *)(blk + h * 32), q[h]);
+                _mm256_store_si256((__m256i *)(blk + (h + 8) * 32), hi[h]);
+            }
+            _mm256_store_ps((float *)(blk + 16 * 32), _mm256_load_ps(d));
+        } else {
+            uint8_t *blk = grp + b * PK4;
+            transpose8x32(q);
+            __m256i s16 = _mm256_setzero_si256();   // Σ per lane in int16 pairs: 8·2·127 fits
+            for (int g = 0; g < 8; g++) {
+                _mm256_store_si256((__m256i *)(blk + g * 32), q[g]);
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_set1_epi8(1), q[g]));
+            }
+            _mm256_store_ps((float *)(blk + 8 * 32), _mm256_load_ps(d));
+            const __m256i sum = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+            _mm256_store_si256((__m256i *)(blk + 8 * 32 + 32), _mm256_slli_epi32(sum, 3));
+        }
+    }
 }
 
 static bool use_pack(int64_t T) { return T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2; }
@@ -197,12 +225,10 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     if (use_pack(T)) {   // threads split token groups (mm_prepare_rows)
         const int64_t gb = pack_bytes(w->type, w->K);
         tp_split((T + 7) / 8, ith, nth, 1, &t0, &t1);
-        for (long g = t0; g < t1; g++)
-            for (int lane = 0; lane < 8; lane++) {
-                const int64_t t = g * 8 + lane;
-                if (t < T) pack_token_avx2(w->type, x + t * w->K, w->K, (uint8_t *)wdata + g * gb, lane);
-                else pack_zero(w->type, w->K, (uint8_t *)wdata + g * gb, lane);
-            }
+        for (long g = t0; g < t1; g++) {
+            const int n = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
+            pack_group_avx2(w->type, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb);
+        }
         return;
     }
     tp_split(T, ith, nth, 1, &t0, &t1);
@@ -259,7 +285,6 @@ static float dot_q_scalar(enum ggml_type type, const void *row, const uint8_t *x
 
 #define AVX512VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define AVXVNNI_TARGET __attribute__((target("avxvnni,avx2,fma,f16c")))
-#define ALWAYS_INLINE __attribute__((always_inline)) inline
 
 AVX2_TARGET static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -621,12 +646,12 @@ static qrun_fn pick_qrun(enum cpu_level lv) {
     return qrun_scalar;
 }
 
-void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, int ith, int nth) {
+// Rows [r0, r1) of y = x · Wᵀ for all T tokens.
+static void compute_rows(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, long r0,
+                         long r1) {
     const enum cpu_level lv = cpu_level();
     const int64_t K = w->K, N = w->N;
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
-    long r0, r1;
-    tp_split(N, ith, nth, 4, &r0, &r1);
     if (r0 >= r1) return;
     if (is_quant(w->type)) {
         if (use_pack(T)) {
@@ -648,6 +673,35 @@ void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T
             fn(w->type, (const char *)w->data + (size_t)r * rowb, xs, nt, K, out);
             for (int t = 0; t < nt; t++) y[(t0 + t) * N + r] = out[t];
         }
+    }
+}
+
+void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, int ith, int nth) {
+    long r0, r1;
+    tp_split(w->N, ith, nth, 4, &r0, &r1);
+    compute_rows(w, x, wdata, T, y, r0, r1);
+}
+
+// Rows per work item of a shared product: about 8 items per thread, in whole
+// tiles (a multiple of 12 = lcm of the 3- and 4-row tiles), and at least
+// 32 KiB of weights, so drawing an item (an atomic on a shared line) stays
+// a small fraction of computing it.
+static long chunk_rows(const mm_weight *w, int nth) {
+    const long rowb = (long)ggml_nbytes(w->type, w->K);
+    long rows = (long)w->N / (8L * nth);
+    const long min_rows = (32 * 1024 + rowb - 1) / rowb;
+    if (rows < min_rows) rows = min_rows;
+    return (rows + 11) / 12 * 12;
+}
+
+void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
+                       _Atomic int *next, int ith, int nth) {
+    if (!next || nth == 1) { mm_compute(w, x, wdata, T, y, ith, nth); return; }
+    const long step = chunk_rows(w, nth);
+    for (;;) {
+        const long r0 = (long)atomic_fetch_add_explicit(next, 1, memory_order_relaxed) * step;
+        if (r0 >= w->N) return;
+        compute_rows(w, x, wdata, T, y, r0, r0 + step < w->N ? r0 + step : (long)w->N);
     }
 }
 

@@ -41,6 +41,13 @@ void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, 
 void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T,
                 float *y, int ith, int nth);
 
+// mm_compute() with the rows dealt out in work items from a counter all nth
+// threads share (zeroed before the first of them calls; tp_shared_counter()),
+// so threads that run ahead take over the rows of one that is descheduled.
+// Every thread must call it. NULL `next`: the static split of mm_compute().
+void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
+                       _Atomic int *next, int ith, int nth);
+
 // Convenience for single-threaded callers and tests: prepare + compute on one
 // thread, allocating scratch internally. Returns 0, -1 on allocation failure.
 int mm_simple(const mm_weight *w, const float *x, int64_t T, float *y);

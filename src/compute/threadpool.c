@@ -50,8 +50,19 @@ struct tp_pool {
     int cpu0;                    // thread 0's CPU (-1 = not pinned) …
     pthread_t placed_caller;     // … and the caller pinned to it
     bool caller_placed;
+    _Alignas(64) _Atomic int shared[TP_SHARED];   // tp_shared_counter(): zeroed at every barrier
     char name[11];
 };
+
+static _Thread_local int shared_next;   // this thread's shared loops since the last barrier
+
+static void shared_reset(tp_pool *pool) {
+    for (int i = 0; i < TP_SHARED; i++) atomic_store_explicit(&pool->shared[i], 0, memory_order_relaxed);
+}
+
+_Atomic int *tp_shared_counter(tp_pool *pool) {
+    return shared_next < TP_SHARED ? &pool->shared[shared_next++] : NULL;
+}
 
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
@@ -90,6 +101,7 @@ static void *worker_main(void *p) {
         const char *phase = pool->phase ? pool->phase : "compute";
         prof_region_begin(phase, 0);
         if (__builtin_expect(tp_lab_hook != NULL, 0)) tp_lab_hook(w->ith, pool->n);
+        shared_next = 0;
         pool->fn(w->ith, pool->n, pool->arg);
         prof_region_end(phase, NULL, 0);
         if (atomic_fetch_add(&pool->n_done, 1) == pool->n - 2 && atomic_load(&pool->done_sleepers))
@@ -149,6 +161,8 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
         pool->caller_placed = true;
     }
     if (__builtin_expect(tp_lab_hook != NULL, 0)) tp_lab_hook(0, pool->n);
+    shared_next = 0;
+    shared_reset(pool);   // the workers see it through work_gen (below)
     if (pool->n == 1) { fn(0, 1, arg); return; }
     pool->fn = fn;
     pool->arg = arg;
@@ -173,9 +187,13 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
 }
 
 void tp_barrier(tp_pool *pool) {
-    if (pool->n == 1) return;
+    shared_next = 0;
+    if (pool->n == 1) { shared_reset(pool); return; }
     uint32_t gen = atomic_load(&pool->bar_gen);
     if (atomic_fetch_add(&pool->bar_count, 1) == pool->n - 1) {
+        // Everyone is done with this interval's shared loops: zero their
+        // counters before anyone is released into the next one.
+        shared_reset(pool);
         atomic_store(&pool->bar_count, 0);
         atomic_fetch_add(&pool->bar_gen, 1);
         if (atomic_load(&pool->bar_sleepers)) futex_wake(&pool->bar_gen);

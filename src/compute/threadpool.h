@@ -30,6 +30,16 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg);
 // then sleeps (futex), so an idle pool costs no CPU.
 void tp_barrier(tp_pool *pool);
 
+// Shared loops: a counter all threads draw work items from (atomic_fetch_add
+// until the items run out), so a thread that runs ahead takes over the work
+// of one that the scheduler has put aside instead of waiting for it at the
+// next barrier. The k-th call on each thread since the last barrier (or the
+// start of the run) returns the same counter, zeroed: every thread must make
+// the same calls. NULL past TP_SHARED loops in one barrier interval (the
+// caller then splits the work statically).
+#define TP_SHARED 8
+_Atomic int *tp_shared_counter(tp_pool *pool);
+
 // When set, every thread of every pool calls it at the start of each run,
 // before the work function (one predictable branch when unset). The
 // server's teaching lab uses it; nothing else should.

@@ -419,7 +419,7 @@ static void matmul_group(llama_ctx *c, const mm_weight *const *ws, float *const 
         tp_barrier(c->pool);
         for (int j = i; j < n; j++) {
             if (done[j] || ws[j]->type != ws[i]->type) continue;
-            mm_compute(ws[j], x, c->wdata, T, ys[j], ith, nth);
+            mm_compute_shared(ws[j], x, c->wdata, T, ys[j], tp_shared_counter(c->pool), ith, nth);
             done[j] = true;
         }
         tp_barrier(c->pool);
@@ -465,7 +465,7 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
         float *qkv_out[] = {c->q, c->k, c->v};
         for (int i = 0; i < 3; i++) {
             if (i == 0 || qkv[i]->type != qkv[i - 1]->type) mm_prepare(qkv[i], xn, T, wd, 0, 1);
-            mm_compute(qkv[i], xn, wd, T, qkv_out[i], ith, nth);
+            mm_compute_shared(qkv[i], xn, wd, T, qkv_out[i], tp_shared_counter(c->pool), ith, nth);
         }
         tp_barrier(c->pool);
         // Own KV heads: rope, into the cache, then attention of their query heads.
@@ -487,26 +487,26 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
         }
         tp_barrier(c->pool);
         mm_prepare(&L->wo, c->xb2, T, wd, 0, 1);
-        mm_compute(&L->wo, c->xb2, wd, T, c->xb, ith, nth);
+        mm_compute_shared(&L->wo, c->xb2, wd, T, c->xb, tp_shared_counter(c->pool), ith, nth);
         tp_barrier(c->pool);
         for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];
         for (int64_t t = 0; t < T; t++) op_rmsnorm(xn + t * E, x + t * E, L->ffn_norm, (int)E, hp->rms_eps);
         mm_prepare(&L->w_gate, xn, T, wd, 0, 1);
-        mm_compute(&L->w_gate, xn, wd, T, c->hb, ith, nth);
+        mm_compute_shared(&L->w_gate, xn, wd, T, c->hb, tp_shared_counter(c->pool), ith, nth);
         if (L->w_up.type != L->w_gate.type) mm_prepare(&L->w_up, xn, T, wd, 0, 1);
-        mm_compute(&L->w_up, xn, wd, T, c->hb2, ith, nth);
+        mm_compute_shared(&L->w_up, xn, wd, T, c->hb2, tp_shared_counter(c->pool), ith, nth);
         tp_barrier(c->pool);
         memcpy(xn, c->hb, sizeof(float) * (size_t)(T * F));
         op_silu_mul(xn, c->hb2, (int)(T * F));
         mm_prepare(&L->w_down, xn, T, wd, 0, 1);
-        mm_compute(&L->w_down, xn, wd, T, c->xb, ith, nth);
+        mm_compute_shared(&L->w_down, xn, wd, T, c->xb, tp_shared_counter(c->pool), ith, nth);
         tp_barrier(c->pool);
     }
     for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];
     for (int32_t j = 0; j < c->n_out; j++)
         op_rmsnorm(xn + j * E, x + (int64_t)c->out_idx[j] * E, m->output_norm, (int)E, hp->rms_eps);
     mm_prepare(&m->output, xn, c->n_out, wd, 0, 1);
-    mm_compute(&m->output, xn, wd, c->n_out, c->logits, ith, nth);
+    mm_compute_shared(&m->output, xn, wd, c->n_out, c->logits, tp_shared_counter(c->pool), ith, nth);
 }
 
 static void forward_worker(int ith, int nth, void *arg) {
