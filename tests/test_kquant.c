@@ -3,12 +3,15 @@
 // within stated bounds; every SIMD level's product matches the scalar
 // reference over random shapes split across simulated threads; and the
 // product agrees with a float product of the dequantized weights up to the
-// activation quantization.
+// activation quantization. End to end: models written by `gguf synth` in
+// K-quant types give nearly the logits of the same weights in f32.
 #include "harness.h"
+#include <unistd.h>
 #include "compute/cpu.h"
 #include "compute/kquant.h"
 #include "compute/matmul.h"
 #include "compute/quant.h"
+#include "model/llama.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 16); }
@@ -186,6 +189,73 @@ static void test_model_shapes(void) {
     check_kernels(GGML_TYPE_Q6_K, 5, true);
 }
 
+// Logits after a 12-token prompt (one prefill batch) and after one more
+// token (a decode step), n_vocab each into l0 and l1.
+static int two_steps(const char *path, float *l0, float *l1, int *n_vocab) {
+    char err[512];
+    llama_model *m = llama_load(path, err, sizeof err);
+    if (!m) { fprintf(stderr, "  %s\n", err); return -1; }
+    llama_ctx_params cp = {.n_ctx = 64, .n_seq = 1, .n_batch = 16, .n_threads = 2};
+    llama_ctx *c = llama_ctx_new(m, &cp, err, sizeof err);
+    if (!c) { fprintf(stderr, "  %s\n", err); llama_free(m); return -1; }
+    const int32_t prompt[13] = {1, 9038, 2501, 263, 931, 727, 471, 263, 2217, 7826, 4257, 365, 2354};
+    int32_t pos[13], seq[13] = {0};
+    for (int i = 0; i < 13; i++) pos[i] = i;
+    *n_vocab = m->hp.n_vocab;
+    llama_batch b = {.n_tokens = 12, .token = prompt, .pos = pos, .seq = seq};
+    int rc = llama_decode(c, &b, err, sizeof err);
+    if (!rc) memcpy(l0, llama_logits(c, 0), sizeof(float) * (size_t)*n_vocab);
+    llama_batch b1 = {.n_tokens = 1, .token = prompt + 12, .pos = pos + 12, .seq = seq};
+    if (!rc) rc = llama_decode(c, &b1, err, sizeof err);
+    if (!rc) memcpy(l1, llama_logits(c, 0), sizeof(float) * (size_t)*n_vocab);
+    if (rc) fprintf(stderr, "  %s\n", err);
+    llama_ctx_free(c);
+    llama_free(m);
+    return rc;
+}
+
+static double rel_rms(const float *a, const float *ref, int n) {
+    double e = 0, s = 0;
+    for (int i = 0; i < n; i++) { e += (double)(a[i] - ref[i]) * (a[i] - ref[i]); s += (double)ref[i] * ref[i]; }
+    return sqrt(e / s);
+}
+
+// The tiny256 shape (every row whole super-blocks) synthesised in f32 and in
+// each K-quant type from the same seed: the quantized models' logits must
+// stay within a relative RMS distance of the f32 model's (bounds about
+// twice what was measured; q8_0 shown for scale), for prefill and decode.
+#define NT 6
+static void test_synth_vs_f32(void) {
+    const char *bin = getenv("LLMSCOPE_BIN");
+    char dir[] = "/tmp/llmscope-kq-XXXXXX", cmd[2048], path[NT][512];
+    REQUIRE(mkdtemp(dir));
+    const char *types[NT] = {"f32", "q8_0", "q4_0", "q6_k", "q4_k_m", "q4_k"};
+    const double bound[NT] = {0, 1, 1, 0.08, 0.25, 0.25};
+    double err[NT] = {0};
+    float *ref0 = NULL, *ref1 = NULL;
+    int nv = 0;
+    for (int i = 0; i < NT; i++) {
+        snprintf(path[i], sizeof path[i], "%s/%s.gguf", dir, types[i]);
+        snprintf(cmd, sizeof cmd, "%s/llmscope gguf synth --shape tiny256 --type %s --vocab %s --seed 5 -o %s >/dev/null",
+                 bin && *bin ? bin : "build/bin", types[i], harness_model("vocab/ggml-vocab-llama-spm.gguf"), path[i]);
+        CHECKF(system(cmd) == 0, "%s", cmd);
+        float *l0 = malloc(sizeof(float) * 32000), *l1 = malloc(sizeof(float) * 32000);
+        REQUIRE(l0 && l1);
+        CHECKF(two_steps(path[i], l0, l1, &nv) == 0 && nv <= 32000, "%s", types[i]);
+        if (i == 0) { ref0 = l0; ref1 = l1; continue; }
+        const double e0 = rel_rms(l0, ref0, nv), e1 = rel_rms(l1, ref1, nv);
+        fprintf(stderr, "  %-6s logits vs f32: relative RMS %.4f (prefill), %.4f (decode)\n", types[i], e0, e1);
+        CHECKF(e0 < bound[i] && e1 < bound[i], "%s: %g / %g", types[i], e0, e1);
+        err[i] = e0 + e1;
+        free(l0); free(l1);
+    }
+    // More bits, closer: q6_k < q4_k_m < q4_k < q4_0.
+    CHECK(err[3] < err[4] && err[4] < err[5] && err[5] < err[2]);
+    free(ref0); free(ref1);
+    for (int i = 0; i < NT; i++) unlink(path[i]);
+    rmdir(dir);
+}
+
 int main(void) {
     char cpu[256];
     cpu_describe(cpu, sizeof cpu);
@@ -196,5 +266,6 @@ int main(void) {
     RUN(test_q4K_kernels);
     RUN(test_q6K_kernels);
     RUN(test_model_shapes);
+    RUN(test_synth_vs_f32);
     return harness_done();
 }
