@@ -14,7 +14,9 @@
 //
 // Rows are computed in panels of about 32 KiB of weights: a batch of tokens
 // passes over a panel while it sits in L1/L2, so prefill reads each weight
-// byte from memory once; decode is the same loop with one token.
+// byte from memory once; decode is the same loop with one token. The AVX2
+// kernel takes 4 tokens per weight row, so a super-block's scales and codes
+// are unpacked once for 4 tokens.
 #include "kquant.h"
 
 #include <immintrin.h>
@@ -322,11 +324,21 @@ AVX2_TARGET static inline float hsum4(__m128 s) {
 #define PICK16(e, f) _mm256_set_m128i(_mm_set1_epi16((short)(((2 * (f) + 1) << 8) | (2 * (f)))), \
                                       _mm_set1_epi16((short)(((2 * (e) + 1) << 8) | (2 * (e)))))
 
-AVX2_TARGET static float dot_q4K_avx2(const void *row, const block_q8_K *x, int64_t nb) {
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+#define DO_PRAGMA(x) _Pragma(#x)
+#define UNROLL(n) DO_PRAGMA(GCC unroll n)   // loops over the tile's tokens: unrolled, so accumulators stay in registers
+#define KQ_C 4                              // tokens per tile (prefill)
+
+// out[j] = row · x_j for C activation rows (C a compile-time constant at each
+// call): a weight super-block is unpacked once (scales, nibbles) and used for
+// all C tokens.
+AVX2_TARGET static ALWAYS_INLINE void q4K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
+                                                    float *out) {
     const block_q4_K *w = row;
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    __m256 acc[KQ_C];
+    __m128 accm[KQ_C];
+    UNROLL(4) for (int j = 0; j < C; j++) { acc[j] = _mm256_setzero_ps(); accm[j] = _mm_setzero_ps(); }
     for (int64_t i = 0; i < nb; i++) {
         // The 6-bit scales and mins as 8 + 8 bytes (the layout in kquant.h).
         uint32_t u[3];
@@ -337,67 +349,79 @@ AVX2_TARGET static float dot_q4K_avx2(const void *row, const block_q8_K *x, int6
         const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo));
         const __m128i mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo));
         const __m256i S = _mm256_broadcastsi128_si256(sc16);
-        const float dx = x[i].d;
-
-        const __m128i b32 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x[i].bsums),
-                                           _mm_loadu_si128((const __m128i *)(x[i].bsums + 8)));
-        accm = _mm_fmadd_ps(_mm_set1_ps(fp16_to_fp32(w[i].dmin) * dx), _mm_cvtepi32_ps(_mm_madd_epi16(mn16, b32)), accm);
-
-        __m256i sumi = _mm256_setzero_si256();
-        const int8_t *a = x[i].qs;
-#define Q4K_CHUNK(c)                                                                                         \
-        do {                                                                                                 \
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * (c)));                     \
-            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);  \
-            const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(a + 64 * (c)))); \
-            const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 64 * (c) + 32))); \
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(S, PICK16(2 * (c), 2 * (c))))); \
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(S, PICK16(2 * (c) + 1, 2 * (c) + 1)))); \
-        } while (0)
-        Q4K_CHUNK(0);
-        Q4K_CHUNK(1);
-        Q4K_CHUNK(2);
-        Q4K_CHUNK(3);
-#undef Q4K_CHUNK
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w[i].d) * dx), _mm256_cvtepi32_ps(sumi), acc);
+        const float d = fp16_to_fp32(w[i].d), dmin = fp16_to_fp32(w[i].dmin);
+        UNROLL(4) for (int j = 0; j < C; j++) {
+            const block_q8_K *x = xs[j] + i;
+            const __m128i b32 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
+                                               _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
+            accm[j] = _mm_fmadd_ps(_mm_set1_ps(dmin * x->d), _mm_cvtepi32_ps(_mm_madd_epi16(mn16, b32)), accm[j]);
+        }
+        __m256i sumi[KQ_C];
+        UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_setzero_si256();
+        UNROLL(4) for (int c = 0; c < 4; c++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i s0 = _mm256_shuffle_epi8(S, PICK16(2 * c, 2 * c));
+            const __m256i s1 = _mm256_shuffle_epi8(S, PICK16(2 * c + 1, 2 * c + 1));
+            UNROLL(4) for (int j = 0; j < C; j++) {
+                const int8_t *a = xs[j][i].qs + 64 * c;
+                const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a));
+                const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
+            }
+        }
+        UNROLL(4) for (int j = 0; j < C; j++)
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
     }
-    return hsum8(acc) - hsum4(accm);
+    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum8(acc[j]) - hsum4(accm[j]);
 }
 
-AVX2_TARGET static float dot_q6K_avx2(const void *row, const block_q8_K *x, int64_t nb) {
+AVX2_TARGET static ALWAYS_INLINE void q6K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
+                                                    float *out) {
     const block_q6_K *w = row;
     const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[KQ_C];
+    UNROLL(4) for (int j = 0; j < C; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        // 32·Σ_g sc_g·(Σ x over group g): the −32 offset of every value.
-        const __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x[i].bsums), sc16);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
+        __m256i sumi[KQ_C];
+        // Start from −32·Σ_g sc_g·(Σ x over group g): the offset of every value.
+        UNROLL(4) for (int j = 0; j < C; j++)
+            sumi[j] = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xs[j][i].bsums), sc16), 5);
+        UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_sub_epi32(_mm256_setzero_si256(), sumi[j]);
+        UNROLL(2) for (int h = 0; h < 2; h++) {
             const __m256i S = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
             const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
             const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
-            const __m256i v0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            const __m256i v1 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-            const __m256i v3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-            const int8_t *a = x[i].qs + 128 * h;
-            const __m256i p0 = _mm256_maddubs_epi16(v0, _mm256_loadu_si256((const __m256i *)a));
-            const __m256i p1 = _mm256_maddubs_epi16(v1, _mm256_loadu_si256((const __m256i *)(a + 32)));
-            const __m256i p2 = _mm256_maddubs_epi16(v2, _mm256_loadu_si256((const __m256i *)(a + 64)));
-            const __m256i p3 = _mm256_maddubs_epi16(v3, _mm256_loadu_si256((const __m256i *)(a + 96)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(S, PICK16(0, 1))));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(S, PICK16(2, 3))));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p2, _mm256_shuffle_epi8(S, PICK16(4, 5))));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p3, _mm256_shuffle_epi8(S, PICK16(6, 7))));
+            __m256i v[4], sv[4];
+            v[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            v[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            sv[0] = _mm256_shuffle_epi8(S, PICK16(0, 1));
+            sv[1] = _mm256_shuffle_epi8(S, PICK16(2, 3));
+            sv[2] = _mm256_shuffle_epi8(S, PICK16(4, 5));
+            sv[3] = _mm256_shuffle_epi8(S, PICK16(6, 7));
+            UNROLL(4) for (int j = 0; j < C; j++) {
+                const int8_t *a = xs[j][i].qs + 128 * h;
+                UNROLL(4) for (int k = 0; k < 4; k++) {
+                    const __m256i p = _mm256_maddubs_epi16(v[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
+                    sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(p, sv[k]));
+                }
+            }
         }
-        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(corr, 5));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(w[i].d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        const float d = fp16_to_fp32(w[i].d);
+        UNROLL(4) for (int j = 0; j < C; j++)
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
     }
-    return hsum8(acc);
+    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum8(acc[j]);
 }
+
+AVX2_TARGET static void q4K_tile1(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q4K_tile_avx2(r, x, 1, nb, o); }
+AVX2_TARGET static void q4K_tile4(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q4K_tile_avx2(r, x, KQ_C, nb, o); }
+AVX2_TARGET static void q6K_tile1(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q6K_tile_avx2(r, x, 1, nb, o); }
+AVX2_TARGET static void q6K_tile4(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q6K_tile_avx2(r, x, KQ_C, nb, o); }
 
 // ---- the matmul.h contract -------------------------------------------------
 
@@ -422,23 +446,39 @@ void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     }
 }
 
-typedef float (*kdot_fn)(const void *row, const block_q8_K *x, int64_t nb);
+typedef void (*ktile_fn)(const void *row, const block_q8_K *const *xs, int64_t nb, float *out);
 
+static void q4K_scalar(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { o[0] = dot_q4K_scalar(r, x[0], nb); }
+static void q6K_scalar(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { o[0] = dot_q6K_scalar(r, x[0], nb); }
+
+// Rows in panels of about 32 KiB of weights; within a panel, tiles of
+// KQ_C tokens × 1 row (the AVX2 path; the rest one token at a time).
 void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth) {
     const int64_t K = w->K, N = w->N, nb = K / QK_K, st = xk_stride(K);
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
-    const bool simd = cpu_level() >= CPU_LEVEL_AVX2;
-    kdot_fn dot = w->type == GGML_TYPE_Q4_K ? (simd ? dot_q4K_avx2 : dot_q4K_scalar)
-                                            : (simd ? dot_q6K_avx2 : dot_q6K_scalar);
+    const bool simd = cpu_level() >= CPU_LEVEL_AVX2, q4 = w->type == GGML_TYPE_Q4_K;
+    const ktile_fn one = simd ? (q4 ? q4K_tile1 : q6K_tile1) : (q4 ? q4K_scalar : q6K_scalar);
+    const ktile_fn four = simd ? (q4 ? q4K_tile4 : q6K_tile4) : NULL;
     long r0, r1;
     tp_split(N, ith, nth, 4, &r0, &r1);
     long panel = (long)(32 * 1024 / rowb);
     if (panel < 1) panel = 1;
     for (long p0 = r0; p0 < r1; p0 += panel) {
         const long p1 = p0 + panel < r1 ? p0 + panel : r1;
-        for (int64_t t = 0; t < T; t++) {
+        int64_t t = 0;
+        if (four)
+            for (; t + KQ_C <= T; t += KQ_C) {
+                const block_q8_K *xs[KQ_C];
+                for (int j = 0; j < KQ_C; j++) xs[j] = (const block_q8_K *)((const uint8_t *)wdata + (t + j) * st);
+                float out[KQ_C];
+                for (long r = p0; r < p1; r++) {
+                    four((const uint8_t *)w->data + (size_t)r * rowb, xs, nb, out);
+                    for (int j = 0; j < KQ_C; j++) y[(t + j) * N + r] = out[j];
+                }
+            }
+        for (; t < T; t++) {
             const block_q8_K *xq = (const block_q8_K *)((const uint8_t *)wdata + t * st);
-            for (long r = p0; r < p1; r++) y[t * N + r] = dot((const uint8_t *)w->data + (size_t)r * rowb, xq, nb);
+            for (long r = p0; r < p1; r++) one((const uint8_t *)w->data + (size_t)r * rowb, &xq, nb, &y[t * N + r]);
         }
     }
 }
