@@ -430,19 +430,152 @@ static inline int64_t xk_stride(int64_t K) {   // bytes per prepared activation 
     return (s + 63) & ~(int64_t)63;
 }
 
-size_t kq_wdata_size(int64_t K, int64_t T) { return (size_t)(xk_stride(K) * T) + 64; }
+// ---- Q4_K batches: packed activations, lanes = tokens ------------------------
+//
+// From PACK_MIN tokens on, Q4_K's AVX2 path lays the Q8_K activations of 8
+// tokens (a group; the last one padded with zero tokens) out so that one
+// 256-bit load holds the same 4 values of all 8 tokens, as matmul.c does for
+// Q4_0. The kernel broadcasts 4 weight nibbles to all lanes and multiplies 8
+// tokens at once; a sub-block's 8 maddubs results add up in int16 (8·3810 <
+// 2^15) before one madd applies its scale. Per super-block and group
+// (PKK bytes):
+//   [64 quads × 8 tokens × 4 int8] [8 tokens' d (f32)]
+//   [4 pairs of sub-blocks × 8 tokens × (2 int16: Σ x of sub-blocks 2p, 2p+1)]
+#define PACK_MIN 8
+#define PKK (64 * 32 + 32 + 4 * 32)
 
-void kq_prepare_rows(int64_t T, int ith, int nth, long *t0, long *t1) { tp_split(T, ith, nth, 1, t0, t1); }
+static bool kq_pack(enum ggml_type type, int64_t T) {
+    return type == GGML_TYPE_Q4_K && T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2;
+}
+
+size_t kq_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
+    const int64_t rows = xk_stride(K) * T, packed = (T + 7) / 8 * (K / QK_K) * PKK;
+    return (size_t)(type == GGML_TYPE_Q4_K && packed > rows ? packed : rows) + 64;
+}
+
+void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
+    if (kq_pack(w->type, T)) {   // whole token groups
+        tp_split((T + 7) / 8, ith, nth, 1, t0, t1);
+        *t0 *= 8;
+        *t1 = *t1 * 8 < T ? *t1 * 8 : T;
+        if (*t0 > *t1) *t0 = *t1;
+        return;
+    }
+    tp_split(T, ith, nth, 1, t0, t1);
+}
+
+// Token x (K values; NULL: a zero padding token) into lane `lane` of a group.
+AVX2_TARGET static void pack_token(const float *x, int64_t K, uint8_t *grp, int lane) {
+    for (int64_t b = 0; b < K / QK_K; b++) {
+        block_q8_K q;
+        if (x) quantize_row_q8_K_avx2(x + b * QK_K, &q, QK_K);
+        else memset(&q, 0, sizeof q);
+        uint8_t *blk = grp + b * PKK;
+        for (int g = 0; g < 64; g++) memcpy(blk + g * 32 + lane * 4, q.qs + 4 * g, 4);
+        memcpy(blk + 64 * 32 + lane * 4, &q.d, 4);
+        for (int p = 0; p < 4; p++) {
+            const int16_t s[2] = {(int16_t)(q.bsums[4 * p] + q.bsums[4 * p + 1]), (int16_t)(q.bsums[4 * p + 2] + q.bsums[4 * p + 3])};
+            memcpy(blk + 64 * 32 + 32 + p * 32 + lane * 4, s, 4);
+        }
+    }
+}
 
 void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth) {
     long t0, t1;
-    kq_prepare_rows(T, ith, nth, &t0, &t1);
+    kq_prepare_rows(w, T, ith, nth, &t0, &t1);
+    if (kq_pack(w->type, T)) {
+        const int64_t gb = (w->K / QK_K) * PKK;
+        const long end = t0 < t1 ? (t1 + 7) / 8 * 8 : t1;   // the owner of the last group pads it
+        for (long t = t0; t < end; t++)
+            pack_token(t < T ? x + t * w->K : NULL, w->K, (uint8_t *)wdata + t / 8 * gb, (int)(t % 8));
+        return;
+    }
     const int64_t st = xk_stride(w->K);
     const bool simd = cpu_level() >= CPU_LEVEL_AVX2;
     for (long t = t0; t < t1; t++) {
         block_q8_K *dst = (block_q8_K *)((uint8_t *)wdata + t * st);
         if (simd) quantize_row_q8_K_avx2(x + t * w->K, dst, w->K);
         else quantize_row_q8_K(x + t * w->K, dst, w->K);
+    }
+}
+
+#define PG 2   // token groups per packed tile
+
+// res[k] (8 token lanes) = row · group k, for G (≤ PG) groups gb bytes apart.
+AVX2_TARGET static ALWAYS_INLINE void q4K_ptile(const block_q4_K *w, const uint8_t *grp, int64_t gb, int G, int64_t nb,
+                                                __m256 *res) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[PG];
+    _Alignas(32) uint8_t wt[8][32];   // the super-block's nibbles, sub-block by sub-block, in element order
+    UNROLL(2) for (int k = 0; k < G; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        uint32_t u[3];
+        memcpy(u, w[i].scales, 12);
+        const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
+        uint32_t sm[4] = {u[0] & k1, (u[2] & k2) | (((u[0] >> 6) & k3) << 4),       // scales 0..7
+                          u[1] & k1, ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4)}; // mins 0..7
+        uint8_t sc[16];
+        memcpy(sc, sm, 16);
+        UNROLL(4) for (int c = 0; c < 4; c++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
+            _mm256_store_si256((__m256i *)wt[2 * c], _mm256_and_si256(q, m4));
+            _mm256_store_si256((__m256i *)wt[2 * c + 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        }
+        __m256i sumi[PG], summ[PG];
+        UNROLL(2) for (int k = 0; k < G; k++) { sumi[k] = _mm256_setzero_si256(); summ[k] = _mm256_setzero_si256(); }
+        for (int j = 0; j < 8; j++) {
+            __m256i s16[PG];
+            UNROLL(2) for (int k = 0; k < G; k++) s16[k] = _mm256_setzero_si256();
+            UNROLL(8) for (int g = 0; g < 8; g++) {
+                int32_t quad;
+                memcpy(&quad, wt[j] + 4 * g, 4);
+                const __m256i wv = _mm256_set1_epi32(quad);
+                UNROLL(2) for (int k = 0; k < G; k++)
+                    s16[k] = _mm256_add_epi16(s16[k], _mm256_maddubs_epi16(wv, _mm256_load_si256(
+                                                  (const __m256i *)(grp + k * gb + i * PKK + (8 * j + g) * 32))));
+            }
+            const __m256i scv = _mm256_set1_epi16(sc[j]);
+            UNROLL(2) for (int k = 0; k < G; k++) sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(s16[k], scv));
+        }
+        UNROLL(4) for (int p = 0; p < 4; p++) {
+            const __m256i mv = _mm256_set1_epi32((int)((uint32_t)sc[8 + 2 * p] | ((uint32_t)sc[9 + 2 * p] << 16)));
+            UNROLL(2) for (int k = 0; k < G; k++)
+                summ[k] = _mm256_add_epi32(summ[k], _mm256_madd_epi16(mv, _mm256_load_si256(
+                                                        (const __m256i *)(grp + k * gb + i * PKK + 64 * 32 + 32 + p * 32))));
+        }
+        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[i].d)), dmin = _mm256_set1_ps(fp16_to_fp32(w[i].dmin));
+        UNROLL(2) for (int k = 0; k < G; k++) {
+            const __m256 dx = _mm256_load_ps((const float *)(grp + k * gb + i * PKK + 64 * 32));
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[k]), _mm256_mul_ps(d, dx), acc[k]);
+            acc[k] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ[k]), _mm256_mul_ps(dmin, dx), acc[k]);
+        }
+    }
+    UNROLL(2) for (int k = 0; k < G; k++) res[k] = acc[k];
+}
+
+AVX2_TARGET static void q4K_prows(const uint8_t *wd, size_t rowb, const uint8_t *pack, int64_t K, int64_t T, int64_t N,
+                                  long r0, long r1, float *y) {
+    const int64_t nb = K / QK_K, ng = (T + 7) / 8, gb = nb * PKK;
+    long panel = (long)(64 * 1024 / rowb);
+    if (panel < 1) panel = 1;
+    _Alignas(32) float lanes[8];
+    for (long p0 = r0; p0 < r1; p0 += panel) {
+        const long p1 = p0 + panel < r1 ? p0 + panel : r1;
+        for (int64_t g = 0; g < ng;) {
+            const int G = ng - g >= PG ? PG : 1;
+            for (long r = p0; r < p1; r++) {
+                __m256 res[PG];
+                if (G == PG) q4K_ptile((const block_q4_K *)(wd + (size_t)r * rowb), pack + g * gb, gb, PG, nb, res);
+                else q4K_ptile((const block_q4_K *)(wd + (size_t)r * rowb), pack + g * gb, gb, 1, nb, res);
+                for (int k = 0; k < G; k++) {
+                    _mm256_store_ps(lanes, res[k]);
+                    const int64_t t0 = (g + k) * 8;
+                    const int nt = T - t0 < 8 ? (int)(T - t0) : 8;
+                    for (int j = 0; j < nt; j++) y[(t0 + j) * N + r] = lanes[j];
+                }
+            }
+            g += G;
+        }
     }
 }
 
@@ -461,6 +594,10 @@ void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int 
     const ktile_fn four = simd ? (q4 ? q4K_tile4 : q6K_tile4) : NULL;
     long r0, r1;
     tp_split(N, ith, nth, 4, &r0, &r1);
+    if (kq_pack(w->type, T)) {
+        q4K_prows(w->data, rowb, wdata, K, T, N, r0, r1, y);
+        return;
+    }
     long panel = (long)(32 * 1024 / rowb);
     if (panel < 1) panel = 1;
     for (long p0 = r0; p0 < r1; p0 += panel) {

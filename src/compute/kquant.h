@@ -70,10 +70,10 @@ void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t n);
 void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n);
 
 // The matmul.h contract for K-quant weights. Threads split the T activation
-// rows in kq_prepare (as kq_prepare_rows says) and the N weight rows in
-// kq_compute.
-size_t kq_wdata_size(int64_t K, int64_t T);
-void kq_prepare_rows(int64_t T, int ith, int nth, long *t0, long *t1);
+// rows in kq_prepare (as kq_prepare_rows says: whole groups of 8 tokens when
+// Q4_K batches are packed) and the N weight rows in kq_compute.
+size_t kq_wdata_size(enum ggml_type type, int64_t K, int64_t T);
+void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1);
 void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth);
 void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth);
 

@@ -52,7 +52,7 @@ static bool is_quant(enum ggml_type t) { return t == GGML_TYPE_Q8_0 || t == GGML
 static inline int64_t pack_bytes(enum ggml_type type, int64_t K);
 
 size_t mm_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
-    if (kq_type(type)) return kq_wdata_size(K, T);
+    if (kq_type(type)) return kq_wdata_size(type, K, T);
     if (!is_quant(type)) return 0;
     const int64_t rows = xq_stride(K) * T, packed = (T + 7) / 8 * pack_bytes(type, K);
     return (size_t)(rows > packed ? rows : packed) + 64;
@@ -183,7 +183,7 @@ static void pack_zero(enum ggml_type type, int64_t K, uint8_t *grp, int lane) {
 static bool use_pack(int64_t T) { return T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2; }
 
 void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
-    if (kq_type(w->type)) { kq_prepare_rows(T, ith, nth, t0, t1); return; }
+    if (kq_type(w->type)) { kq_prepare_rows(w, T, ith, nth, t0, t1); return; }
     if (is_quant(w->type) && use_pack(T)) {   // threads split token groups
         tp_split((T + 7) / 8, ith, nth, 1, t0, t1);
         *t0 *= 8;
