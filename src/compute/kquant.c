@@ -12,11 +12,12 @@
 // No int16 sum can saturate (2·63·127 < 2^15) and no int32 overflows (the
 // super-block total stays below 2^27).
 //
-// Rows are computed in panels of about 32 KiB of weights: a batch of tokens
-// passes over a panel while it sits in L1/L2, so prefill reads each weight
+// Rows are computed in panels of weights small enough to stay in L1/L2
+// while a batch of tokens passes over them, so prefill reads each weight
 // byte from memory once; decode is the same loop with one token. The AVX2
-// kernel takes 4 tokens per weight row, so a super-block's scales and codes
-// are unpacked once for 4 tokens.
+// row kernel takes 4 tokens per weight row, so a super-block's scales and
+// codes are unpacked once for 4 tokens; Q4_K batches of 8+ tokens use
+// activations packed with tokens in lanes instead (below).
 #include "kquant.h"
 
 #include <immintrin.h>
