@@ -1,10 +1,13 @@
 // fuzz_gguf.c — libFuzzer target for the GGUF reader: arbitrary bytes go
 // through gguf_open_mem(); whatever is accepted is walked completely (every
 // key, array element and tensor byte), so a bad bound shows up as an ASan
-// report rather than staying latent.
+// report rather than staying latent. The first row of every accepted
+// tensor is also decoded, so the block codecs (K-quants included) read
+// exactly the bytes the reader vouched for.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "compute/quant.h"
 #include "model/gguf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -37,6 +40,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             const gguf_tensor *t = gguf_tensor_at(g, i);
             if (gguf_find_tensor(g, t->name) != t) abort();
             if (t->nbytes) sink += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
+            static float row[4096];
+            const int64_t blck = ggml_blck_size(t->type);
+            if (t->ne[0] > 0 && t->ne[0] <= 4096 && t->ne[0] % blck == 0 && ggml_nbytes(t->type, t->ne[0]) <= t->nbytes) {
+                dequantize_row(t->type, t->data, row, t->ne[0]);
+                sink += (uint64_t)(row[t->ne[0] - 1] == row[t->ne[0] - 1]);
+            }
         }
         (void)sink;
         gguf_close(g);

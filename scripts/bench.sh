@@ -12,7 +12,7 @@ vocab=$models/vocab/ggml-vocab-llama-spm.gguf
 dir=$here/bench/models
 threads=${THREADS:-2}
 shapes=${SHAPES:-"stories15M stories110M tinyllama-1.1b"}
-types=${TYPES:-"q8_0 q4_0"}
+types=${TYPES:-"q8_0 q4_0 q4_k"}
 mkdir -p "$dir"
 out=$here/bench/results.jsonl
 : > "$out"

@@ -52,6 +52,26 @@ else
   bad "gguf synth" "$(cat "$tmp/err")"
 fi
 
+# 6b. K-quant synth at the stories15M shape: only ffn_down has rows of a
+# multiple of 256 (768); the 288-wide tensors fall back to q4_0 / q8_0.
+for t in q4_k q6_k q4_k_m; do
+  if "$bin" gguf synth --shape stories15M --type $t --vocab "$models/vocab/ggml-vocab-llama-spm.gguf" --seed 1 -o "$tmp/15m-$t.gguf" > /dev/null 2> "$tmp/err"; then
+    "$bin" gguf info "$tmp/15m-$t.gguf" > "$tmp/info" 2>&1
+    case $t in
+      q4_k)   want="blk.5.ffn_down.weight +q4_k|blk.0.attn_q.weight +q4_0" ;;
+      q6_k)   want="blk.5.ffn_down.weight +q6_k|blk.0.attn_q.weight +q8_0" ;;
+      q4_k_m) want="blk.0.ffn_down.weight +q4_k|blk.2.ffn_down.weight +q6_k|blk.5.ffn_down.weight +q6_k|output.weight +q8_0" ;;
+    esac
+    miss=""
+    IFS='|'; for w in $want; do grep -Eq "^ +$w " "$tmp/info" || miss="$miss [$w]"; done; unset IFS
+    [ -z "$miss" ] && ok "gguf synth --type $t + info" || bad "gguf synth --type $t + info" "missing:$miss"
+    "$bin" run -m "$tmp/15m-$t.gguf" -p "Once upon a time" -n 8 --temp 0 -t 2 > "$tmp/out" 2> "$tmp/err" \
+      && grep -q "generation: 8 tokens" "$tmp/err" && ok "synthesised $t model generates" || bad "synthesised $t model generates" "$(cat "$tmp/err")"
+  else
+    bad "gguf synth --type $t" "$(cat "$tmp/err")"
+  fi
+done
+
 # 7. tokenize prints the ids with BOS (and without, on request).
 got=$("$bin" tokenize -m "$models/vocab/ggml-vocab-llama-spm.gguf" --ids "I believe the meaning of life is" 2>&1)
 [ "$got" = "[1, 306, 4658, 278, 6593, 310, 2834, 338]" ] && ok "tokenize --ids" || bad "tokenize --ids" "$got"

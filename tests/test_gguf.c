@@ -28,7 +28,7 @@ enum bad {
     BAD_MAGIC, VERSION_1, VERSION_99, TRUNC_HEADER, HUGE_N_TENSORS, HUGE_N_KV, N_KV_TOO_MANY_FOR_FILE,
     KEY_LEN_HUGE, KEY_EMPTY, UNKNOWN_KV_TYPE, STRING_PAST_END, ARRAY_HUGE, ARRAY_NESTED, ARRAY_TRUNCATED,
     DUP_KEY, ALIGN_ZERO, ALIGN_NOT_POW2, ALIGN_WRONG_TYPE, BOOL_BAD, NDIMS_ZERO, NDIMS_FIVE, NE_NEGATIVE,
-    NE_OVERFLOW, NOT_BLOCK_MULTIPLE, TYPE_Q4_K, TYPE_999, OFFSET_MISALIGNED, OFFSET_PAST_END, SIZE_PAST_END,
+    NE_OVERFLOW, NOT_BLOCK_MULTIPLE, KQ4_ROW_32, KQ6_ROW_288, TYPE_Q5_K, TYPE_999, OFFSET_MISALIGNED, OFFSET_PAST_END, SIZE_PAST_END,
     OVERLAP, DUP_TENSOR, TENSOR_NAME_NUL, DATA_MISSING, ARRAY_UNKNOWN_TYPE, N_BAD
 };
 
@@ -57,7 +57,9 @@ static const struct { const char *name, *want; } bad_info[N_BAD] = {
     [NE_NEGATIVE] = {"negative dimension", "dimension 0 is negative"},
     [NE_OVERFLOW] = {"element count overflow", "element count overflows"},
     [NOT_BLOCK_MULTIPLE] = {"elements not whole blocks", "not a multiple of the q8_0 block"},
-    [TYPE_Q4_K] = {"q4_k tensor", "type q4_k, which is not supported"},
+    [KQ4_ROW_32] = {"q4_k rows of 32", "rows of 32 elements, not a multiple of the q4_k block of 256"},
+    [KQ6_ROW_288] = {"q6_k rows of 288", "rows of 288 elements, not a multiple of the q6_k block of 256"},
+    [TYPE_Q5_K] = {"q5_k tensor", "type q5_k, which is not supported"},
     [TYPE_999] = {"type 999", "type type#999"},
     [OFFSET_MISALIGNED] = {"misaligned offset", "is not a multiple of the alignment"},
     [OFFSET_PAST_END] = {"offset past the end", "extends past the end of the file"},
@@ -126,11 +128,14 @@ static buf build(enum bad c, uint64_t *at) {
     uint64_t t1 = b.n;
     str(&b, "b");
     u32(&b, 2);
-    if (c == NOT_BLOCK_MULTIPLE) *at = b.n - 4;
-    u64(&b, c == NOT_BLOCK_MULTIPLE ? 33 : 32);
-    u64(&b, c == SIZE_PAST_END ? 1000 : 2);
-    if (c == TYPE_Q4_K || c == TYPE_999) *at = b.n;
-    u32(&b, c == TYPE_Q4_K ? GGML_TYPE_Q4_K : c == TYPE_999 ? 999 : GGML_TYPE_Q8_0);
+    if (c == NOT_BLOCK_MULTIPLE || c == KQ4_ROW_32 || c == KQ6_ROW_288) *at = b.n - 4;
+    u64(&b, c == NOT_BLOCK_MULTIPLE ? 33 : c == KQ6_ROW_288 ? 288 : 32);
+    // 8 rows of 288 are 9 whole super-blocks: accepted as a flat stream for
+    // q8_0, refused for K-quants, whose super-blocks must not cross rows.
+    u64(&b, c == SIZE_PAST_END ? 1000 : c == KQ6_ROW_288 ? 8 : 2);
+    if (c == TYPE_Q5_K || c == TYPE_999) *at = b.n;
+    u32(&b, c == TYPE_Q5_K ? GGML_TYPE_Q5_K : c == TYPE_999 ? 999 : c == KQ4_ROW_32 ? GGML_TYPE_Q4_K
+            : c == KQ6_ROW_288 ? GGML_TYPE_Q6_K : GGML_TYPE_Q8_0);
     if (c == OFFSET_MISALIGNED || c == OFFSET_PAST_END || c == SIZE_PAST_END || c == OVERLAP) *at = t1;
     u64(&b, c == OFFSET_MISALIGNED ? 36 : c == OFFSET_PAST_END ? 4096 : c == OVERLAP ? 0 : 32);
     if (c == DUP_TENSOR) { *at = b.n; str(&b, "a"); u32(&b, 1); u64(&b, 8); u32(&b, GGML_TYPE_F32); u64(&b, 128); }

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "kquant.h"
 #include "quant.h"
 #include "threadpool.h"
 #include "../util/util.h"
@@ -52,6 +53,7 @@ static bool is_quant(enum ggml_type t) { return t == GGML_TYPE_Q8_0 || t == GGML
 static inline int64_t pack_bytes(enum ggml_type type, int64_t K);
 
 size_t mm_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
+    if (kq_type(type)) return kq_wdata_size(type, K, T);
     if (!is_quant(type)) return 0;
     const int64_t rows = xq_stride(K) * T, packed = (T + 7) / 8 * pack_bytes(type, K);
     return (size_t)(rows > packed ? rows : packed) + 64;
@@ -209,6 +211,7 @@ AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int
 static bool use_pack(int64_t T) { return T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2; }
 
 void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
+    if (kq_type(w->type)) { kq_prepare_rows(w, T, ith, nth, t0, t1); return; }
     if (is_quant(w->type) && use_pack(T)) {   // threads split token groups
         tp_split((T + 7) / 8, ith, nth, 1, t0, t1);
         *t0 *= 8;
@@ -220,6 +223,7 @@ void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, 
 }
 
 void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth) {
+    if (kq_type(w->type)) { kq_prepare(w, x, T, wdata, ith, nth); return; }
     if (!is_quant(w->type)) return;
     long t0, t1;
     if (use_pack(T)) {   // threads split token groups (mm_prepare_rows)
@@ -677,6 +681,7 @@ static void compute_rows(const mm_weight *w, const float *x, const void *wdata, 
 }
 
 void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, int ith, int nth) {
+    if (kq_type(w->type)) { kq_compute(w, wdata, T, y, ith, nth); return; }   // kquant.c
     long r0, r1;
     tp_split(w->N, ith, nth, 4, &r0, &r1);
     compute_rows(w, x, wdata, T, y, r0, r1);
@@ -696,7 +701,8 @@ static long chunk_rows(const mm_weight *w, int nth) {
 
 void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
                        _Atomic int *next, int ith, int nth) {
-    if (!next || nth == 1) { mm_compute(w, x, wdata, T, y, ith, nth); return; }
+    // K-quant products keep their static split (kquant.c).
+    if (!next || nth == 1 || kq_type(w->type)) { mm_compute(w, x, wdata, T, y, ith, nth); return; }
     const long step = chunk_rows(w, nth);
     for (;;) {
         const long r0 = (long)atomic_fetch_add_explicit(next, 1, memory_order_relaxed) * step;

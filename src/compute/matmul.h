@@ -1,7 +1,8 @@
 // matmul.h — the matrix products of the forward pass, y = x · Wᵀ, for weights
-// in f32, f16, bf16, q8_0 and q4_0, with scalar, AVX2 and AVX-512 (VNNI) paths
-// chosen at run time (cpu.h). Quantized weights are multiplied by activations
-// quantized on the fly to 8-bit blocks (q8_0), as ggml does.
+// in f32, f16, bf16, q8_0, q4_0, q4_k and q6_k (the K-quants in kquant.c),
+// with scalar, AVX2 and AVX-512 (VNNI) paths chosen at run time (cpu.h).
+// Quantized weights are multiplied by activations quantized on the fly to
+// 8-bit blocks (q8_0; q8_K super-blocks for the K-quants), as ggml does.
 //
 // Shapes: W has N rows of K elements (GGUF ne = {K, N}), row r at
 // W + r * ggml_nbytes(type, K); x is (T, K) floats row-major; y is (T, N).
@@ -16,9 +17,9 @@
 #include "../model/gguf.h"
 
 typedef struct mm_weight {
-    enum ggml_type type;   // f32, f16, bf16, q8_0 or q4_0
+    enum ggml_type type;   // f32, f16, bf16, q8_0, q4_0, q4_k or q6_k
     const void *data;      // (N, K) in `type`
-    int64_t K;             // elements per row (a multiple of 32 for block types)
+    int64_t K;             // elements per row (a multiple of 32 for block types, 256 for K-quants)
     int64_t N;             // rows
 } mm_weight;
 

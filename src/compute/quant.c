@@ -3,6 +3,8 @@
 // quantizers. Pure functions; thread-safe.
 #include "quant.h"
 
+#include "kquant.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -121,6 +123,8 @@ void dequantize_row(enum ggml_type type, const void *src, float *dst, int64_t n)
         }
         break;
     }
+    case GGML_TYPE_Q4_K: dequantize_row_q4_K(src, dst, n); break;
+    case GGML_TYPE_Q6_K: dequantize_row_q6_K(src, dst, n); break;
     default:
         memset(dst, 0, sizeof(float) * (size_t)n);   // unreachable: the reader refuses other types
         break;
@@ -142,6 +146,8 @@ void quantize_row(enum ggml_type type, const float *src, void *dst, int64_t n) {
     }
     case GGML_TYPE_Q8_0: quantize_row_q8_0(src, dst, n); break;
     case GGML_TYPE_Q4_0: quantize_row_q4_0(src, dst, n); break;
+    case GGML_TYPE_Q4_K: quantize_row_q4_K(src, dst, n); break;
+    case GGML_TYPE_Q6_K: quantize_row_q6_K(src, dst, n); break;
     default: break;
     }
 }

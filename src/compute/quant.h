@@ -38,7 +38,8 @@ void quantize_row_q4_0(const float *x, block_q4_0 *y, int64_t n);
 // Converts n elements of `type` at src to floats. For block types n must be a
 // multiple of the block size; the blocks are read as one flat stream.
 void dequantize_row(enum ggml_type type, const void *src, float *dst, int64_t n);
-// Converts n floats into `type` (f32, f16, bf16, q8_0, q4_0); dst holds ggml_nbytes(type, n).
+// Converts n floats into `type` (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k; the
+// K-quants need n a multiple of 256); dst holds ggml_nbytes(type, n).
 void quantize_row(enum ggml_type type, const float *src, void *dst, int64_t n);
 
 #endif

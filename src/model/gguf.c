@@ -69,7 +69,7 @@ uint64_t ggml_nbytes(enum ggml_type t, int64_t n) {
 
 bool ggml_type_supported(enum ggml_type t) {
     return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_BF16 || t == GGML_TYPE_Q8_0 ||
-           t == GGML_TYPE_Q4_0;
+           t == GGML_TYPE_Q4_0 || t == GGML_TYPE_Q4_K || t == GGML_TYPE_Q6_K;
 }
 
 // ---- reader ----------------------------------------------------------------
@@ -289,9 +289,13 @@ static int read_tensor_info(rd *r, gguf_tensor *t) {
     if (rd_u32(r, &type, "a tensor type")) return -1;
     t->type = (enum ggml_type)type;
     if (!ggml_type_supported(t->type))
-        return fail_at(r, tat, "tensor '%s' has type %s, which is not supported (f32, f16, bf16, q8_0, q4_0)", nm,
+        return fail_at(r, tat, "tensor '%s' has type %s, which is not supported (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k)", nm,
                        ggml_type_name(t->type));
     int64_t blck = ggml_blck_size(t->type);
+    // K-quant super-blocks never cross rows: a row must be whole super-blocks.
+    if (blck == 256 && t->ne[0] % blck)
+        return fail_at(r, dat, "tensor '%s' has rows of %lld elements, not a multiple of the %s block of %lld", nm,
+                       (long long)t->ne[0], ggml_type_name(t->type), (long long)blck);
     // Rows are normally whole blocks; a tensor whose total is a whole number of
     // blocks is accepted as one flat stream (the stories260K Q8_0 file does this).
     if (total % blck) return fail_at(r, dat, "tensor '%s' has %lld elements, not a multiple of the %s block of %lld", nm,

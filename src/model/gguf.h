@@ -60,9 +60,9 @@ enum ggml_type {
     GGML_TYPE_Q8_1 = 9,
     GGML_TYPE_Q2_K = 10,
     GGML_TYPE_Q3_K = 11,
-    GGML_TYPE_Q4_K = 12,
+    GGML_TYPE_Q4_K = 12, // (*) rows a multiple of 256
     GGML_TYPE_Q5_K = 13,
-    GGML_TYPE_Q6_K = 14,
+    GGML_TYPE_Q6_K = 14, // (*) rows a multiple of 256
     GGML_TYPE_Q8_K = 15,
     GGML_TYPE_IQ2_XXS = 16,
     GGML_TYPE_IQ2_XS = 17,

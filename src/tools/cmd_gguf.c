@@ -12,9 +12,12 @@
 
 static void gguf_usage(FILE *f) {
     fprintf(f, "usage: llmscope gguf info FILE\n"
-               "       llmscope gguf synth --shape NAME --type f32|f16|bf16|q8_0|q4_0 --vocab VOCAB.gguf\n"
+               "       llmscope gguf synth --shape NAME --type TYPE --vocab VOCAB.gguf\n"
                "                           [--seed N] [--ctx N] -o OUT.gguf\n"
-               "shapes: stories15M, stories110M, tinyllama-1.1b, tiny\n");
+               "shapes: stories15M, stories110M, tinyllama-1.1b, tiny, tiny256\n"
+               "types:  f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m (q4_k with q6_k for output\n"
+               "        and some attn_v/ffn_down, as llama.cpp's Q4_K_M); K-quant tensors whose rows\n"
+               "        are not a multiple of 256 fall back to q4_0 (q4_k) or q8_0 (q6_k)\n");
 }
 
 static void print_str(gguf_str s, size_t max) {
@@ -85,9 +88,30 @@ static const shape shapes[] = {
     {"stories110M", 768, 12, 12, 12, 2048},
     {"tinyllama-1.1b", 2048, 22, 32, 4, 5632},
     {"tiny", 64, 2, 4, 2, 128},
+    {"tiny256", 256, 2, 4, 2, 512},   // every row a multiple of 256: K-quants everywhere
 };
 
-typedef struct synth_ctx { enum ggml_type type; uint64_t seed; } synth_ctx;
+typedef struct synth_ctx { enum ggml_type type; uint64_t seed; } synth_ctx;   // one per tensor
+
+// llama.cpp's use_more_bits(): the layers where Q4_K_M spends Q6_K on attn_v
+// and ffn_down (the first and last eighth, and every third in between).
+static bool more_bits(int layer, int n_layer) {
+    return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
+}
+
+// The type a weight of `ne0`-value rows gets: `base`, with Q4_K_M's Q6_K
+// tensors when `mix` is set (output, and attn_v / ffn_down of more_bits()
+// layers; layer < 0 for the others), and a block type for K-quant tensors
+// whose rows are not whole super-blocks: q4_0 for q4_k (llama.cpp picks
+// q5_0, which this project does not read) and q8_0 for q6_k (as llama.cpp).
+static enum ggml_type weight_type(enum ggml_type base, bool mix, const char *name, int layer, int n_layer, int64_t ne0) {
+    enum ggml_type t = base;
+    if (mix && (!strcmp(name, "output.weight") || (layer >= 0 && more_bits(layer, n_layer)))) t = GGML_TYPE_Q6_K;
+    if (ne0 % 256 == 0) return t;
+    if (t == GGML_TYPE_Q4_K) return GGML_TYPE_Q4_0;
+    if (t == GGML_TYPE_Q6_K) return GGML_TYPE_Q8_0;
+    return t;
+}
 
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
@@ -101,7 +125,7 @@ static uint64_t splitmix(uint64_t *s) {
 static void fill_tensor(void *user, const char *name, void *dst, uint64_t nbytes) {
     synth_ctx *sc = user;
     bool norm = strstr(name, "norm") != NULL;
-    enum ggml_type type = norm ? GGML_TYPE_F32 : sc->type;
+    enum ggml_type type = sc->type;
     uint64_t n = nbytes / ggml_type_size(type) * (uint64_t)ggml_blck_size(type);
     uint64_t st = sc->seed;
     for (const char *p = name; *p; p++) st = st * 1099511628211ull ^ (uint8_t)*p;
@@ -140,9 +164,11 @@ static int synth(int argc, char **argv) {
     if (!sh) { fprintf(stderr, "llmscope gguf synth: unknown shape '%s'\n", shape_name); gguf_usage(stderr); return 2; }
     static const struct { const char *name; enum ggml_type t; uint32_t ftype; } types[] = {
         {"f32", GGML_TYPE_F32, 0}, {"f16", GGML_TYPE_F16, 1}, {"bf16", GGML_TYPE_BF16, 32},
-        {"q8_0", GGML_TYPE_Q8_0, 7}, {"q4_0", GGML_TYPE_Q4_0, 2}};
+        {"q8_0", GGML_TYPE_Q8_0, 7}, {"q4_0", GGML_TYPE_Q4_0, 2},
+        // llama.cpp's file types: 14 is Q4_K_S (the closest to all-Q4_K), 15 Q4_K_M, 18 Q6_K.
+        {"q4_k", GGML_TYPE_Q4_K, 14}, {"q6_k", GGML_TYPE_Q6_K, 18}, {"q4_k_m", GGML_TYPE_Q4_K, 15}};
     int ti = -1;
-    for (int i = 0; i < 5; i++) if (!strcmp(types[i].name, type_name)) ti = i;
+    for (int i = 0; i < (int)(sizeof types / sizeof types[0]); i++) if (!strcmp(types[i].name, type_name)) ti = i;
     if (ti < 0) { fprintf(stderr, "llmscope gguf synth: unknown type '%s'\n", type_name); return 2; }
     char err[512];
     gguf_ctx *vg = gguf_open(vocab, err, sizeof err);
@@ -160,7 +186,7 @@ static int synth(int argc, char **argv) {
     gguf_writer_set_str(w, "general.architecture", "llama");
     gguf_writer_set_str(w, "general.name", name);
     gguf_writer_set_u32(w, "general.file_type", types[ti].ftype);
-    if (types[ti].t == GGML_TYPE_Q8_0 || types[ti].t == GGML_TYPE_Q4_0) gguf_writer_set_u32(w, "general.quantization_version", 2);
+    if (types[ti].t != GGML_TYPE_F32 && types[ti].t != GGML_TYPE_F16 && types[ti].t != GGML_TYPE_BF16) gguf_writer_set_u32(w, "general.quantization_version", 2);
     gguf_writer_set_u32(w, "llama.context_length", (uint32_t)ctx);
     gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)sh->dim);
     gguf_writer_set_u32(w, "llama.block_count", (uint32_t)sh->layers);
@@ -173,26 +199,34 @@ static int synth(int argc, char **argv) {
     gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)n_vocab);
     for (int64_t i = 0; i < gguf_n_kv(vg); i++)
         if (!strncmp(gguf_kv_key(vg, i), "tokenizer.", 10)) gguf_writer_copy_kv(w, vg, i);
-    synth_ctx sc = {types[ti].t, (uint64_t)seed};
     const int64_t E = sh->dim, KV = (int64_t)sh->dim / sh->heads * sh->kv_heads, F = sh->ffn;
-    enum ggml_type t = types[ti].t;
-    int rc = 0;
-#define ADD(nm, ty, nd, a, b) do { int64_t ne_[2] = {a, b}; rc |= gguf_writer_add_tensor(w, nm, ty, nd, ne_, NULL, fill_tensor, &sc); } while (0)
-    ADD("token_embd.weight", t, 2, E, n_vocab);
-    ADD("output_norm.weight", GGML_TYPE_F32, 1, E, 1);
-    ADD("output.weight", t, 2, E, n_vocab);
+    const enum ggml_type t = types[ti].t;
+    const bool mix = !strcmp(type_name, "q4_k_m");
+    synth_ctx sc[3 + 9 * 32];   // the writer keeps a pointer per tensor until it writes
+    int n_t = 0, rc = 0;
+    // Tensor nm of ne = {a, b}: F32 for norms, else weight_type() (layer ≥ 0 where Q4_K_M may raise it).
+#define ADD(nm, norm, layer, nd, a, b)                                                                               \
+    do {                                                                                                      \
+        int64_t ne_[2] = {a, b};                                                                              \
+        sc[n_t] = (synth_ctx){norm ? GGML_TYPE_F32 : weight_type(t, mix, nm, layer, sh->layers, a), (uint64_t)seed}; \
+        rc |= gguf_writer_add_tensor(w, nm, sc[n_t].type, nd, ne_, NULL, fill_tensor, &sc[n_t]);              \
+        n_t++;                                                                                                \
+    } while (0)
+    ADD("token_embd.weight", false, -1, 2, E, n_vocab);
+    ADD("output_norm.weight", true, -1, 1, E, 1);
+    ADD("output.weight", false, -1, 2, E, n_vocab);
     for (int l = 0; l < sh->layers; l++) {
         char nm[64];
-#define L(suffix, ty, nd, a, b) snprintf(nm, sizeof nm, "blk.%d." suffix ".weight", l); ADD(nm, ty, nd, a, b)
-        L("attn_norm", GGML_TYPE_F32, 1, E, 1);
-        L("attn_q", t, 2, E, E);
-        L("attn_k", t, 2, E, KV);
-        L("attn_v", t, 2, E, KV);
-        L("attn_output", t, 2, E, E);
-        L("ffn_norm", GGML_TYPE_F32, 1, E, 1);
-        L("ffn_gate", t, 2, E, F);
-        L("ffn_up", t, 2, E, F);
-        L("ffn_down", t, 2, F, E);
+#define L(suffix, norm, layer, nd, a, b) snprintf(nm, sizeof nm, "blk.%d." suffix ".weight", l); ADD(nm, norm, layer, nd, a, b)
+        L("attn_norm", true, -1, 1, E, 1);
+        L("attn_q", false, -1, 2, E, E);
+        L("attn_k", false, -1, 2, E, KV);
+        L("attn_v", false, l, 2, E, KV);
+        L("attn_output", false, -1, 2, E, E);
+        L("ffn_norm", true, -1, 1, E, 1);
+        L("ffn_gate", false, -1, 2, E, F);
+        L("ffn_up", false, -1, 2, E, F);
+        L("ffn_down", false, l, 2, F, E);
 #undef L
     }
 #undef ADD

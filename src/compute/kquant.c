@@ -1,0 +1,622 @@
+// kquant.c — Q4_K and Q6_K weights (see kquant.h): reference codecs, the
+// activation quantizer (Q8_K), and y = x · Wᵀ with a scalar reference and an
+// AVX2 path chosen per call from cpu_level(). Pure functions; no allocation,
+// no locks.
+//
+// Both products work per super-block of 256 values in integers, as ggml does:
+//   Q4_K: Σ_j sc_j·Σ q·x  (q unsigned 0..15: _mm256_maddubs_epi16 with x)
+//         minus the mins, Σ_j m_j·(Σ x over sub-block j), from the 16-value
+//         sums stored with the activations; scaled by d·d_x and dmin·d_x.
+//   Q6_K: Σ_g sc_g·Σ (q − 32)·x, computed as Σ q·x (q unsigned 0..63 for
+//         maddubs) minus 32·Σ_g sc_g·(Σ x over group g); scaled by d·d_x.
+// No int16 sum can saturate (2·63·127 < 2^15) and no int32 overflows (the
+// super-block total stays below 2^27).
+//
+// Rows are computed in panels of weights small enough to stay in L1/L2
+// while a batch of tokens passes over them, so prefill reads each weight
+// byte from memory once; decode is the same loop with one token. The AVX2
+// row kernel takes 4 tokens per weight row, so a super-block's scales and
+// codes are unpacked once for 4 tokens; Q4_K batches of 8+ tokens use
+// activations packed with tokens in lanes instead (below).
+#include "kquant.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "threadpool.h"
+
+static inline int nearest(float v) { return (int)lrintf(v); }
+
+// fp16 of v rounded away from zero: a super-block scale never comes out
+// smaller than asked, so the largest code never has to be clipped.
+static fp16_t fp16_up(float v) {
+    fp16_t h = fp32_to_fp16(v);
+    if (fabsf(fp16_to_fp32(h)) < fabsf(v) && (h & 0x7fff) < 0x7bff) h++;
+    return h;
+}
+
+// Sub-block j's 6-bit scale and min from a Q4_K scales[12] (layout in kquant.h).
+static inline void scale_min_q4K(int j, const uint8_t *s, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// ---- reference codecs ------------------------------------------------------
+
+void dequantize_row_q4_K(const block_q4_K *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = fp16_to_fp32(x[i].d), dmin = fp16_to_fp32(x[i].dmin);
+        for (int c = 0; c < 4; c++) {
+            int sc0, m0, sc1, m1;
+            scale_min_q4K(2 * c, x[i].scales, &sc0, &m0);
+            scale_min_q4K(2 * c + 1, x[i].scales, &sc1, &m1);
+            const float d0 = d * sc0, d1 = d * sc1, mm0 = dmin * m0, mm1 = dmin * m1;
+            const uint8_t *q = x[i].qs + 32 * c;
+            float *o = y + i * QK_K + 64 * c;
+            for (int l = 0; l < 32; l++) {
+                o[l] = d0 * (q[l] & 0x0f) - mm0;
+                o[32 + l] = d1 * (q[l] >> 4) - mm1;
+            }
+        }
+    }
+}
+
+// Value l (0..255) of a Q6_K block as its unsigned 6-bit code.
+static inline int q6_code(const block_q6_K *b, int l) {
+    const int h = l / 128, r = l % 128, k = r / 32, p = r % 32;
+    const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+    const int lo = k & 1 ? ql[32 + p] : ql[p];
+    return ((k < 2 ? lo : lo >> 4) & 0x0f) | (((qh[p] >> (2 * k)) & 3) << 4);
+}
+
+void dequantize_row_q6_K(const block_q6_K *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = fp16_to_fp32(x[i].d);
+        for (int l = 0; l < QK_K; l++) y[i * QK_K + l] = d * x[i].scales[l / 16] * (q6_code(&x[i], l) - 32);
+    }
+}
+
+// Squared error of sub-block v (32 values) coded with scale ds and min dm.
+static float q4K_err(const float *v, float ds, float dm) {
+    float e = 0.0f;
+    for (int l = 0; l < 32; l++) {
+        int q = ds > 0 ? nearest((v[l] + dm) / ds) : 0;
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        const float r = ds * q - dm - v[l];
+        e += r * r;
+    }
+    return e;
+}
+
+// Per sub-block of 32: min/max (the min clamped to ≤ 0, so the stored min is
+// ≥ 0) gives scale (max − min)/15; the 8 scales and 8 mins are coded in 6 bits
+// against the largest of each, and each sub-block then keeps the best of the
+// 3×3 neighbouring (scale, min) codes by squared error. Values are coded last
+// with the stored (fp16-rounded) factors, so dequantization is exact.
+void quantize_row_q4_K(const float *x, block_q4_K *y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *v = x + i * QK_K;
+        float scale[8], mins[8], max_scale = 0.0f, max_min = 0.0f;
+        for (int j = 0; j < 8; j++) {
+            float lo = 0.0f, hi = v[32 * j];
+            for (int l = 0; l < 32; l++) {
+                if (v[32 * j + l] < lo) lo = v[32 * j + l];
+                if (v[32 * j + l] > hi) hi = v[32 * j + l];
+            }
+            if (hi < 0.0f) hi = 0.0f;
+            scale[j] = (hi - lo) / 15.0f;
+            mins[j] = -lo;
+            if (scale[j] > max_scale) max_scale = scale[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        block_q4_K *b = &y[i];
+        memset(b, 0, sizeof *b);
+        b->d = fp16_up(max_scale / 63.0f);
+        b->dmin = fp16_up(max_min / 63.0f);
+        const float d = fp16_to_fp32(b->d), dmin = fp16_to_fp32(b->dmin);
+        uint8_t ls[8], lm[8];
+        for (int j = 0; j < 8; j++) {
+            const int s0 = d > 0 ? nearest(scale[j] / d) : 0, m0 = dmin > 0 ? nearest(mins[j] / dmin) : 0;
+            int bs = 0, bm = 0;
+            float best = INFINITY;
+            for (int s = s0 - 1; s <= s0 + 1; s++)
+                for (int m = m0 - 1; m <= m0 + 1; m++) {
+                    if (s < 0 || s > 63 || m < 0 || m > 63) continue;
+                    const float e = q4K_err(v + 32 * j, d * s, dmin * m);
+                    if (e < best) { best = e; bs = s; bm = m; }
+                }
+            ls[j] = (uint8_t)bs;
+            lm[j] = (uint8_t)bm;
+        }
+        for (int j = 0; j < 4; j++) {
+            b->scales[j] = (uint8_t)(ls[j] | ((ls[j + 4] >> 4) << 6));
+            b->scales[j + 4] = (uint8_t)(lm[j] | ((lm[j + 4] >> 4) << 6));
+            b->scales[j + 8] = (uint8_t)((ls[j + 4] & 0x0f) | ((lm[j + 4] & 0x0f) << 4));
+        }
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            scale_min_q4K(j, b->scales, &sc, &m);
+            const float ds = d * sc, dm = dmin * m;
+            for (int l = 0; l < 32; l++) {
+                int q = ds > 0 ? nearest((v[32 * j + l] + dm) / ds) : 0;
+                q = q < 0 ? 0 : q > 15 ? 15 : q;
+                b->qs[32 * (j / 2) + l] |= (uint8_t)(j & 1 ? q << 4 : q);
+            }
+        }
+    }
+}
+
+// Per group of 16: the value of largest magnitude maps to −32 (ggml's
+// starting point), giving a signed group scale; the 16 scales are coded in
+// 8 bits against the largest (d = max/−128), and each group keeps the best
+// of its 3 neighbouring codes by squared error. Values are coded last with
+// the stored factors.
+void quantize_row_q6_K(const float *x, block_q6_K *y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *v = x + i * QK_K;
+        block_q6_K *b = &y[i];
+        memset(b, 0, sizeof *b);
+        float gs[16], max_scale = 0.0f;
+        for (int g = 0; g < 16; g++) {
+            float amax = 0.0f, mx = 0.0f;
+            for (int l = 0; l < 16; l++)
+                if (fabsf(v[16 * g + l]) > amax) { amax = fabsf(v[16 * g + l]); mx = v[16 * g + l]; }
+            gs[g] = mx / -32.0f;
+            if (fabsf(gs[g]) > fabsf(max_scale)) max_scale = gs[g];
+        }
+        if (max_scale == 0.0f) continue;   // all zero: d = 0
+        b->d = fp16_up(max_scale / -128.0f);
+        const float d = fp16_to_fp32(b->d);
+        int8_t L[QK_K];
+        for (int g = 0; g < 16; g++) {
+            const int s0 = d != 0.0f ? nearest(gs[g] / d) : 0;
+            int bs = 0;
+            float best = INFINITY;
+            for (int s = s0 - 1; s <= s0 + 1; s++) {
+                if (s < -128 || s > 127) continue;
+                const float ds = d * s;
+                float e = 0.0f;
+                for (int l = 0; l < 16; l++) {
+                    int q = ds != 0.0f ? nearest(v[16 * g + l] / ds) : 0;
+                    q = q < -32 ? -32 : q > 31 ? 31 : q;
+                    const float r = ds * q - v[16 * g + l];
+                    e += r * r;
+                }
+                if (e < best) { best = e; bs = s; }
+            }
+            b->scales[g] = (int8_t)bs;
+            const float ds = d * bs;
+            for (int l = 0; l < 16; l++) {
+                int q = ds != 0.0f ? nearest(v[16 * g + l] / ds) : 0;
+                L[16 * g + l] = (int8_t)(q < -32 ? -32 : q > 31 ? 31 : q);
+            }
+        }
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++) {
+                const int q1 = L[128 * h + l] + 32, q2 = L[128 * h + 32 + l] + 32;
+                const int q3 = L[128 * h + 64 + l] + 32, q4 = L[128 * h + 96 + l] + 32;
+                b->ql[64 * h + l] = (uint8_t)((q1 & 0x0f) | ((q3 & 0x0f) << 4));
+                b->ql[64 * h + 32 + l] = (uint8_t)((q2 & 0x0f) | ((q4 & 0x0f) << 4));
+                b->qh[32 * h + l] = (uint8_t)((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+            }
+    }
+}
+
+// ---- activations -----------------------------------------------------------
+
+static void q8K_bsums(block_q8_K *b) {
+    for (int g = 0; g < 16; g++) {
+        int s = 0;
+        for (int l = 0; l < 16; l++) s += b->qs[16 * g + l];
+        b->bsums[g] = (int16_t)s;
+    }
+}
+
+// Symmetric, d = amax/127 kept in f32; values round half away from zero.
+void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *v = x + i * QK_K;
+        float amax = 0.0f;
+        for (int l = 0; l < QK_K; l++) { float a = v[l] < 0 ? -v[l] : v[l]; if (a > amax) amax = a; }
+        const float d = amax / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int l = 0; l < QK_K; l++) {
+            const float q = v[l] * id;
+            y[i].qs[l] = (int8_t)(q >= 0 ? (int)(q + 0.5f) : -(int)(-q + 0.5f));
+        }
+        y[i].d = d;
+        q8K_bsums(&y[i]);
+    }
+}
+
+#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+// Bit-identical to quantize_row_q8_K: the same float operations per value.
+AVX2_TARGET static void quantize_row_q8_K_avx2(const float *x, block_q8_K *y, int64_t n) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), half = _mm256_set1_ps(0.5f);
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float *v = x + i * QK_K;
+        __m256 m = _mm256_setzero_ps();
+        for (int l = 0; l < QK_K; l += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(v + l), absmask));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float d = _mm_cvtss_f32(m4) / 127.0f;
+        const __m256 vid = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        for (int l = 0; l < QK_K; l += 32) {
+            __m256i qi[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(v + l + 8 * k), vid);
+                const __m256 sign = _mm256_andnot_ps(absmask, p);
+                const __m256 r = _mm256_round_ps(_mm256_add_ps(_mm256_and_ps(p, absmask), half),
+                                                 _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                qi[k] = _mm256_cvttps_epi32(_mm256_or_ps(r, sign));
+            }
+            const __m256i s01 = _mm256_packs_epi32(qi[0], qi[1]), s23 = _mm256_packs_epi32(qi[2], qi[3]);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + l), _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23), perm));
+        }
+        y[i].d = d;
+        q8K_bsums(&y[i]);
+    }
+}
+
+// ---- scalar reference products ---------------------------------------------
+
+static float dot_q4K_scalar(const void *row, const block_q8_K *x, int64_t nb) {
+    const block_q4_K *w = row;
+    float s = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            scale_min_q4K(j, w[i].scales, &sc, &m);
+            const uint8_t *q = w[i].qs + 32 * (j / 2);
+            const int8_t *a = x[i].qs + 32 * j;
+            int32_t acc = 0;
+            for (int l = 0; l < 32; l++) acc += (j & 1 ? q[l] >> 4 : q[l] & 0x0f) * a[l];
+            sumi += sc * acc;
+            summ += m * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+        }
+        s += fp16_to_fp32(w[i].d) * x[i].d * (float)sumi - fp16_to_fp32(w[i].dmin) * x[i].d * (float)summ;
+    }
+    return s;
+}
+
+static float dot_q6K_scalar(const void *row, const block_q8_K *x, int64_t nb) {
+    const block_q6_K *w = row;
+    float s = 0.0f;
+    for (int64_t i = 0; i < nb; i++) {
+        int32_t sumi = 0;
+        for (int g = 0; g < 16; g++) {
+            int32_t acc = 0;
+            for (int l = 0; l < 16; l++) acc += (q6_code(&w[i], 16 * g + l) - 32) * x[i].qs[16 * g + l];
+            sumi += w[i].scales[g] * acc;
+        }
+        s += fp16_to_fp32(w[i].d) * x[i].d * (float)sumi;
+    }
+    return s;
+}
+
+// ---- AVX2 products ---------------------------------------------------------
+
+AVX2_TARGET static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2_TARGET static inline float hsum4(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Byte-shuffle control that copies int16 element e of a 128-bit lane to all
+// 8 elements of the low lane, and element f to all of the high lane.
+#define PICK16(e, f) _mm256_set_m128i(_mm_set1_epi16((short)(((2 * (f) + 1) << 8) | (2 * (f)))), \
+                                      _mm_set1_epi16((short)(((2 * (e) + 1) << 8) | (2 * (e)))))
+
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+#define DO_PRAGMA(x) _Pragma(#x)
+#define UNROLL(n) DO_PRAGMA(GCC unroll n)   // loops over the tile's tokens: unrolled, so accumulators stay in registers
+#define KQ_C 4                              // tokens per tile (prefill)
+
+// out[j] = row · x_j for C activation rows (C a compile-time constant at each
+// call): a weight super-block is unpacked once (scales, nibbles) and used for
+// all C tokens.
+AVX2_TARGET static ALWAYS_INLINE void q4K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
+                                                    float *out) {
+    const block_q4_K *w = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[KQ_C];
+    __m128 accm[KQ_C];
+    UNROLL(4) for (int j = 0; j < C; j++) { acc[j] = _mm256_setzero_ps(); accm[j] = _mm_setzero_ps(); }
+    for (int64_t i = 0; i < nb; i++) {
+        // The 6-bit scales and mins as 8 + 8 bytes (the layout in kquant.h).
+        uint32_t u[3];
+        memcpy(u, w[i].scales, 12);
+        const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
+        const uint32_t sc_lo = u[0] & k1, sc_hi = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+        const uint32_t mn_lo = u[1] & k1, mn_hi = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo));
+        const __m128i mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo));
+        const __m256i S = _mm256_broadcastsi128_si256(sc16);
+        const float d = fp16_to_fp32(w[i].d), dmin = fp16_to_fp32(w[i].dmin);
+        UNROLL(4) for (int j = 0; j < C; j++) {
+            const block_q8_K *x = xs[j] + i;
+            const __m128i b32 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
+                                               _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
+            accm[j] = _mm_fmadd_ps(_mm_set1_ps(dmin * x->d), _mm_cvtepi32_ps(_mm_madd_epi16(mn16, b32)), accm[j]);
+        }
+        __m256i sumi[KQ_C];
+        UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_setzero_si256();
+        UNROLL(4) for (int c = 0; c < 4; c++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
+            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i s0 = _mm256_shuffle_epi8(S, PICK16(2 * c, 2 * c));
+            const __m256i s1 = _mm256_shuffle_epi8(S, PICK16(2 * c + 1, 2 * c + 1));
+            UNROLL(4) for (int j = 0; j < C; j++) {
+                const int8_t *a = xs[j][i].qs + 64 * c;
+                const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a));
+                const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
+            }
+        }
+        UNROLL(4) for (int j = 0; j < C; j++)
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+    }
+    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum8(acc[j]) - hsum4(accm[j]);
+}
+
+AVX2_TARGET static ALWAYS_INLINE void q6K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
+                                                    float *out) {
+    const block_q6_K *w = row;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[KQ_C];
+    UNROLL(4) for (int j = 0; j < C; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
+        __m256i sumi[KQ_C];
+        // Start from −32·Σ_g sc_g·(Σ x over group g): the offset of every value.
+        UNROLL(4) for (int j = 0; j < C; j++)
+            sumi[j] = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xs[j][i].bsums), sc16), 5);
+        UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_sub_epi32(_mm256_setzero_si256(), sumi[j]);
+        UNROLL(2) for (int h = 0; h < 2; h++) {
+            const __m256i S = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
+            __m256i v[4], sv[4];
+            v[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            v[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            sv[0] = _mm256_shuffle_epi8(S, PICK16(0, 1));
+            sv[1] = _mm256_shuffle_epi8(S, PICK16(2, 3));
+            sv[2] = _mm256_shuffle_epi8(S, PICK16(4, 5));
+            sv[3] = _mm256_shuffle_epi8(S, PICK16(6, 7));
+            UNROLL(4) for (int j = 0; j < C; j++) {
+                const int8_t *a = xs[j][i].qs + 128 * h;
+                UNROLL(4) for (int k = 0; k < 4; k++) {
+                    const __m256i p = _mm256_maddubs_epi16(v[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
+                    sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(p, sv[k]));
+                }
+            }
+        }
+        const float d = fp16_to_fp32(w[i].d);
+        UNROLL(4) for (int j = 0; j < C; j++)
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+    }
+    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum8(acc[j]);
+}
+
+AVX2_TARGET static void q4K_tile1(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q4K_tile_avx2(r, x, 1, nb, o); }
+AVX2_TARGET static void q4K_tile4(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q4K_tile_avx2(r, x, KQ_C, nb, o); }
+AVX2_TARGET static void q6K_tile1(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q6K_tile_avx2(r, x, 1, nb, o); }
+AVX2_TARGET static void q6K_tile4(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q6K_tile_avx2(r, x, KQ_C, nb, o); }
+
+// ---- the matmul.h contract -------------------------------------------------
+
+static inline int64_t xk_stride(int64_t K) {   // bytes per prepared activation row
+    const int64_t s = K / QK_K * (int64_t)sizeof(block_q8_K);
+    return (s + 63) & ~(int64_t)63;
+}
+
+// ---- Q4_K batches: packed activations, lanes = tokens ------------------------
+//
+// From PACK_MIN tokens on, Q4_K's AVX2 path lays the Q8_K activations of 8
+// tokens (a group; the last one padded with zero tokens) out so that one
+// 256-bit load holds the same 4 values of all 8 tokens, as matmul.c does for
+// Q4_0. The kernel broadcasts 4 weight nibbles to all lanes and multiplies 8
+// tokens at once; a sub-block's 8 maddubs results add up in int16 (8·3810 <
+// 2^15) before one madd applies its scale. Per super-block and group
+// (PKK bytes):
+//   [64 quads × 8 tokens × 4 int8] [8 tokens' d (f32)]
+//   [4 pairs of sub-blocks × 8 tokens × (2 int16: Σ x of sub-blocks 2p, 2p+1)]
+#define PACK_MIN 8
+#define PKK (64 * 32 + 32 + 4 * 32)
+
+static bool kq_pack(enum ggml_type type, int64_t T) {
+    return type == GGML_TYPE_Q4_K && T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2;
+}
+
+size_t kq_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
+    const int64_t rows = xk_stride(K) * T, packed = (T + 7) / 8 * (K / QK_K) * PKK;
+    return (size_t)(type == GGML_TYPE_Q4_K && packed > rows ? packed : rows) + 64;
+}
+
+void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
+    if (kq_pack(w->type, T)) {   // whole token groups
+        tp_split((T + 7) / 8, ith, nth, 1, t0, t1);
+        *t0 *= 8;
+        *t1 = *t1 * 8 < T ? *t1 * 8 : T;
+        if (*t0 > *t1) *t0 = *t1;
+        return;
+    }
+    tp_split(T, ith, nth, 1, t0, t1);
+}
+
+// Token x (K values; NULL: a zero padding token) into lane `lane` of a group.
+AVX2_TARGET static void pack_token(const float *x, int64_t K, uint8_t *grp, int lane) {
+    for (int64_t b = 0; b < K / QK_K; b++) {
+        block_q8_K q;
+        if (x) quantize_row_q8_K_avx2(x + b * QK_K, &q, QK_K);
+        else memset(&q, 0, sizeof q);
+        uint8_t *blk = grp + b * PKK;
+        for (int g = 0; g < 64; g++) memcpy(blk + g * 32 + lane * 4, q.qs + 4 * g, 4);
+        memcpy(blk + 64 * 32 + lane * 4, &q.d, 4);
+        for (int p = 0; p < 4; p++) {
+            const int16_t s[2] = {(int16_t)(q.bsums[4 * p] + q.bsums[4 * p + 1]), (int16_t)(q.bsums[4 * p + 2] + q.bsums[4 * p + 3])};
+            memcpy(blk + 64 * 32 + 32 + p * 32 + lane * 4, s, 4);
+        }
+    }
+}
+
+void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth) {
+    long t0, t1;
+    kq_prepare_rows(w, T, ith, nth, &t0, &t1);
+    if (kq_pack(w->type, T)) {
+        const int64_t gb = (w->K / QK_K) * PKK;
+        const long end = t0 < t1 ? (t1 + 7) / 8 * 8 : t1;   // the owner of the last group pads it
+        for (long t = t0; t < end; t++)
+            pack_token(t < T ? x + t * w->K : NULL, w->K, (uint8_t *)wdata + t / 8 * gb, (int)(t % 8));
+        return;
+    }
+    const int64_t st = xk_stride(w->K);
+    const bool simd = cpu_level() >= CPU_LEVEL_AVX2;
+    for (long t = t0; t < t1; t++) {
+        block_q8_K *dst = (block_q8_K *)((uint8_t *)wdata + t * st);
+        if (simd) quantize_row_q8_K_avx2(x + t * w->K, dst, w->K);
+        else quantize_row_q8_K(x + t * w->K, dst, w->K);
+    }
+}
+
+#define PG 2   // token groups per packed tile
+
+// res[k] (8 token lanes) = row · group k, for G (≤ PG) groups gb bytes apart.
+AVX2_TARGET static ALWAYS_INLINE void q4K_ptile(const block_q4_K *w, const uint8_t *grp, int64_t gb, int G, int64_t nb,
+                                                __m256 *res) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[PG];
+    _Alignas(32) uint8_t wt[8][32];   // the super-block's nibbles, sub-block by sub-block, in element order
+    UNROLL(2) for (int k = 0; k < G; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        uint32_t u[3];
+        memcpy(u, w[i].scales, 12);
+        const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
+        uint32_t sm[4] = {u[0] & k1, (u[2] & k2) | (((u[0] >> 6) & k3) << 4),       // scales 0..7
+                          u[1] & k1, ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4)}; // mins 0..7
+        uint8_t sc[16];
+        memcpy(sc, sm, 16);
+        UNROLL(4) for (int c = 0; c < 4; c++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
+            _mm256_store_si256((__m256i *)wt[2 * c], _mm256_and_si256(q, m4));
+            _mm256_store_si256((__m256i *)wt[2 * c + 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        }
+        __m256i sumi[PG], summ[PG];
+        UNROLL(2) for (int k = 0; k < G; k++) { sumi[k] = _mm256_setzero_si256(); summ[k] = _mm256_setzero_si256(); }
+        for (int j = 0; j < 8; j++) {
+            __m256i s16[PG];
+            UNROLL(2) for (int k = 0; k < G; k++) s16[k] = _mm256_setzero_si256();
+            UNROLL(8) for (int g = 0; g < 8; g++) {
+                int32_t quad;
+                memcpy(&quad, wt[j] + 4 * g, 4);
+                const __m256i wv = _mm256_set1_epi32(quad);
+                UNROLL(2) for (int k = 0; k < G; k++)
+                    s16[k] = _mm256_add_epi16(s16[k], _mm256_maddubs_epi16(wv, _mm256_load_si256(
+                                                  (const __m256i *)(grp + k * gb + i * PKK + (8 * j + g) * 32))));
+            }
+            const __m256i scv = _mm256_set1_epi16(sc[j]);
+            UNROLL(2) for (int k = 0; k < G; k++) sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(s16[k], scv));
+        }
+        UNROLL(4) for (int p = 0; p < 4; p++) {
+            const __m256i mv = _mm256_set1_epi32((int)((uint32_t)sc[8 + 2 * p] | ((uint32_t)sc[9 + 2 * p] << 16)));
+            UNROLL(2) for (int k = 0; k < G; k++)
+                summ[k] = _mm256_add_epi32(summ[k], _mm256_madd_epi16(mv, _mm256_load_si256(
+                                                        (const __m256i *)(grp + k * gb + i * PKK + 64 * 32 + 32 + p * 32))));
+        }
+        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[i].d)), dmin = _mm256_set1_ps(fp16_to_fp32(w[i].dmin));
+        UNROLL(2) for (int k = 0; k < G; k++) {
+            const __m256 dx = _mm256_load_ps((const float *)(grp + k * gb + i * PKK + 64 * 32));
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[k]), _mm256_mul_ps(d, dx), acc[k]);
+            acc[k] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ[k]), _mm256_mul_ps(dmin, dx), acc[k]);
+        }
+    }
+    UNROLL(2) for (int k = 0; k < G; k++) res[k] = acc[k];
+}
+
+AVX2_TARGET static void q4K_prows(const uint8_t *wd, size_t rowb, const uint8_t *pack, int64_t K, int64_t T, int64_t N,
+                                  long r0, long r1, float *y) {
+    const int64_t nb = K / QK_K, ng = (T + 7) / 8, gb = nb * PKK;
+    long panel = (long)(64 * 1024 / rowb);
+    if (panel < 1) panel = 1;
+    _Alignas(32) float lanes[8];
+    for (long p0 = r0; p0 < r1; p0 += panel) {
+        const long p1 = p0 + panel < r1 ? p0 + panel : r1;
+        for (int64_t g = 0; g < ng;) {
+            const int G = ng - g >= PG ? PG : 1;
+            for (long r = p0; r < p1; r++) {
+                __m256 res[PG];
+                if (G == PG) q4K_ptile((const block_q4_K *)(wd + (size_t)r * rowb), pack + g * gb, gb, PG, nb, res);
+                else q4K_ptile((const block_q4_K *)(wd + (size_t)r * rowb), pack + g * gb, gb, 1, nb, res);
+                for (int k = 0; k < G; k++) {
+                    _mm256_store_ps(lanes, res[k]);
+                    const int64_t t0 = (g + k) * 8;
+                    const int nt = T - t0 < 8 ? (int)(T - t0) : 8;
+                    for (int j = 0; j < nt; j++) y[(t0 + j) * N + r] = lanes[j];
+                }
+            }
+            g += G;
+        }
+    }
+}
+
+typedef void (*ktile_fn)(const void *row, const block_q8_K *const *xs, int64_t nb, float *out);
+
+static void q4K_scalar(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { o[0] = dot_q4K_scalar(r, x[0], nb); }
+static void q6K_scalar(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { o[0] = dot_q6K_scalar(r, x[0], nb); }
+
+// Rows in panels of about 32 KiB of weights; within a panel, tiles of
+// KQ_C tokens × 1 row (the AVX2 path; the rest one token at a time).
+void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth) {
+    const int64_t K = w->K, N = w->N, nb = K / QK_K, st = xk_stride(K);
+    const size_t rowb = (size_t)ggml_nbytes(w->type, K);
+    const bool simd = cpu_level() >= CPU_LEVEL_AVX2, q4 = w->type == GGML_TYPE_Q4_K;
+    const ktile_fn one = simd ? (q4 ? q4K_tile1 : q6K_tile1) : (q4 ? q4K_scalar : q6K_scalar);
+    const ktile_fn four = simd ? (q4 ? q4K_tile4 : q6K_tile4) : NULL;
+    long r0, r1;
+    tp_split(N, ith, nth, 4, &r0, &r1);
+    if (kq_pack(w->type, T)) {
+        q4K_prows(w->data, rowb, wdata, K, T, N, r0, r1, y);
+        return;
+    }
+    long panel = (long)(32 * 1024 / rowb);
+    if (panel < 1) panel = 1;
+    for (long p0 = r0; p0 < r1; p0 += panel) {
+        const long p1 = p0 + panel < r1 ? p0 + panel : r1;
+        int64_t t = 0;
+        if (four)
+            for (; t + KQ_C <= T; t += KQ_C) {
+                const block_q8_K *xs[KQ_C];
+                for (int j = 0; j < KQ_C; j++) xs[j] = (const block_q8_K *)((const uint8_t *)wdata + (t + j) * st);
+                float out[KQ_C];
+                for (long r = p0; r < p1; r++) {
+                    four((const uint8_t *)w->data + (size_t)r * rowb, xs, nb, out);
+                    for (int j = 0; j < KQ_C; j++) y[(t + j) * N + r] = out[j];
+                }
+            }
+        for (; t < T; t++) {
+            const block_q8_K *xq = (const block_q8_K *)((const uint8_t *)wdata + t * st);
+            for (long r = p0; r < p1; r++) one((const uint8_t *)w->data + (size_t)r * rowb, &xq, nb, &y[t * N + r]);
+        }
+    }
+}
