@@ -74,14 +74,16 @@ async def stream(w, n, ttft, gap, style, usage):
     if style == "chat":
         w.write(chunk(b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'))
     await w.drain()
-    t0 = time.monotonic()
+    # Each gap counts from the previous event's send, so a late event (a
+    # loaded machine) only ever adds delay and never shortens the next gap.
+    due = time.monotonic() + ttft / 1000.0
     for i in range(n):
-        due = t0 + (ttft + i * gap) / 1000.0
         d = due - time.monotonic()
         if d > 0:
             await asyncio.sleep(d)
         w.write(chunk(event(style, i, n)))
         await w.drain()
+        due = time.monotonic() + gap / 1000.0
     if usage is not None:
         w.write(chunk(b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":%d}}\n\n' % usage))
     w.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
