@@ -89,8 +89,9 @@ cpu=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
 "$bin" bench -m "$models/stories260K.gguf" -p 8 -n 4 -r 1 -t 2 --cpu-affinity "$cpu" > "$tmp/b.txt" 2>&1
 grep -q "placement: 2 compute threads pinned to CPUs $cpu,$cpu; [0-9]* NUMA node" "$tmp/b.txt" \
   && ok "bench --cpu-affinity reports the placement" || bad "bench --cpu-affinity reports the placement" "$(tail -3 "$tmp/b.txt")"
+golden=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cases"][1]["stdout_text"])' "$models/golden/stories260K_greedy.json")
 got=$("$bin" run -m "$models/stories260K.gguf" -p "Once upon a time" -n 60 --temp 0 --cpu-affinity "$cpu" --numa isolate 2>/dev/null)
-[ "$got" = "$want" ] && ok "run: pinned threads give the golden text" || bad "run: pinned threads give the golden text" "got: $got"
+[ "$got" = "$golden" ] && ok "run: pinned threads give the golden text" || bad "run: pinned threads give the golden text" "got: $got"
 "$bin" run -m "$models/stories260K.gguf" -n 4 --cpu-affinity 1023 > /dev/null 2> "$tmp/err"; rc=$?
 [ $rc -eq 1 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "CPU 1023" "$tmp/err" \
   && ok "run: a CPU outside the process's set is refused" || bad "run: a CPU outside the process's set is refused" "rc=$rc $(cat "$tmp/err")"
