@@ -322,17 +322,36 @@ static void wait_settled(void) {
     }
 }
 
+// The real server on a free loopback port, over the stories260K model.
+static bool serve(llama_model **m, srv_engine **e, uint16_t *port) {
+    char err[256];
+    *m = llama_load(harness_model("stories260K.gguf"), err, sizeof err);
+    *e = *m ? eng_start(&ECFG, *m, err, sizeof err) : NULL;
+    http_config hc = {.host = "127.0.0.1", .port = 0, .max_conns = 16, .read_timeout_s = 30, .max_body = 1 << 20};
+    if (!*e || !http_start(&hc, err, sizeof err)) {
+        fprintf(stderr, "  cannot serve: %s\n", err);
+        if (*e) { eng_stop(*e, 0); eng_free(*e); }
+        llama_free(*m);
+        return false;
+    }
+    http_set_ready(*m, *e, "stories260K.gguf");
+    *port = http_port();
+    return true;
+}
+
+static void unserve(llama_model *m, srv_engine *e) {
+    eng_stop(e, 0);
+    http_stop();
+    eng_free(e);
+    llama_free(m);
+}
+
 static void test_http_sweep(void) {
     if (!available()) return;
-    char err[256];
-    llama_model *m = llama_load(harness_model("stories260K.gguf"), err, sizeof err);
-    REQUIRE(m);
-    srv_engine *e = eng_start(&ECFG, m, err, sizeof err);
-    REQUIRE(e);
-    http_config hc = {.host = "127.0.0.1", .port = 0, .max_conns = 16, .read_timeout_s = 30, .max_body = 1 << 20};
-    REQUIRE(http_start(&hc, err, sizeof err));
-    http_set_ready(m, e, "stories260K.gguf");
-    uint16_t port = http_port();
+    llama_model *m;
+    srv_engine *e;
+    uint16_t port;
+    REQUIRE(serve(&m, &e, &port));
     static char body[1 << 16];
     static char want[1 << 16], got[1 << 16];
     for (size_t k = 0; k < sizeof HTTP_CASES / sizeof HTTP_CASES[0] && !harness_cur_failed; k++) {
@@ -374,10 +393,7 @@ static void test_http_sweep(void) {
                 (long long)n - 1, (long long)failed, (long long)closed);
     }
     http_quiesce();
-    eng_stop(e, 0);
-    http_stop();
-    eng_free(e);
-    llama_free(m);
+    unserve(m, e);
 }
 
 // A streamed chat completion over HTTP/1.0 (no chunked framing to undo).
@@ -415,15 +431,10 @@ static bool sse_parse(const char *body, char *text, size_t textlen, bool *done, 
 
 static void test_stream_sweep(void) {
     if (!available()) return;
-    char err[256];
-    llama_model *m = llama_load(harness_model("stories260K.gguf"), err, sizeof err);
-    REQUIRE(m);
-    srv_engine *e = eng_start(&ECFG, m, err, sizeof err);
-    REQUIRE(e);
-    http_config hc = {.host = "127.0.0.1", .port = 0, .max_conns = 16, .read_timeout_s = 30, .max_body = 1 << 20};
-    REQUIRE(http_start(&hc, err, sizeof err));
-    http_set_ready(m, e, "stories260K.gguf");
-    uint16_t port = http_port();
+    llama_model *m;
+    srv_engine *e;
+    uint16_t port;
+    REQUIRE(serve(&m, &e, &port));
     static char body[1 << 16];
     char want[4096], got[4096];
     bool done, error;
@@ -459,10 +470,7 @@ static void test_stream_sweep(void) {
             "%lld closed unanswered\n", (long long)n - 1, (long long)failed, (long long)in_stream, (long long)cut,
             (long long)closed);
     http_quiesce();
-    eng_stop(e, 0);
-    http_stop();
-    eng_free(e);
-    llama_free(m);
+    unserve(m, e);
 }
 
 int main(void) {

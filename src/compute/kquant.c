@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "simd.h"
 #include "threadpool.h"
 
 static inline int nearest(float v) { return (int)lrintf(v); }
@@ -236,7 +237,6 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
     }
 }
 
-#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
 // Bit-identical to quantize_row_q8_K: the same float operations per value.
 AVX2_TARGET static void quantize_row_q8_K_avx2(const float *x, block_q8_K *y, int64_t n) {
@@ -307,13 +307,6 @@ static float dot_q6K_scalar(const void *row, const block_q8_K *x, int64_t nb) {
 
 // ---- AVX2 products ---------------------------------------------------------
 
-AVX2_TARGET static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 AVX2_TARGET static inline float hsum4(__m128 s) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -374,7 +367,7 @@ AVX2_TARGET static ALWAYS_INLINE void q4K_tile_avx2(const void *row, const block
         UNROLL(4) for (int j = 0; j < C; j++)
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
     }
-    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum8(acc[j]) - hsum4(accm[j]);
+    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum256(acc[j]) - hsum4(accm[j]);
 }
 
 AVX2_TARGET static ALWAYS_INLINE void q6K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
@@ -416,7 +409,7 @@ AVX2_TARGET static ALWAYS_INLINE void q6K_tile_avx2(const void *row, const block
         UNROLL(4) for (int j = 0; j < C; j++)
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
     }
-    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum8(acc[j]);
+    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum256(acc[j]);
 }
 
 AVX2_TARGET static void q4K_tile1(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q4K_tile_avx2(r, x, 1, nb, o); }

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "simd.h"
 #include "kquant.h"
 #include "quant.h"
 #include "threadpool.h"
@@ -80,7 +81,6 @@ static void prep_row_scalar(const float *x, int64_t K, uint8_t *dst) {
     }
 }
 
-#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define ALWAYS_INLINE __attribute__((always_inline)) inline
 
 // One block of 32 values, bit-identical to prep_row_scalar: the same float
@@ -289,13 +289,6 @@ static float dot_q_scalar(enum ggml_type type, const void *row, const uint8_t *x
 
 #define AVX512VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define AVXVNNI_TARGET __attribute__((target("avxvnni,avx2,fma,f16c")))
-
-AVX2_TARGET static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // Signed int8 values of block b of a weight row.
 AVX2_TARGET static ALWAYS_INLINE __m256i load_wq(enum ggml_type type, const uint8_t *row, int64_t b) {

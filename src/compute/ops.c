@@ -8,8 +8,8 @@
 #include <math.h>
 
 #include "cpu.h"
+#include "simd.h"
 
-#define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
 // e^x for 8 floats: x = n·ln2 + r with |r| <= ln2/2, e^r by a degree-6
 // polynomial (relative error about 2e-7), 2^n put in the exponent. Inputs
@@ -32,13 +32,6 @@ AVX2_TARGET static inline __m256 exp256(__m256 x) {
     p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
-
-AVX2_TARGET static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 AVX2_TARGET static inline float hmax256(__m256 v) {
