@@ -279,6 +279,7 @@ static void slot_free(sched *s, srv_req *r) {
     if (r->slot >= 0) {
         s->slots[r->slot] = NULL;
         s->n_active--;
+        met_gauge_set(MET_RUNNING, (double)s->n_active);
         llama_kv_clear(s->e->ctx, r->slot);
         r->slot = -1;
     }
@@ -286,6 +287,9 @@ static void slot_free(sched *s, srv_req *r) {
 
 static void complete(sched *s, srv_req *r, const char *finish) {
     char tail[16];
+    // The slot (and the running gauge) is given back before the client is
+    // told, so a client that asks /metrics right after its answer sees it.
+    slot_free(s, r);   // the caller releases r once it no longer touches it
     prof_mutex_lock(&r->mu);
     int w = tok_stream_flush(&r->ts, tail, sizeof tail);
     if (w > 0 && r->n_gen > 0 && r->out_len + (size_t)w + 1 <= r->out_cap) {
@@ -310,7 +314,6 @@ static void complete(sched *s, srv_req *r, const char *finish) {
         if (r->t_first) met_observe(MET_TTFT, (double)(r->t_first - r->t_arrive) / 1e9);
         if (r->n_gen > 1) met_observe(MET_TPOT, (double)(r->t_last - r->t_first) / 1e9 / (r->n_gen - 1));
     }
-    slot_free(s, r);   // the caller releases r once it no longer touches it
 }
 
 static bool admit(sched *s, srv_req *r) {
