@@ -59,14 +59,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *dec = tok_decode(v, ids, n, false);
     // Byte-level BPE without special tokens is lossless.
     if ((mode & 7) == 1 && dec && (strlen(dec) != len || memcmp(dec, text, len)) && !memchr(text, 0, len)) abort();
-    // The streamed text is always valid UTF-8.
-    tok_stream st;
-    tok_stream_init(&st, v, true);
-    size_t cap = 16 * (size_t)n + 64, at = 0;
+    // The streamed text is always valid UTF-8, each push fits TOK_STREAM_MAX,
+    // and for lossless byte-level BPE over valid UTF-8 it is the input again.
+    // A deliberately short buffer may drop characters but never splits one.
+    tok_stream st, st_short;
+    // As the server and `run` do: SentencePiece drops the space it adds.
+    tok_stream_init(&st, v, tok_kind(v) == TOK_KIND_SPM);
+    tok_stream_init(&st_short, v, tok_kind(v) == TOK_KIND_SPM);
+    static char piece[TOK_STREAM_MAX];
+    char small[5];
+    size_t cap = (size_t)TOK_STREAM_MAX * (size_t)(n + 1), at = 0;
     char *out = malloc(cap);
-    for (int64_t i = 0; i < n; i++) at += (size_t)tok_stream_push(v, &st, ids[i], out + at, (int)(cap - at));
-    at += (size_t)tok_stream_flush(&st, out + at, (int)(cap - at));
-    if (at <= cap && !valid_utf8((const uint8_t *)out, at)) abort();
+    for (int64_t i = 0; i <= n; i++) {
+        int w = i < n ? tok_stream_push(v, &st, ids[i], piece, (int)sizeof piece) : tok_stream_flush(&st, piece, (int)sizeof piece);
+        if (w < 0 || w > TOK_STREAM_MAX || !valid_utf8((const uint8_t *)piece, (size_t)w)) abort();
+        memcpy(out + at, piece, (size_t)w);
+        at += (size_t)w;
+        int ws = i < n ? tok_stream_push(v, &st_short, ids[i], small, (int)sizeof small) : tok_stream_flush(&st_short, small, (int)sizeof small);
+        if (ws < 0 || ws > (int)sizeof small || !valid_utf8((const uint8_t *)small, (size_t)ws)) abort();
+    }
+    if (!valid_utf8((const uint8_t *)out, at)) abort();
+    if ((mode & 7) == 1 && valid_utf8((const uint8_t *)text, len) && !memchr(text, 0, len) && (at != len || memcmp(out, text, len))) abort();
     free(out);
     free(dec);
     free(ids);

@@ -170,6 +170,54 @@ static void test_stream_utf8(void) {
     close_vocab(&f);
 }
 
+// A short output buffer drops whole characters and never splits one, and a
+// token of invalid bytes (each becomes U+FFFD, 3 bytes) fits TOK_STREAM_MAX.
+static void test_stream_short_buffer(void) {
+    vocab_file f = open_vocab("vocab/ggml-vocab-gpt-2.gguf");
+    REQUIRE(f.v);
+    const char *text = "日本語 ................................................................";
+    int32_t ids[64];
+    int64_t n = tok_encode(f.v, text, strlen(text), false, false, ids, 64);
+    REQUIRE(n > 1 && n < 64);
+    tok_stream st;
+    tok_stream_init(&st, f.v, false);
+    char small[4];
+    int total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int k = tok_stream_push(f.v, &st, ids[i], small, (int)sizeof small);
+        CHECK(k >= 0 && k <= (int)sizeof small);
+        // No byte of a multi-byte character is written without the others.
+        for (int b = 0; b < k; b++) {
+            unsigned char c = (unsigned char)small[b];
+            int need = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
+            CHECKF(need >= 0 && b + need < k, "push %lld byte %d of %d", (long long)i, b, k);
+            if (need > 0) b += need;
+        }
+        total += k;
+    }
+    CHECK(total > 0 && total < (int)strlen(text));   // something was dropped, whole
+    // 64 continuation bytes in a row: a single BPE token would be 64 x 3
+    // bytes of replacement; whatever the split, each push fits the bound.
+    char bad[65];
+    memset(bad, 0x80, 64);
+    bad[64] = 0;
+    int32_t bids[128];
+    int64_t bn = tok_encode(f.v, bad, 64, false, false, bids, 128);
+    REQUIRE(bn > 0 && bn <= 128);
+    static char out[TOK_STREAM_MAX];
+    tok_stream_init(&st, f.v, false);
+    int sum = 0;
+    for (int64_t i = 0; i < bn; i++) {
+        int k = tok_stream_push(f.v, &st, bids[i], out, (int)sizeof out);
+        CHECK(k % 3 == 0 && k <= TOK_STREAM_MAX);
+        for (int b = 0; b < k; b += 3) CHECK(!memcmp(out + b, "\xef\xbf\xbd", 3));
+        sum += k;
+    }
+    sum += tok_stream_flush(&st, out, (int)sizeof out);
+    CHECKF(sum == 64 * 3, "%d bytes of replacement for 64 invalid bytes", sum);
+    close_vocab(&f);
+}
+
 // Long input: encodes (no quadratic blow-up in practice) and round-trips.
 static void test_long_text(void) {
     vocab_file f = open_vocab("vocab/ggml-vocab-gpt-2.gguf");
@@ -200,6 +248,7 @@ int main(void) {
     RUN(test_golden_encodings);
     RUN(test_special_and_cap);
     RUN(test_stream_utf8);
+    RUN(test_stream_short_buffer);
     RUN(test_long_text);
     return harness_done();
 }

@@ -236,7 +236,7 @@ tok_vocab *tok_load_gguf(const gguf_ctx *g, char *err, size_t errlen) {
     bool have_types = ti >= 0 && gguf_kv_arr_n(g, ti) == (uint64_t)v->n && gguf_kv_arr_type(g, ti) != GGUF_TYPE_STRING;
     for (int32_t i = 0; i < v->n; i++) {
         gguf_str t = gguf_kv_arr_str(g, ki, (uint64_t)i);
-        if (t.len > 4096) { seterr(err, errlen, "%s: token %d is %llu bytes long", path, i, (unsigned long long)t.len); goto fail; }
+        if (t.len > TOK_PIECE_MAX) { seterr(err, errlen, "%s: token %d is %llu bytes long", path, i, (unsigned long long)t.len); goto fail; }
         v->tok[i].text = malloc(t.len + 1);
         if (!v->tok[i].text) goto oom;
         memcpy(v->tok[i].text, t.ptr, t.len);
@@ -701,16 +701,17 @@ static int utf8_seq(const uint8_t *p, int n) {
     return l;
 }
 
+// Appends one whole UTF-8 sequence (or nothing when it does not fit: a
+// sequence is never split, so the output stays valid UTF-8 even when the
+// caller's buffer is short).
 static int emit(tok_stream *s, const char *p, int n, char *out, int cap, int at) {
-    for (int i = 0; i < n; i++) {
-        if (!s->started && s->strip_leading_space) {
-            s->started = true;
-            if (p[i] == ' ') continue;
-        }
+    if (!s->started) {
         s->started = true;
-        if (at < cap) out[at++] = p[i];
+        if (s->strip_leading_space && n == 1 && p[0] == ' ') return at;
     }
-    return at;
+    if (n > cap - at) return at;
+    memcpy(out + at, p, (size_t)n);
+    return at + n;
 }
 
 static int stream_feed(tok_stream *s, const char *piece, int n, bool flush, char *out, int cap) {
@@ -739,7 +740,7 @@ static int stream_feed(tok_stream *s, const char *piece, int n, bool flush, char
 }
 
 int tok_stream_push(const tok_vocab *v, tok_stream *s, int32_t id, char *out, int cap) {
-    char piece[4096 + 8];
+    char piece[TOK_PIECE_MAX + 8];
     int n = tok_piece(v, id, false, piece, (int)sizeof piece);
     if (n > (int)sizeof piece) n = (int)sizeof piece;
     return stream_feed(s, piece, n, false, out, cap);

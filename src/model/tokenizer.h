@@ -59,6 +59,9 @@ int tok_piece(const tok_vocab *v, int32_t id, bool render_special, char *buf, in
 // UTF-8 sequences, holding back a partial character until its remaining
 // bytes arrive. With strip_leading_space (SentencePiece after BOS), the
 // first emitted space is dropped, as llama.cpp and llama2.c print it.
+#define TOK_PIECE_MAX 4096                        // bytes of one token's text (load refuses longer)
+#define TOK_STREAM_MAX (3 * (TOK_PIECE_MAX + 8))   // output of one tok_stream_push or flush
+
 typedef struct tok_stream {
     char pending[8];    // bytes of an incomplete UTF-8 character
     int n_pending;
@@ -67,9 +70,11 @@ typedef struct tok_stream {
 } tok_stream;
 
 void tok_stream_init(tok_stream *s, const tok_vocab *v, bool strip_leading_space);
-// Appends the completed text for token id to out (at most cap bytes; a piece
-// is at most 256 bytes, so cap >= 264 always suffices) and returns the number
-// of bytes written.
+// Appends the completed text for token id to out and returns the number of
+// bytes written. A token's text is at most TOK_PIECE_MAX bytes and each
+// invalid byte becomes U+FFFD (3 bytes), so a buffer of TOK_STREAM_MAX
+// always holds one push; a shorter one drops whole characters, never part of
+// one, so what is written is always valid UTF-8.
 int tok_stream_push(const tok_vocab *v, tok_stream *s, int32_t id, char *out, int cap);
 // Emits what is still held back (an incomplete character becomes U+FFFD).
 int tok_stream_flush(tok_stream *s, char *out, int cap);

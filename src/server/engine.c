@@ -339,7 +339,7 @@ static bool admit(sched *s, srv_req *r) {
 static void on_token(sched *s, srv_req *r, int32_t id, uint64_t now) {
     const tok_vocab *v = s->e->m->vocab;
     if (tok_is_eog(v, id) || id == tok_bos(v)) { complete(s, r, "stop"); return; }
-    char piece[512];
+    char piece[TOK_STREAM_MAX];
     int w = tok_stream_push(v, &r->ts, id, piece, sizeof piece);
     r->tokens[r->n_prompt + r->n_gen] = id;
     prof_mutex_lock(&r->mu);

@@ -113,7 +113,7 @@ int cmd_run(int argc, char **argv) {
     uint64_t t1 = util_now_ns();
     tok_stream st;
     tok_stream_init(&st, voc, plen == 0 && tok_kind(voc) == TOK_KIND_SPM);
-    char piece[512];
+    char piece[TOK_STREAM_MAX];
     int64_t n_gen = 0, n_tok = n_prompt;
     while (n_gen < n_predict) {
         int32_t next = sampler_sample(smp, llama_logits(ctx, 0), toks, (int32_t)n_tok);
