@@ -140,7 +140,7 @@ static bool tokenize_one(srv_engine *e, srv_req *r) {
     prof_region_end("tokenize", "tokens", n);
     r->t_tok_end = util_now_ns();
     if (n < 0 || n > cap) {
-        req_fail(r, 500, ids ? "cannot tokenize the prompt" : "out of memory");
+        req_fail(r, 500, n < 0 ? "out of memory" : "cannot tokenize the prompt");   // -1: an allocation failed
         free(ids);
         release(e, r);
         return false;

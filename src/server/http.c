@@ -516,7 +516,7 @@ static enum MHD_Result tokenize(struct MHD_Connection *c, conn_ctx *cc) {
     prof_label_phase(NULL);
     req_unref(r);
     if (n < 0 || n > cap) {
-        bool oom = !ids;
+        bool oom = n < 0;   // tok_encode fails only when an allocation does
         free(ids);
         return send_error(c, cc, 500, oom ? "out of memory" : "cannot tokenize");
     }

@@ -71,7 +71,7 @@ int cmd_run(int argc, char **argv) {
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(cap + n_predict));
     int64_t n_prompt = toks ? tok_encode(voc, prompt, plen, !no_bos, true, toks, cap) : -1;
     if (n_prompt < 0 || n_prompt > cap) {
-        fprintf(stderr, "llmscope run: cannot tokenize the prompt\n");
+        fprintf(stderr, "llmscope run: %s\n", n_prompt < 0 ? "out of memory while tokenizing the prompt" : "cannot tokenize the prompt");
         free(toks);
         llama_free(m);
         return 1;
