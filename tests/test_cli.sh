@@ -83,6 +83,17 @@ got=$("$bin" tokenize -m "$models/vocab/ggml-vocab-llama-spm.gguf" --ids --no-bo
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["pp"]["avg_ts"]>0 and d["tg"]["avg_ts"]>0' "$tmp/b.json" \
   && ok "bench --json" || bad "bench --json" "$(cat "$tmp/b.json")"
 
+# 8b. bench -d: the tests start with that many tokens already in the context
+#     (llama-bench's label "tg8 @ d200"); a context too big to allocate is a one-line error.
+"$bin" bench -m "$models/stories260K.gguf" -p 8 -n 4 -d 200 -r 1 -t 2 --no-bw > "$tmp/bd.txt" 2>&1
+grep -q "| pp8 @ d200 | [0-9]" "$tmp/bd.txt" && grep -q "| tg4 @ d200 | [0-9]" "$tmp/bd.txt" \
+  && ok "bench -d labels its tests with the depth" || bad "bench -d labels its tests with the depth" "$(cat "$tmp/bd.txt")"
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -d 200 -r 1 -t 2 --no-bw --json > "$tmp/bd.json" 2>&1
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["n_depth"]==200 and d["tg"]["avg_ts"]>0' "$tmp/bd.json" \
+  && ok "bench -d --json" || bad "bench -d --json" "$(cat "$tmp/bd.json")"
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -d x --no-bw > /dev/null 2> "$tmp/err"; rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && ok "bench -d rejects a bad value" || bad "bench -d rejects a bad value" "rc=$rc $(cat "$tmp/err")"
+
 # 9. Placement: --cpu-affinity pins the compute threads (same greedy text),
 #    CPUs the process may not use and unknown --numa modes are one-line errors.
 cpu=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')

@@ -18,9 +18,10 @@
 
 static void bench_usage(FILE *f) {
     fprintf(f,
-            "usage: llmscope bench -m FILE [-p N] [-n N] [-t N] [-r N] [--json]\n"
+            "usage: llmscope bench -m FILE [-p N] [-n N] [-d N] [-t N] [-r N] [--json]\n"
             "  -p, --n-prompt N   prompt tokens for the pp test (default 128; 0 skips it)\n"
             "  -n, --n-gen N      generated tokens for the tg test (default 64; 0 skips it)\n"
+            "  -d, --n-depth N    tokens already in the context when each test starts (default 0)\n"
             "  -t, --threads N    compute threads (default: all CPUs)\n"
             "  --cpu-affinity LIST    pin compute thread i to the i-th CPU of LIST (e.g. 0-3,6)\n"
             "  --numa MODE            off (default), distribute (threads over nodes) or isolate\n"
@@ -40,26 +41,28 @@ static stat_s stats(const double *x, int n) {
     return s;
 }
 
-// One pp run: the whole prompt in batches from position 0. Returns seconds, < 0 on error.
-static double run_pp(llama_ctx *c, const int32_t *toks, int32_t n, int32_t *pos, int32_t *seq) {
+// One pp run: the whole prompt in batches from position d (the depth:
+// positions below it hold earlier tokens). Returns seconds, < 0 on error.
+static double run_pp(llama_ctx *c, const int32_t *toks, int32_t n, int32_t d, int32_t *pos, int32_t *seq) {
     char err[256];
     int32_t nb = llama_ctx_n_batch(c);
     uint64_t t0 = util_now_ns();
     for (int32_t at = 0; at < n; at += nb) {
         int32_t k = n - at < nb ? n - at : nb;
-        for (int32_t i = 0; i < k; i++) pos[i] = at + i;
+        for (int32_t i = 0; i < k; i++) pos[i] = d + at + i;
         llama_batch b = {.n_tokens = k, .token = toks + at, .pos = pos, .seq = seq, .want_logits = NULL};
         if (llama_decode(c, &b, err, sizeof err)) { fprintf(stderr, "llmscope bench: %s\n", err); return -1; }
     }
     return (double)(util_now_ns() - t0) / 1e9;
 }
 
-// One tg run: n single-token steps from position 0 (as llama-bench's tg test).
-static double run_tg(llama_ctx *c, const int32_t *toks, int32_t n, int32_t *seq) {
+// One tg run: n single-token steps from position d (as llama-bench's tg test).
+static double run_tg(llama_ctx *c, const int32_t *toks, int32_t n, int32_t d, int32_t *seq) {
     char err[256];
     uint64_t t0 = util_now_ns();
     for (int32_t i = 0; i < n; i++) {
-        llama_batch b = {.n_tokens = 1, .token = toks + i, .pos = &i, .seq = seq, .want_logits = NULL};
+        int32_t p = d + i;
+        llama_batch b = {.n_tokens = 1, .token = toks + i, .pos = &p, .seq = seq, .want_logits = NULL};
         if (llama_decode(c, &b, err, sizeof err)) { fprintf(stderr, "llmscope bench: %s\n", err); return -1; }
     }
     return (double)(util_now_ns() - t0) / 1e9;
@@ -67,7 +70,7 @@ static double run_tg(llama_ctx *c, const int32_t *toks, int32_t n, int32_t *seq)
 
 int cmd_bench(int argc, char **argv) {
     const char *cpu_affinity = NULL, *numa = NULL, *model_path = NULL;
-    int64_t n_prompt = 128, n_gen = 64, n_threads = 0, reps = 3;
+    int64_t n_prompt = 128, n_gen = 64, n_depth = 0, n_threads = 0, reps = 3;
     bool json = false, no_bw = false;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -78,6 +81,7 @@ int cmd_bench(int argc, char **argv) {
         else if (opt_value(argc, argv, &i, "-m", "--model", &v, &miss)) model_path = v;
         else if (opt_value(argc, argv, &i, "-p", "--n-prompt", &v, &miss)) ok = miss || opt_i64("bench", "-p", v, 0, 1 << 16, &n_prompt);
         else if (opt_value(argc, argv, &i, "-n", "--n-gen", &v, &miss)) ok = miss || opt_i64("bench", "-n", v, 0, 1 << 16, &n_gen);
+        else if (opt_value(argc, argv, &i, "-d", "--n-depth", &v, &miss)) ok = miss || opt_i64("bench", "-d", v, 0, 1 << 20, &n_depth);
         else if (opt_value(argc, argv, &i, "-t", "--threads", &v, &miss)) ok = miss || opt_i64("bench", "-t", v, 1, 1024, &n_threads);
         else if (opt_value(argc, argv, &i, NULL, "--cpu-affinity", &v, &miss)) cpu_affinity = v;
         else if (opt_value(argc, argv, &i, NULL, "--numa", &v, &miss)) numa = v;
@@ -96,35 +100,42 @@ int cmd_bench(int argc, char **argv) {
     llama_model *m = llama_load(model_path, err, sizeof err);
     if (!m) { fprintf(stderr, "llmscope bench: %s\n", err); return 1; }
     int32_t need = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
-    llama_ctx_params cp = {.n_ctx = need > 16 ? need : 16, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads,
+    const int32_t depth = (int32_t)n_depth;
+    if ((int64_t)need + n_depth > m->hp.n_ctx_train && m->hp.n_ctx_train > 0)
+        fprintf(stderr, "llmscope bench: note: depth %d + %d tokens is past the model's training context of %d\n", depth,
+                need, m->hp.n_ctx_train);
+    llama_ctx_params cp = {.n_ctx = need + depth > 16 ? need + depth : 16, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads,
                           .cpu_affinity = cpu_affinity, .numa = numa};
     llama_ctx *c = llama_ctx_new(m, &cp, err, sizeof err);
     if (!c) { fprintf(stderr, "llmscope bench: %s\n", err); llama_free(m); return 1; }
     int nth = llama_ctx_n_threads(c);
 
     // Deterministic token ids (speed does not depend on them).
-    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(need + 1));
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)((need > depth ? need : depth) + 1));
     int32_t *pos = malloc(sizeof(int32_t) * 512), *seq = calloc(512, sizeof(int32_t));
     double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
     if (!toks || !pos || !seq || !pp || !tg) { fprintf(stderr, "llmscope bench: out of memory\n"); return 1; }
     uint64_t r = 12345;
-    for (int32_t i = 0; i <= need; i++) {
+    for (int32_t i = 0; i <= (need > depth ? need : depth); i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((r >> 33) % (uint64_t)m->hp.n_vocab);
     }
     int rc = 0;
+    // The context the tests start from: depth tokens at positions 0..d-1,
+    // written once (each test writes only above them, so they stay).
+    if (depth > 0 && run_pp(c, toks, depth, 0, pos, seq) < 0) { rc = 1; goto done; }
     if (n_prompt > 0) {
-        if (run_pp(c, toks, (int32_t)n_prompt, pos, seq) < 0) { rc = 1; goto done; }   // warm-up
+        if (run_pp(c, toks, (int32_t)n_prompt, depth, pos, seq) < 0) { rc = 1; goto done; }   // warm-up
         for (int i = 0; i < reps; i++) {
-            double s = run_pp(c, toks, (int32_t)n_prompt, pos, seq);
+            double s = run_pp(c, toks, (int32_t)n_prompt, depth, pos, seq);
             if (s < 0) { rc = 1; goto done; }
             pp[i] = n_prompt / s;
         }
     }
     if (n_gen > 0) {
-        if (run_tg(c, toks, (int32_t)(n_gen < 8 ? n_gen : 8), seq) < 0) { rc = 1; goto done; }
+        if (run_tg(c, toks, (int32_t)(n_gen < 8 ? n_gen : 8), depth, seq) < 0) { rc = 1; goto done; }
         for (int i = 0; i < reps; i++) {
-            double s = run_tg(c, toks, (int32_t)n_gen, seq);
+            double s = run_tg(c, toks, (int32_t)n_gen, depth, seq);
             if (s < 0) { rc = 1; goto done; }
             tg[i] = n_gen / s;
         }
@@ -147,10 +158,10 @@ int cmd_bench(int argc, char **argv) {
 
     if (json) {
         // Built with jansson so names from the (untrusted) file are escaped.
-        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:I, s:{s:I, s:f, s:f}, s:{s:I, s:f, s:f}, s:f, s:f, s:f}",
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:I, s:I, s:{s:I, s:f, s:f}, s:{s:I, s:f, s:f}, s:f, s:f, s:f}",
                               "model", m->name, "type", tname, "params", (json_int_t)m->n_params,
                               "weight_bytes", (json_int_t)m->weight_bytes, "threads", nth, "cpu", cpu,
-                              "repetitions", (json_int_t)reps,
+                              "repetitions", (json_int_t)reps, "n_depth", (json_int_t)n_depth,
                               "pp", "n_prompt", (json_int_t)n_prompt, "avg_ts", sp.mean, "stddev_ts", sp.sd,
                               "tg", "n_gen", (json_int_t)n_gen, "avg_ts", sg.mean, "stddev_ts", sg.sd,
                               "mem_read_bw_bytes_per_s", bw, "decode_weight_bytes_per_s", dec_bytes,
@@ -164,12 +175,14 @@ int cmd_bench(int argc, char **argv) {
         printf("| model | type | size | params | threads | test | t/s |\n");
         printf("| --- | --- | ---: | ---: | ---: | --- | ---: |\n");
         double mib = (double)gguf_file_size(m->gguf) / (1 << 20), mp = (double)m->n_params / 1e6;
+        char at[32] = "";   // llama-bench's label for a test at depth: "tg64 @ d2048"
+        if (depth > 0) snprintf(at, sizeof at, " @ d%d", depth);
         if (n_prompt > 0)
-            printf("| %s | %s | %.2f MiB | %.2f M | %d | pp%lld | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
-                   (long long)n_prompt, sp.mean, sp.sd);
+            printf("| %s | %s | %.2f MiB | %.2f M | %d | pp%lld%s | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
+                   (long long)n_prompt, at, sp.mean, sp.sd);
         if (n_gen > 0)
-            printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
-                   (long long)n_gen, sg.mean, sg.sd);
+            printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld%s | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
+                   (long long)n_gen, at, sg.mean, sg.sd);
         printf("\ncpu: %s\nplacement: %s\n", cpu, llama_ctx_placement(c));
         if (bw > 0)
             printf("memory read bandwidth: %.1f GB/s (%d threads); decode streams %.1f MB of weights per token "
