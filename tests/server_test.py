@@ -449,6 +449,42 @@ def test_idle_connections():
         srv.stop()
 
 
+def test_conn_limit():
+    """--max-conns holds: past it a connection waits in the listen backlog
+    (no answer, no descriptor in the server) and is served once a place frees."""
+    srv = Server("--max-conns", "16", "--read-timeout", "30")
+    try:
+        fds0 = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
+        held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(16)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        extra.settimeout(1.0)
+        try:
+            early = extra.recv(100)
+        except socket.timeout:
+            early = None
+        fds_full = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
+        for h in held:
+            h.close()
+        extra.settimeout(5)
+        late = b""
+        try:
+            while True:
+                d = extra.recv(4096)
+                if not d:
+                    break
+                late += d
+        except OSError:
+            pass
+        extra.close()
+        result("limits: past --max-conns a connection waits, then is served when a place frees",
+               early is None and fds_full <= fds0 + 16 and late.startswith(b"HTTP/1.1 200"),
+               f"answer while full: {early!r}, fds {fds0} idle, {fds_full} full, answer after: {late[:40]!r}")
+    finally:
+        srv.stop()
+
+
 def test_hey(srv):
     hey = shutil.which("hey")
     if not hey:
@@ -860,7 +896,7 @@ def main():
     finally:
         srv.stop()
     for t in (test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load,
-              test_flight_recorder, test_hostile_clients, test_port_in_use, test_debug_addr):
+              test_flight_recorder, test_hostile_clients, test_conn_limit, test_port_in_use, test_debug_addr):
         try:
             t()
         except Exception as e:   # noqa: BLE001
