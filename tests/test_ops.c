@@ -62,6 +62,45 @@ static void test_softmax_attention(void) {
     }
 }
 
+// Grouped heads equal the heads one by one (the scalar reference), for
+// group sizes past 8 (chunks), head widths that are and are not multiples
+// of 8, and short and long contexts.
+static void test_attention_group(void) {
+    const enum cpu_level top = cpu_level();
+    uint32_t r = 777;
+#define RND() ((r = r * 1664525u + 1013904223u) >> 8)
+#define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
+    double worst = 0;
+    for (int it = 0; it < 150; it++) {
+        const int nrep = 1 + (int)(RND() % 12), nkv = 1 + (int)(RND() % (it % 5 == 0 ? 700 : 70));
+        const int hd = it % 3 == 0 ? 1 + (int)(RND() % 140) : 8 * (1 + (int)(RND() % 20));
+        const int spread = 1 + (int)(RND() % 3);
+        const int stride = hd * spread + (int)(RND() % 9);
+        float *q = malloc(sizeof(float) * (size_t)(nrep * hd)), *kc = malloc(sizeof(float) * (size_t)(stride * nkv));
+        float *vc = malloc(sizeof(float) * (size_t)(stride * nkv)), *o0 = malloc(sizeof(float) * (size_t)(nrep * hd));
+        float *o1 = malloc(sizeof(float) * (size_t)(nrep * hd)), *att = malloc(sizeof(float) * 8 * (size_t)nkv);
+        for (int i = 0; i < nrep * hd; i++) q[i] = FRND() * 3;
+        for (int i = 0; i < stride * nkv; i++) { kc[i] = FRND(); vc[i] = FRND(); }
+        cpu_set_level(CPU_LEVEL_SCALAR);
+        for (int h = 0; h < nrep; h++) op_attention_head(o0 + h * hd, q + h * hd, kc, vc, stride, nkv, hd, att);
+        for (int lv = CPU_LEVEL_SCALAR; lv <= (int)top; lv++) {
+            cpu_set_level((enum cpu_level)lv);
+            for (int i = 0; i < nrep * hd; i++) o1[i] = NAN;
+            op_attention_group(o1, q, nrep, kc, vc, stride, nkv, hd, att);
+            double e = 0;
+            for (int i = 0; i < nrep * hd; i++) e = fmax(e, isnan(o1[i]) ? INFINITY : fabs(o1[i] - o0[i]));
+            worst = fmax(worst, e);
+            CHECKF(e < 3e-6, "level %s n_rep=%d hd=%d n_kv=%d stride=%d: max error %g",
+                   cpu_level_name((enum cpu_level)lv), nrep, hd, nkv, stride, e);
+        }
+        cpu_set_level(top);
+        free(q); free(kc); free(vc); free(o0); free(o1); free(att);
+    }
+    printf("  grouped attention: max abs error %.2g against the scalar heads\n", worst);
+#undef RND
+#undef FRND
+}
+
 static void test_silu_add(void) {
     float a[4] = {-2, 0, 1, 3}, b[4] = {1, 2, 3, 4}, c[4];
     memcpy(c, a, sizeof a);
@@ -125,5 +164,6 @@ int main(void) {
     RUN(test_softmax_attention);
     RUN(test_silu_add);
     RUN(test_levels);
+    RUN(test_attention_group);
     return harness_done();
 }

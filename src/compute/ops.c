@@ -184,6 +184,118 @@ AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const fl
     }
 }
 
+// ---- grouped-query attention: the query heads that share a KV head --------
+
+// Scores of NR (2..8) heads against position t's key, lane r = head r.
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 group_scores(int NR, const float *q, int hd,
+                                                                             const float *k) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+    for (int c = 0; c < hd; c += 8) {
+        const __m256 kv = _mm256_loadu_ps(k + c);
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + c), kv, acc[r]);
+    }
+    // Eight horizontal sums at once: lane r of the result is Σ acc[r].
+    const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+// out[0 .. 8w) += Σ_{t0 <= t < t1} p[8t] · v[t·stride + 0 .. 8w); w is a constant at each call.
+AVX2_TARGET static inline __attribute__((always_inline)) void wsum_strided_avx2(float *out, const float *p,
+                                                                              const float *v, int64_t stride,
+                                                                              int t0, int t1, int w) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < w; j++) acc[j] = _mm256_loadu_ps(out + 8 * j);
+    for (int t = t0; t < t1; t++) {
+        const __m256 pt = _mm256_broadcast_ss(p + 8 * t);
+        const float *vt = v + t * stride;
+#pragma GCC unroll 8
+        for (int j = 0; j < w; j++) acc[j] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < w; j++) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
+// nr (2..8) heads, head_dim a multiple of 8: one pass over K for the scores
+// (kept as att[8t + r]), a softmax eight heads wide, then the values in
+// blocks of positions small enough to stay in L1 while every head uses them.
+AVX2_TARGET static void attention_group_avx2(float *out, const float *q, int nr, const float *kc, const float *vc,
+                                             int64_t kv_stride, int n_kv, int hd, float *att) {
+    const __m256 scale = _mm256_set1_ps(1.0f / sqrtf((float)hd));
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    for (int t = 0; t < n_kv; t++) {
+        const float *k = kc + t * kv_stride;
+        __m256 s;
+        switch (nr) {
+        case 2: s = group_scores(2, q, hd, k); break;
+        case 3: s = group_scores(3, q, hd, k); break;
+        case 4: s = group_scores(4, q, hd, k); break;
+        case 5: s = group_scores(5, q, hd, k); break;
+        case 6: s = group_scores(6, q, hd, k); break;
+        case 7: s = group_scores(7, q, hd, k); break;
+        default: s = group_scores(8, q, hd, k); break;
+        }
+        s = _mm256_mul_ps(s, scale);
+        mx = _mm256_max_ps(mx, s);
+        _mm256_storeu_ps(att + 8 * t, s);
+    }
+    __m256 sum = _mm256_setzero_ps();
+    for (int t = 0; t < n_kv; t++) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(att + 8 * t), mx));
+        sum = _mm256_add_ps(sum, e);
+        _mm256_storeu_ps(att + 8 * t, e);
+    }
+    _Alignas(32) float inv[8];
+    _mm256_store_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sum));
+    for (int i = 0; i < nr * hd; i++) out[i] = 0.0f;
+    enum { TB = 32 };   // positions per block: TB · head_dim floats of V stay in L1
+    for (int t0 = 0; t0 < n_kv; t0 += TB) {
+        const int t1 = n_kv - t0 < TB ? n_kv : t0 + TB;
+        for (int r = 0; r < nr; r++)
+            for (int c = 0; c < hd; c += 64) {
+                const int w = hd - c < 64 ? (hd - c) / 8 : 8;
+                float *o = out + r * hd + c;
+                const float *v = vc + c;
+                const float *p = att + r;
+                switch (w) {
+                case 8: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 8); break;
+                case 7: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 7); break;
+                case 6: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 6); break;
+                case 5: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 5); break;
+                case 4: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 4); break;
+                case 3: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 3); break;
+                case 2: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 2); break;
+                default: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 1); break;
+                }
+            }
+    }
+    for (int r = 0; r < nr; r++) {
+        const __m256 f = _mm256_set1_ps(inv[r]);
+        for (int c = 0; c < hd; c += 8)
+            _mm256_storeu_ps(out + r * hd + c, _mm256_mul_ps(f, _mm256_loadu_ps(out + r * hd + c)));
+    }
+}
+
+void op_attention_group(float *out, const float *q, int n_rep, const float *kc, const float *vc, int64_t kv_stride,
+                        int n_kv, int head_dim, float *att) {
+    for (int r0 = 0; r0 < n_rep; r0 += 8) {
+        const int nr = n_rep - r0 < 8 ? n_rep - r0 : 8;
+        float *o = out + (size_t)r0 * (size_t)head_dim;
+        const float *qq = q + (size_t)r0 * (size_t)head_dim;
+        if (nr >= 2 && head_dim % 8 == 0 && cpu_level() >= CPU_LEVEL_AVX2) {
+            attention_group_avx2(o, qq, nr, kc, vc, kv_stride, n_kv, head_dim, att);
+            continue;
+        }
+        for (int r = 0; r < nr; r++)
+            op_attention_head(o + (size_t)r * (size_t)head_dim, qq + (size_t)r * (size_t)head_dim, kc, vc, kv_stride,
+                              n_kv, head_dim, att);
+    }
+}
+
 void op_attention_head(float *out, const float *q, const float *kc, const float *vc,
                        int64_t kv_stride, int n_kv, int head_dim, float *att) {
     if (cpu_level() >= CPU_LEVEL_AVX2) {

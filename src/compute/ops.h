@@ -32,4 +32,11 @@ void op_add(float *a, const float *b, int n);
 void op_attention_head(float *out, const float *q, const float *kc, const float *vc,
                        int64_t kv_stride, int n_kv, int head_dim, float *att);
 
+// n_rep query heads that share one KV head (grouped-query attention): head
+// r's query at q + r*head_dim, its output at out + r*head_dim, each as
+// op_attention_head computes it, with K and V read once for all of them.
+// att is scratch of 8*n_kv floats.
+void op_attention_group(float *out, const float *q, int n_rep, const float *kc, const float *vc, int64_t kv_stride,
+                        int n_kv, int head_dim, float *att);
+
 #endif

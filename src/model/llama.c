@@ -255,8 +255,8 @@ struct llama_ctx {
     tp_pool *pool;
     char placement[256];   // where the compute threads run (llama_ctx_placement)
     int32_t n_ctx, n_seq, n_batch;
-    float *k_cache;        // (n_layer, n_seq, n_ctx, kv_dim)
-    float *v_cache;        // (n_layer, n_seq, n_ctx, kv_dim)
+    float *k_cache;        // (n_layer, n_seq, n_head_kv, n_ctx, head_dim): a KV head's positions contiguous
+    float *v_cache;        // (n_layer, n_seq, n_head_kv, n_ctx, head_dim)
     // Activations for up to n_batch tokens.
     float *x;              // (n_batch, n_embd) residual stream
     float *xb;             // (n_batch, n_embd)
@@ -267,7 +267,7 @@ struct llama_ctx {
     float *hb;             // (n_batch, n_ff)
     float *hb2;            // (n_batch, n_ff)
     float *rope;           // (n_batch, n_rot) cos/sin per token
-    float *att;            // (n_threads, n_ctx) attention scores
+    float *att;            // (n_threads, n_ctx, 8) attention scores (8 heads of a KV group at a time)
     void *wdata;           // quantized activations
     size_t wdata_bytes;
     float *logits;         // (n_batch, n_vocab)
@@ -347,7 +347,7 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
     c->hb = xalloc(sizeof(float) * B * F, &ok);
     c->hb2 = xalloc(sizeof(float) * B * F, &ok);
     c->rope = xalloc(sizeof(float) * B * (size_t)hp->n_rot, &ok);
-    c->att = xalloc(sizeof(float) * (size_t)n_threads * (size_t)n_ctx, &ok);
+    c->att = xalloc(sizeof(float) * 8 * (size_t)n_threads * (size_t)n_ctx, &ok);
     c->wdata_bytes = max_wdata(m, n_batch);
     c->wdata = xalloc(c->wdata_bytes, &ok);
     c->logits = xalloc(sizeof(float) * B * (size_t)hp->n_vocab, &ok);
@@ -450,8 +450,9 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
     }
     const int group = hp->n_head / hp->n_head_kv;
     const size_t seq_stride = (size_t)c->n_ctx * (size_t)KV;
+    const size_t head_stride = (size_t)c->n_ctx * (size_t)HD;   // the cache is [seq][kv head][position][HD]
     const size_t layer_stride = (size_t)c->n_seq * seq_stride;
-    float *att = c->att + (size_t)ith * (size_t)c->n_ctx;
+    float *att = c->att + 8 * (size_t)ith * (size_t)c->n_ctx;
     long g0, g1;   // this thread's KV heads
     tp_split(hp->n_head_kv, ith, nth, 1, &g0, &g1);
 
@@ -474,15 +475,17 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
                 const float *cs = rope + t * hp->n_rot;
                 op_rope(c->q + t * E + g0 * group * HD, (int)((g1 - g0) * group), (int)HD, hp->n_rot, cs);
                 op_rope(c->k + t * KV + g0 * HD, (int)(g1 - g0), (int)HD, hp->n_rot, cs);
-                size_t at = (size_t)b->seq[t] * seq_stride + (size_t)b->pos[t] * (size_t)KV + (size_t)(g0 * HD);
-                memcpy(kc_l + at, c->k + t * KV + g0 * HD, sizeof(float) * (size_t)((g1 - g0) * HD));
-                memcpy(vc_l + at, c->v + t * KV + g0 * HD, sizeof(float) * (size_t)((g1 - g0) * HD));
+                for (long g = g0; g < g1; g++) {
+                    size_t at = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride + (size_t)b->pos[t] * (size_t)HD;
+                    memcpy(kc_l + at, c->k + t * KV + g * HD, sizeof(float) * (size_t)HD);
+                    memcpy(vc_l + at, c->v + t * KV + g * HD, sizeof(float) * (size_t)HD);
+                }
             }
             for (int64_t t = 0; t < T; t++)
-                for (long h = g0 * group; h < g1 * group; h++) {
-                    size_t base = (size_t)b->seq[t] * seq_stride + (size_t)(h / group) * (size_t)HD;
-                    op_attention_head(c->xb2 + t * E + h * HD, c->q + t * E + h * HD, kc_l + base, vc_l + base,
-                                      KV, b->pos[t] + 1, (int)HD, att);
+                for (long g = g0; g < g1; g++) {
+                    size_t base = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride;
+                    op_attention_group(c->xb2 + t * E + g * group * HD, c->q + t * E + g * group * HD, (int)group,
+                                       kc_l + base, vc_l + base, HD, b->pos[t] + 1, (int)HD, att);
                 }
         }
         tp_barrier(c->pool);
@@ -532,8 +535,16 @@ static void forward_worker(int ith, int nth, void *arg) {
 
     const int group = hp->n_head / hp->n_head_kv;
     const size_t seq_stride = (size_t)c->n_ctx * (size_t)KV;               // one sequence's slot
+    const size_t head_stride = (size_t)c->n_ctx * (size_t)HD;              // one KV head's positions in it
     const size_t layer_stride = (size_t)c->n_seq * seq_stride;
-    float *att = c->att + (size_t)ith * (size_t)c->n_ctx;
+    float *att = c->att + 8 * (size_t)ith * (size_t)c->n_ctx;
+    // Attention tasks per token: each KV head's query heads, in att_sub
+    // parts of att_chunk heads when there would be too few tasks otherwise.
+    long att_sub = 1;
+    while (att_sub < group && T * hp->n_head_kv * att_sub < 2 * nth) att_sub++;
+    const long att_chunk = (group + att_sub - 1) / att_sub;
+    att_sub = (group + att_chunk - 1) / att_chunk;
+    const long n_att_tasks = hp->n_head_kv * att_sub;
 
     for (int l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &m->layers[l];
@@ -558,19 +569,25 @@ static void forward_worker(int ith, int nth, void *arg) {
             const float *cs = c->rope + t * hp->n_rot;
             op_rope(c->q + t * E, hp->n_head, (int)HD, hp->n_rot, cs);
             op_rope(c->k + t * KV, hp->n_head_kv, (int)HD, hp->n_rot, cs);
-            size_t at = (size_t)b->seq[t] * seq_stride + (size_t)b->pos[t] * (size_t)KV;
-            memcpy(kc_l + at, c->k + t * KV, sizeof(float) * (size_t)KV);
-            memcpy(vc_l + at, c->v + t * KV, sizeof(float) * (size_t)KV);
+            for (int64_t g = 0; g < hp->n_head_kv; g++) {
+                size_t at = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride + (size_t)b->pos[t] * (size_t)HD;
+                memcpy(kc_l + at, c->k + t * KV + g * HD, sizeof(float) * (size_t)HD);
+                memcpy(vc_l + at, c->v + t * KV + g * HD, sizeof(float) * (size_t)HD);
+            }
         }
         tp_barrier(c->pool);
-        // Attention: one task per (token, head), dealt round-robin: a later
-        // token attends to more positions, so contiguous shares would leave
-        // the first threads idle.
-        for (long task = ith; task < T * hp->n_head; task += nth) {
-            long t = task / hp->n_head, h = task % hp->n_head;
-            size_t base = (size_t)b->seq[t] * seq_stride + (size_t)(h / group) * (size_t)HD;
-            op_attention_head(c->xb2 + t * E + h * HD, c->q + t * E + h * HD, kc_l + base, vc_l + base,
-                              KV, b->pos[t] + 1, (int)HD, att);
+        // Attention: one task per (token, KV head), dealt round-robin: a
+        // later token attends to more positions, so contiguous shares would
+        // leave the first threads idle. A task takes the query heads that
+        // share its KV head together, so K and V are read once for them;
+        // with fewer tasks than twice the threads, the heads of a group are
+        // split so that every thread has work.
+        for (long task = ith; task < T * n_att_tasks; task += nth) {
+            long t = task / n_att_tasks, rem = task % n_att_tasks, g = rem / att_sub, sub = rem % att_sub;
+            long h0 = g * group + sub * att_chunk, nr = group - sub * att_chunk < att_chunk ? group - sub * att_chunk : att_chunk;
+            size_t base = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride;
+            op_attention_group(c->xb2 + t * E + h0 * HD, c->q + t * E + h0 * HD, (int)nr, kc_l + base, vc_l + base,
+                               HD, b->pos[t] + 1, (int)HD, att);
         }
         tp_barrier(c->pool);
         {
