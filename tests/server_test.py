@@ -769,7 +769,7 @@ def test_hostile_clients():
         return
     srv = Server("--max-conns", "600", "--read-timeout", "5", "--parallel", "4")
     try:
-        def p99(n=40):
+        def p99(n=100):   # with 100 requests the P99 is the second slowest, not the slowest
             lat = []
             for i in range(n):
                 t0 = time.time()
