@@ -68,11 +68,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tok_stream_init(&st_short, v, tok_kind(v) == TOK_KIND_SPM);
     static char piece[TOK_STREAM_MAX];
     char small[5];
-    size_t cap = (size_t)TOK_STREAM_MAX * (size_t)(n + 1), at = 0;
+    size_t cap = 4 * len + 64, at = 0;   // grown when needed (invalid bytes expand 3x)
     char *out = malloc(cap);
     for (int64_t i = 0; i <= n; i++) {
         int w = i < n ? tok_stream_push(v, &st, ids[i], piece, (int)sizeof piece) : tok_stream_flush(&st, piece, (int)sizeof piece);
         if (w < 0 || w > TOK_STREAM_MAX || !valid_utf8((const uint8_t *)piece, (size_t)w)) abort();
+        if (at + (size_t)w > cap) {
+            cap = 2 * (at + (size_t)w);
+            out = realloc(out, cap);
+            if (!out) abort();
+        }
         memcpy(out + at, piece, (size_t)w);
         at += (size_t)w;
         int ws = i < n ? tok_stream_push(v, &st_short, ids[i], small, (int)sizeof small) : tok_stream_flush(&st_short, small, (int)sizeof small);
