@@ -135,24 +135,34 @@ static void test_special_and_cap(void) {
     close_vocab(&f);
 }
 
+// Continuation bytes a UTF-8 lead byte announces (-1: not a lead byte).
+static int utf8_need(unsigned char c) {
+    return c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
+}
+
+// A stream over text's tokens (SentencePiece spaces stripped when strip).
+static int64_t encode_for_stream(vocab_file *f, const char *text, int32_t *ids, int64_t cap, tok_stream *st, bool strip) {
+    int64_t n = tok_encode(f->v, text, strlen(text), false, false, ids, cap);
+    tok_stream_init(st, f->v, strip);
+    return n;
+}
+
 // The streaming detokenizer holds back partial characters and matches decode().
 static void test_stream_utf8(void) {
     vocab_file f = open_vocab("vocab/ggml-vocab-llama-spm.gguf");
     REQUIRE(f.v);
     const char *text = "Ünïcödé 日本語 🦙 emoji and bytes";
     int32_t ids[256];
-    int64_t n = tok_encode(f.v, text, strlen(text), false, false, ids, 256);
-    REQUIRE(n > 0 && n < 256);
     tok_stream st;
-    tok_stream_init(&st, f.v, true);
+    int64_t n = encode_for_stream(&f, text, ids, 256, &st, true);
+    REQUIRE(n > 0 && n < 256);
     char out[1024];
     int len = 0;
     for (int64_t i = 0; i < n; i++) {
         int k = tok_stream_push(f.v, &st, ids[i], out + len, (int)sizeof out - len);
         // Each emitted chunk is whole UTF-8: its last lead byte's sequence is complete.
         for (int b = len; b < len + k; b++) {
-            unsigned char c = (unsigned char)out[b];
-            int need = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
+            int need = utf8_need((unsigned char)out[b]);
             if (need > 0) CHECK(b + need < len + k);
         }
         len += k;
@@ -177,10 +187,9 @@ static void test_stream_short_buffer(void) {
     REQUIRE(f.v);
     const char *text = "日本語 ................................................................";
     int32_t ids[64];
-    int64_t n = tok_encode(f.v, text, strlen(text), false, false, ids, 64);
-    REQUIRE(n > 1 && n < 64);
     tok_stream st;
-    tok_stream_init(&st, f.v, false);
+    int64_t n = encode_for_stream(&f, text, ids, 64, &st, false);
+    REQUIRE(n > 1 && n < 64);
     char small[4];
     int total = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -188,8 +197,7 @@ static void test_stream_short_buffer(void) {
         CHECK(k >= 0 && k <= (int)sizeof small);
         // No byte of a multi-byte character is written without the others.
         for (int b = 0; b < k; b++) {
-            unsigned char c = (unsigned char)small[b];
-            int need = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
+            int need = utf8_need((unsigned char)small[b]);
             CHECKF(need >= 0 && b + need < k, "push %lld byte %d of %d", (long long)i, b, k);
             if (need > 0) b += need;
         }
