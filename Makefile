@@ -83,13 +83,23 @@ tsan:
 
 # Fuzz targets: clang + libFuzzer with ASan/UBSan, each run for FUZZ_SECONDS over fuzz/corpus/<name>.
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Isrc -pthread
-FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
-build-fuzz/%: fuzz/%.c $(LIB_SRC) $(SRV_SRC)
+# The sources are compiled once (coverage-instrumented, not linked with the
+# fuzzer's main) and linked into every target.
+FUZZ_DIR ?= build-fuzz
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all -Isrc -pthread
+FUZZ_SAN = address,undefined
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o) $(SRV_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+$(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SRV_SRC) $(LIBS) $(SRV_LIBS)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -MMD -MP -c -o $@ $<
+$(FUZZ_DIR)/%: fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) -MMD -MP -o $@ $< $(FUZZ_OBJ) $(LIBS) $(SRV_LIBS)
 fuzz: $(FUZZ_BIN)
 	scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+.SECONDARY: $(FUZZ_OBJ)
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)
 
 clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz

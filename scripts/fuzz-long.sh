@@ -9,7 +9,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-10000000}; shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=($(ls "$here"/build-fuzz/fuzz_* | xargs -n1 basename))
+[ ${#targets[@]} -gt 0 ] || targets=($(ls "$here"/build-fuzz/ | grep "^fuzz_[a-z_]*$"))
 out=${OUT:-$here/bench/fuzz}
 mkdir -p "$out"
 rev=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
