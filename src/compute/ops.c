@@ -6,6 +6,7 @@
 #include "ops.h"
 #include <immintrin.h>
 #include <math.h>
+#include <stdbool.h>
 
 #include "cpu.h"
 #include "simd.h"
@@ -126,20 +127,38 @@ void op_add(float *a, const float *b, int n) {
     for (int i = 0; i < n; i++) a[i] += b[i];
 }
 
-// out[0 .. 8w) = Σ_t p[t] · v[t·stride + 0 .. 8w); w is a constant at each call.
-AVX2_TARGET static inline __attribute__((always_inline)) void wsum_avx2(float *out, const float *p, const float *v,
-                                                                      int64_t stride, int n, int w) {
+// out[0 .. 8w) (+)= Σ_{t0 <= t < t1} p[ps·t] · v[t·stride + 0 .. 8w): the
+// output held in registers; added to out when add, else stored. w is a
+// constant at each call (wsum_chunk dispatches).
+AVX2_TARGET static inline __attribute__((always_inline)) void wsum_avx2(float *out, const float *p, int ps,
+                                                                      const float *v, int64_t stride, int t0,
+                                                                      int t1, int w, bool add) {
     __m256 acc[8];
 #pragma GCC unroll 8
-    for (int j = 0; j < w; j++) acc[j] = _mm256_setzero_ps();
-    for (int t = 0; t < n; t++) {
-        const __m256 pt = _mm256_set1_ps(p[t]);
+    for (int j = 0; j < w; j++) acc[j] = add ? _mm256_loadu_ps(out + 8 * j) : _mm256_setzero_ps();
+    for (int t = t0; t < t1; t++) {
+        const __m256 pt = _mm256_broadcast_ss(p + (int64_t)ps * t);
         const float *vt = v + t * stride;
 #pragma GCC unroll 8
         for (int j = 0; j < w; j++) acc[j] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8 * j), acc[j]);
     }
 #pragma GCC unroll 8
     for (int j = 0; j < w; j++) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
+// wsum_avx2 over w = 1..8 vectors with w a constant in each copy.
+AVX2_TARGET static void wsum_chunk(float *out, const float *p, int ps, const float *v, int64_t stride, int t0,
+                                   int t1, int w, bool add) {
+    switch (w) {
+    case 8: wsum_avx2(out, p, ps, v, stride, t0, t1, 8, add); break;
+    case 7: wsum_avx2(out, p, ps, v, stride, t0, t1, 7, add); break;
+    case 6: wsum_avx2(out, p, ps, v, stride, t0, t1, 6, add); break;
+    case 5: wsum_avx2(out, p, ps, v, stride, t0, t1, 5, add); break;
+    case 4: wsum_avx2(out, p, ps, v, stride, t0, t1, 4, add); break;
+    case 3: wsum_avx2(out, p, ps, v, stride, t0, t1, 3, add); break;
+    case 2: wsum_avx2(out, p, ps, v, stride, t0, t1, 2, add); break;
+    default: wsum_avx2(out, p, ps, v, stride, t0, t1, 1, add); break;
+    }
 }
 
 // Scores as 8-wide dot products, the weighted sum of values with the output
@@ -164,18 +183,7 @@ AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const fl
     softmax_avx2(att, n_kv);
     for (int c = 0; c < hd8; c += 64) {   // up to 64 output values at a time, in registers
         const int w = hd8 - c < 64 ? (hd8 - c) / 8 : 8;
-        float *o = out + c;
-        const float *v = vc + c;
-        switch (w) {
-        case 8: wsum_avx2(o, att, v, kv_stride, n_kv, 8); break;
-        case 7: wsum_avx2(o, att, v, kv_stride, n_kv, 7); break;
-        case 6: wsum_avx2(o, att, v, kv_stride, n_kv, 6); break;
-        case 5: wsum_avx2(o, att, v, kv_stride, n_kv, 5); break;
-        case 4: wsum_avx2(o, att, v, kv_stride, n_kv, 4); break;
-        case 3: wsum_avx2(o, att, v, kv_stride, n_kv, 3); break;
-        case 2: wsum_avx2(o, att, v, kv_stride, n_kv, 2); break;
-        default: wsum_avx2(o, att, v, kv_stride, n_kv, 1); break;
-        }
+        wsum_chunk(out + c, att, 1, vc + c, kv_stride, 0, n_kv, w, false);
     }
     for (int i = hd8; i < head_dim; i++) {
         float o = 0.0f;
@@ -201,23 +209,6 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 group_scores(int
     const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
     const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
     return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
-}
-
-// out[0 .. 8w) += Σ_{t0 <= t < t1} p[8t] · v[t·stride + 0 .. 8w); w is a constant at each call.
-AVX2_TARGET static inline __attribute__((always_inline)) void wsum_strided_avx2(float *out, const float *p,
-                                                                              const float *v, int64_t stride,
-                                                                              int t0, int t1, int w) {
-    __m256 acc[8];
-#pragma GCC unroll 8
-    for (int j = 0; j < w; j++) acc[j] = _mm256_loadu_ps(out + 8 * j);
-    for (int t = t0; t < t1; t++) {
-        const __m256 pt = _mm256_broadcast_ss(p + 8 * t);
-        const float *vt = v + t * stride;
-#pragma GCC unroll 8
-        for (int j = 0; j < w; j++) acc[j] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8 * j), acc[j]);
-    }
-#pragma GCC unroll 8
-    for (int j = 0; j < w; j++) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
 // nr (2..8) heads, head_dim a multiple of 8: one pass over K for the scores
@@ -251,26 +242,13 @@ AVX2_TARGET static void attention_group_avx2(float *out, const float *q, int nr,
     }
     _Alignas(32) float inv[8];
     _mm256_store_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sum));
-    for (int i = 0; i < nr * hd; i++) out[i] = 0.0f;
     enum { TB = 32 };   // positions per block: TB · head_dim floats of V stay in L1
     for (int t0 = 0; t0 < n_kv; t0 += TB) {
         const int t1 = n_kv - t0 < TB ? n_kv : t0 + TB;
         for (int r = 0; r < nr; r++)
             for (int c = 0; c < hd; c += 64) {
                 const int w = hd - c < 64 ? (hd - c) / 8 : 8;
-                float *o = out + r * hd + c;
-                const float *v = vc + c;
-                const float *p = att + r;
-                switch (w) {
-                case 8: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 8); break;
-                case 7: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 7); break;
-                case 6: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 6); break;
-                case 5: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 5); break;
-                case 4: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 4); break;
-                case 3: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 3); break;
-                case 2: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 2); break;
-                default: wsum_strided_avx2(o, p, v, kv_stride, t0, t1, 1); break;
-                }
+                wsum_chunk(out + r * hd + c, att + r, 8, vc + c, kv_stride, t0, t1, w, t0 > 0);
             }
     }
     for (int r = 0; r < nr; r++) {
