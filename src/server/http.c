@@ -723,7 +723,10 @@ static struct MHD_Daemon *listen_on(const char *host, uint16_t port, unsigned ma
                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)S.cfg.read_timeout_s,
                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                            MHD_OPTION_NOTIFY_CONNECTION, conn_notify, NULL,
-                           MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024),
+                           // 2 MiB: a debug capture symbolizes on this thread, and
+                           // libdw's line-table reader alone keeps ~150 KiB on the
+                           // stack; 512 KiB overflowed under TSan's larger frames.
+                           MHD_OPTION_THREAD_STACK_SIZE, (size_t)(2048 * 1024),
                            MHD_OPTION_END);
     if (!d)
         snprintf(err, errlen, "%s: cannot listen on %s:%u (in use, or not an address of this machine)", what,
