@@ -78,3 +78,27 @@ for key in dict.fromkeys((r["shape"], r["type"]) for r in rows):
           f"{statistics.median(l.values()):.1f} | {100 * kept:.0f}% | {len(both)} |")
 PY
 cat "$here/bench/longctx.md"
+
+# Batched decode in the engine: tg64 of one sequence and of PAR sequences
+# decoded together, paired round by round (llmscope bench --parallel).
+par=${PAR:-8}
+bout=$here/bench/batched.jsonl
+: > "$bout"
+for sc in ${BATCHED-stories110M:q8_0}; do
+  shape=${sc%%:*}; type=${sc##*:}
+  f=$dir/$shape-$type.gguf
+  [ -s "$f" ] || "$bin" gguf synth --shape "$shape" --type "$type" --vocab "$vocab" --seed 1 -o "$f" >/dev/null
+  echo "bench $shape $type tg64 x1 and x$par ($threads threads)"
+  "$bin" bench -m "$f" -p 0 -n 64 -np "$par" -t "$threads" -r 5 --no-bw --json \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); d["shape"]=sys.argv[1]; print(json.dumps(d))' "$shape" >> "$bout"
+done
+python3 - "$bout" > "$here/bench/batched.md" <<'PY'
+import json, sys
+print("| shape | type | threads | tg64 tok/s, 1 sequence | sequences | tg64 tok/s, all together | × one (median of paired rounds) | range | rounds |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+for l in open(sys.argv[1]):
+    d = json.loads(l); p = d["tg_parallel"]
+    print(f'| {d["shape"]} | {d["type"]} | {d["threads"]} | {d["tg"]["avg_ts"]:.1f} | {p["n_seq"]} | {p["avg_ts"]:.1f} '
+          f'| {p["speedup"]:.2f} | {p["speedup_min"]:.2f}–{p["speedup_max"]:.2f} | {d["repetitions"]} |')
+PY
+cat "$here/bench/batched.md"

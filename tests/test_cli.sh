@@ -94,6 +94,24 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["n_depth"]
 "$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -d x --no-bw > /dev/null 2> "$tmp/err"; rc=$?
 [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && ok "bench -d rejects a bad value" || bad "bench -d rejects a bad value" "rc=$rc $(cat "$tmp/err")"
 
+# 8c. bench --parallel N: tg also as N sequences decoded together ("tg8 x4"),
+#     with the speed-up over one sequence from paired rounds; at a depth too.
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 8 -np 4 -r 3 -t 2 --no-bw > "$tmp/bp.txt" 2>&1
+grep -q "| tg8 | [0-9]" "$tmp/bp.txt" && grep -q "| tg8 x4 | [0-9]" "$tmp/bp.txt" \
+  && grep -Eq "^parallel decode: 4 sequences give [0-9.]+x the tokens/s of one \(median of 3 paired rounds" "$tmp/bp.txt" \
+  && ok "bench --parallel adds the batched tg test and its speed-up" || bad "bench --parallel adds the batched tg test and its speed-up" "$(cat "$tmp/bp.txt")"
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -np 3 -d 50 -r 3 -t 2 --no-bw --json > "$tmp/bp.json" 2>&1
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1])); p = d["tg_parallel"]
+assert p["n_seq"] == 3 and p["n_gen"] == 4 and d["n_depth"] == 50 and p["avg_ts"] > 0
+assert p["speedup_min"] <= p["speedup"] <= p["speedup_max"]' "$tmp/bp.json" \
+  && ok "bench --parallel --json" || bad "bench --parallel --json" "$(cat "$tmp/bp.json")"
+for v in 0 257 x; do
+  "$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -np "$v" --no-bw > /dev/null 2> "$tmp/err"; rc=$?
+  [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && ok "bench --parallel rejects $v" || bad "bench --parallel rejects $v" "rc=$rc $(cat "$tmp/err")"
+done
+
 # 9. Placement: --cpu-affinity pins the compute threads (same greedy text),
 #    CPUs the process may not use and unknown --numa modes are one-line errors.
 cpu=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')

@@ -2,6 +2,9 @@
 // (tg) speed in tokens/s, as llama-bench reports them (mean ± sd over -r
 // repetitions after one warm-up), plus the machine's memory read bandwidth
 // measured in the same run and the decode's weight traffic as a fraction of it.
+// With --parallel N the tg test also runs as N sequences decoded together
+// (one token of each per step, logits for all, as a server's batch does),
+// paired round by round with the single-sequence run.
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,10 +21,12 @@
 
 static void bench_usage(FILE *f) {
     fprintf(f,
-            "usage: llmscope bench -m FILE [-p N] [-n N] [-d N] [-t N] [-r N] [--json]\n"
+            "usage: llmscope bench -m FILE [-p N] [-n N] [-d N] [-np N] [-t N] [-r N] [--json]\n"
             "  -p, --n-prompt N   prompt tokens for the pp test (default 128; 0 skips it)\n"
             "  -n, --n-gen N      generated tokens for the tg test (default 64; 0 skips it)\n"
             "  -d, --n-depth N    tokens already in the context when each test starts (default 0)\n"
+            "  -np, --parallel N  also run tg as N sequences decoded together, paired with the\n"
+            "                     single-sequence run in every repetition (default 1: off)\n"
             "  -t, --threads N    compute threads (default: all CPUs)\n"
             "  --cpu-affinity LIST    pin compute thread i to the i-th CPU of LIST (e.g. 0-3,6)\n"
             "  --numa MODE            off (default), distribute (threads over nodes) or isolate\n"
@@ -29,6 +34,8 @@ static void bench_usage(FILE *f) {
             "  --no-bw            skip the memory bandwidth measurement\n"
             "  --json             one JSON object on stdout instead of the table\n");
 }
+
+#define BENCH_MAX_PAR 256   // most sequences --parallel takes (a batch holds 512 tokens)
 
 typedef struct stat_s { double mean, sd; } stat_s;
 
@@ -56,21 +63,35 @@ static double run_pp(llama_ctx *c, const int32_t *toks, int32_t n, int32_t d, in
     return (double)(util_now_ns() - t0) / 1e9;
 }
 
-// One tg run: n single-token steps from position d (as llama-bench's tg test).
-static double run_tg(llama_ctx *c, const int32_t *toks, int32_t n, int32_t d, int32_t *seq) {
+// One tg run: n steps from position d (as llama-bench's tg test), each with
+// one token of each of the ns sequences 0..ns-1 and the logits of all of
+// them. Returns seconds, < 0 on error.
+static double run_tg(llama_ctx *c, const int32_t *toks, int32_t n, int32_t d, int32_t ns) {
     char err[256];
+    int32_t tok[BENCH_MAX_PAR], pos[BENCH_MAX_PAR], seq[BENCH_MAX_PAR];
+    int8_t want[BENCH_MAX_PAR];
     uint64_t t0 = util_now_ns();
     for (int32_t i = 0; i < n; i++) {
-        int32_t p = d + i;
-        llama_batch b = {.n_tokens = 1, .token = toks + i, .pos = &p, .seq = seq, .want_logits = NULL};
+        for (int32_t j = 0; j < ns; j++) {
+            tok[j] = toks[(i + 7 * j) % n];   // sequences differ, as a server's do
+            pos[j] = d + i;
+            seq[j] = j;
+            want[j] = 1;
+        }
+        llama_batch b = {.n_tokens = ns, .token = tok, .pos = pos, .seq = seq, .want_logits = want};
         if (llama_decode(c, &b, err, sizeof err)) { fprintf(stderr, "llmscope bench: %s\n", err); return -1; }
     }
     return (double)(util_now_ns() - t0) / 1e9;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *cpu_affinity = NULL, *numa = NULL, *model_path = NULL;
-    int64_t n_prompt = 128, n_gen = 64, n_depth = 0, n_threads = 0, reps = 3;
+    int64_t n_prompt = 128, n_gen = 64, n_depth = 0, n_threads = 0, reps = 3, n_par = 1;
     bool json = false, no_bw = false;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -82,6 +103,7 @@ int cmd_bench(int argc, char **argv) {
         else if (opt_value(argc, argv, &i, "-p", "--n-prompt", &v, &miss)) ok = miss || opt_i64("bench", "-p", v, 0, 1 << 16, &n_prompt);
         else if (opt_value(argc, argv, &i, "-n", "--n-gen", &v, &miss)) ok = miss || opt_i64("bench", "-n", v, 0, 1 << 16, &n_gen);
         else if (opt_value(argc, argv, &i, "-d", "--n-depth", &v, &miss)) ok = miss || opt_i64("bench", "-d", v, 0, 1 << 20, &n_depth);
+        else if (opt_value(argc, argv, &i, "-np", "--parallel", &v, &miss)) ok = miss || opt_i64("bench", "--parallel", v, 1, BENCH_MAX_PAR, &n_par);
         else if (opt_value(argc, argv, &i, "-t", "--threads", &v, &miss)) ok = miss || opt_i64("bench", "-t", v, 1, 1024, &n_threads);
         else if (opt_value(argc, argv, &i, NULL, "--cpu-affinity", &v, &miss)) cpu_affinity = v;
         else if (opt_value(argc, argv, &i, NULL, "--numa", &v, &miss)) numa = v;
@@ -104,7 +126,8 @@ int cmd_bench(int argc, char **argv) {
     if ((int64_t)need + n_depth > m->hp.n_ctx_train && m->hp.n_ctx_train > 0)
         fprintf(stderr, "llmscope bench: note: depth %d + %d tokens is past the model's training context of %d\n", depth,
                 need, m->hp.n_ctx_train);
-    llama_ctx_params cp = {.n_ctx = need + depth > 16 ? need + depth : 16, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads,
+    const int32_t npar = n_gen > 0 ? (int32_t)n_par : 1;
+    llama_ctx_params cp = {.n_ctx = need + depth > 16 ? need + depth : 16, .n_seq = npar, .n_batch = 512, .n_threads = (int32_t)n_threads,
                           .cpu_affinity = cpu_affinity, .numa = numa};
     llama_ctx *c = llama_ctx_new(m, &cp, err, sizeof err);
     if (!c) { fprintf(stderr, "llmscope bench: %s\n", err); llama_free(m); return 1; }
@@ -114,7 +137,8 @@ int cmd_bench(int argc, char **argv) {
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)((need > depth ? need : depth) + 1));
     int32_t *pos = malloc(sizeof(int32_t) * 512), *seq = calloc(512, sizeof(int32_t));
     double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
-    if (!toks || !pos || !seq || !pp || !tg) { fprintf(stderr, "llmscope bench: out of memory\n"); return 1; }
+    double *tgp = calloc((size_t)reps, sizeof(double)), *ratio = calloc((size_t)reps, sizeof(double));
+    if (!toks || !pos || !seq || !pp || !tg || !tgp || !ratio) { fprintf(stderr, "llmscope bench: out of memory\n"); return 1; }
     uint64_t r = 12345;
     for (int32_t i = 0; i <= (need > depth ? need : depth); i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
@@ -123,7 +147,12 @@ int cmd_bench(int argc, char **argv) {
     int rc = 0;
     // The context the tests start from: depth tokens at positions 0..d-1,
     // written once (each test writes only above them, so they stay).
-    if (depth > 0 && run_pp(c, toks, depth, 0, pos, seq) < 0) { rc = 1; goto done; }
+    // With --parallel every sequence gets that context.
+    for (int32_t j = 0; j < npar && depth > 0; j++) {
+        for (int32_t i = 0; i < 512; i++) seq[i] = j;
+        if (run_pp(c, toks, depth, 0, pos, seq) < 0) { rc = 1; goto done; }
+    }
+    for (int32_t i = 0; i < 512; i++) seq[i] = 0;
     if (n_prompt > 0) {
         if (run_pp(c, toks, (int32_t)n_prompt, depth, pos, seq) < 0) { rc = 1; goto done; }   // warm-up
         for (int i = 0; i < reps; i++) {
@@ -133,11 +162,17 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (n_gen > 0) {
-        if (run_tg(c, toks, (int32_t)(n_gen < 8 ? n_gen : 8), depth, seq) < 0) { rc = 1; goto done; }
+        if (run_tg(c, toks, (int32_t)(n_gen < 8 ? n_gen : 8), depth, npar) < 0) { rc = 1; goto done; }
         for (int i = 0; i < reps; i++) {
-            double s = run_tg(c, toks, (int32_t)n_gen, depth, seq);
+            double s = run_tg(c, toks, (int32_t)n_gen, depth, 1);
             if (s < 0) { rc = 1; goto done; }
             tg[i] = n_gen / s;
+            if (npar > 1) {   // the same round, right after: a paired ratio
+                s = run_tg(c, toks, (int32_t)n_gen, depth, npar);
+                if (s < 0) { rc = 1; goto done; }
+                tgp[i] = (double)npar * n_gen / s;
+                ratio[i] = tgp[i] / tg[i];
+            }
         }
     }
     double bw = 0.0;
@@ -150,6 +185,10 @@ int cmd_bench(int argc, char **argv) {
     }
     stat_s sp = n_prompt > 0 ? stats(pp, (int)reps) : (stat_s){0, 0};
     stat_s sg = n_gen > 0 ? stats(tg, (int)reps) : (stat_s){0, 0};
+    stat_s sgp = npar > 1 ? stats(tgp, (int)reps) : (stat_s){0, 0};
+    // The speed-up: the median of the paired per-round ratios, and their range.
+    qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
+    const double x_med = reps % 2 ? ratio[reps / 2] : (ratio[reps / 2 - 1] + ratio[reps / 2]) / 2;
     double dec_bytes = (double)m->weight_bytes * sg.mean;   // bytes/s of weights streamed while decoding
     double frac = bw > 0 ? dec_bytes / bw : 0.0;
     const char *tname = ggml_type_name(m->ftype);
@@ -166,6 +205,11 @@ int cmd_bench(int argc, char **argv) {
                               "tg", "n_gen", (json_int_t)n_gen, "avg_ts", sg.mean, "stddev_ts", sg.sd,
                               "mem_read_bw_bytes_per_s", bw, "decode_weight_bytes_per_s", dec_bytes,
                               "decode_bw_fraction", frac);
+        if (o && npar > 1)
+            json_object_set_new(o, "tg_parallel",
+                                json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "n_seq", (json_int_t)npar,
+                                          "n_gen", (json_int_t)n_gen, "avg_ts", sgp.mean, "stddev_ts", sgp.sd,
+                                          "speedup", x_med, "speedup_min", ratio[0], "speedup_max", ratio[reps - 1]));
         char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (txt) printf("%s\n", txt);
         else { fprintf(stderr, "llmscope bench: cannot format JSON\n"); rc = 1; }
@@ -183,14 +227,20 @@ int cmd_bench(int argc, char **argv) {
         if (n_gen > 0)
             printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld%s | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
                    (long long)n_gen, at, sg.mean, sg.sd);
+        if (npar > 1)
+            printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld%s x%d | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
+                   (long long)n_gen, at, npar, sgp.mean, sgp.sd);
         printf("\ncpu: %s\nplacement: %s\n", cpu, llama_ctx_placement(c));
+        if (npar > 1)
+            printf("parallel decode: %d sequences give %.2fx the tokens/s of one (median of %lld paired rounds; "
+                   "%.2f-%.2f)\n", npar, x_med, (long long)reps, ratio[0], ratio[reps - 1]);
         if (bw > 0)
             printf("memory read bandwidth: %.1f GB/s (%d threads); decode streams %.1f MB of weights per token "
                    "= %.1f GB/s, %.0f%% of it\n",
                    bw / 1e9, nth, m->weight_bytes / 1e6, dec_bytes / 1e9, 100 * frac);
     }
 done:
-    free(toks); free(pos); free(seq); free(pp); free(tg);
+    free(toks); free(pos); free(seq); free(pp); free(tg); free(tgp); free(ratio);
     llama_ctx_free(c);
     llama_free(m);
     return rc;
