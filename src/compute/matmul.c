@@ -682,12 +682,15 @@ void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T
 
 // Rows per work item of a shared product: about 8 items per thread, in whole
 // tiles (a multiple of 12 = lcm of the 3- and 4-row tiles), and at least
-// 32 KiB of weights, so drawing an item (an atomic on a shared line) stays
-// a small fraction of computing it.
-static long chunk_rows(const mm_weight *w, int nth) {
+// 32 KiB of weights per token of the batch, so drawing an item (an atomic
+// on a shared line) stays a small fraction of computing it. (Per token: a
+// fixed 32 KiB gave a 288-row product of a small model 3 items, 108 + 108
+// + 72 rows, and two threads split a 128-token prefill 180 : 108.)
+static long chunk_rows(const mm_weight *w, int64_t T, int nth) {
     const long rowb = (long)ggml_nbytes(w->type, w->K);
     long rows = (long)w->N / (8L * nth);
-    const long min_rows = (32 * 1024 + rowb - 1) / rowb;
+    const int64_t per_row = (int64_t)rowb * (T > 0 ? T : 1);
+    const long min_rows = (long)((32 * 1024 + per_row - 1) / per_row);
     if (rows < min_rows) rows = min_rows;
     return (rows + 11) / 12 * 12;
 }
@@ -696,7 +699,7 @@ void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, in
                        _Atomic int *next, int ith, int nth) {
     // K-quant products keep their static split (kquant.c).
     if (!next || nth == 1 || kq_type(w->type)) { mm_compute(w, x, wdata, T, y, ith, nth); return; }
-    const long step = chunk_rows(w, nth);
+    const long step = chunk_rows(w, T, nth);
     for (;;) {
         const long r0 = (long)atomic_fetch_add_explicit(next, 1, memory_order_relaxed) * step;
         if (r0 >= w->N) return;
