@@ -317,6 +317,29 @@ AVXVNNI_TARGET static ALWAYS_INLINE __m256i udot_avxvnni(__m256i a, __m256i b) {
     return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), a, b);
 }
 
+// Software prefetch of the weights, one tile ahead. Rows up to
+// PF_LINEAR_ROW bytes: the rows of a tile ahead (tiles are contiguous, span
+// bytes each) are prefetched in address order, a share of pf_step bytes at
+// each of the nb blocks: one linear stream. Prefetching block b of each next
+// row instead (R streams 816 bytes apart for q8_0 K = 768) read DRAM at 7-8
+// G MAC/s on one thread of this machine in decode, the linear order at
+// 10-12; longer rows are the other way round (K = 5632: 16 per row, 11
+// linear), so they keep one prefetch per row and block. The linear stream
+// runs whole tiles ahead, at least 4 KiB: one q4_0 tile of K = 768 (1.7
+// KiB) ahead arrived too late (12-15 G MAC/s against 16.5).
+#define PF_LINEAR_ROW 2304
+#define PF_MIN_BYTES 4096
+static inline size_t pf_ahead(size_t span) {
+    const size_t tiles = (PF_MIN_BYTES + span - 1) / span;
+    return span * (tiles > 1 ? tiles : 1);
+}
+static inline size_t pf_step_of(size_t span, int64_t nb) {
+    return ((span + 63) / 64 + (size_t)nb - 1) / (size_t)nb * 64;
+}
+static ALWAYS_INLINE void pf_share(const uint8_t *nxt, size_t span, size_t pf_step, int64_t b) {
+    for (size_t o = (size_t)b * pf_step, e = o + pf_step; o < e && o < span; o += 64) __builtin_prefetch(nxt + o);
+}
+
 // out[i*C + j] = row_i · x_j for R weight rows (rowb bytes apart, starting at
 // w) and C prepared activation rows xq[j]. R and C are compile-time constants
 // at every call, so the loops unroll and the accumulators live in registers.
@@ -328,13 +351,16 @@ AVXVNNI_TARGET static ALWAYS_INLINE __m256i udot_avxvnni(__m256i a, __m256i b) {
         PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)                                            \
             _Pragma("GCC unroll 4") for (int j = 0; j < C; j++) acc[i][j] = _mm256_setzero_ps();       \
         const int64_t nb = K / 32;                                                                     \
+        const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);  \
         const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);           \
+        const bool lin = rowb <= PF_LINEAR_ROW;                                                        \
         for (int64_t b = 0; b < nb; b++) {                                                             \
             __m256i aw[QR1], sw[QR1];                                                                  \
             __m256 dw[QR1];                                                                            \
+            if (lin) pf_share(w + ahead, span, pf_step, b);                                            \
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {                                      \
                 const uint8_t *row = w + (size_t)i * rowb;                                             \
-                __builtin_prefetch(row + (size_t)R * rowb + (size_t)b * bs);                           \
+                if (!lin) __builtin_prefetch(row + span + (size_t)b * bs);                              \
                 sw[i] = load_wq(type, row, b);                                                         \
                 aw[i] = _mm256_sign_epi8(sw[i], sw[i]);                                                \
                 dw[i] = load_wd(type, row, b);                                                         \
@@ -429,12 +455,15 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q8(int R, int G, const uint8_t *w, s
     _Alignas(32) int32_t wt[PRMAX][16];   // the rows' block widened to int16, as pairs
     PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
         PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) acc[i][k] = _mm256_setzero_ps();
+    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);
+    const bool lin = rowb <= PF_LINEAR_ROW;
     for (int64_t b = 0; b < nb; b++) {
         __m256 dw[PRMAX];
         __m256i ia[PRMAX][PG];
+        if (lin) pf_share(w + ahead, span, pf_step, b);
         PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
             const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0);
-            __builtin_prefetch(blk + (size_t)R * rowb);
+            if (!lin) __builtin_prefetch(blk + span);
             _mm256_store_si256((__m256i *)wt[i], _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2))));
             _mm256_store_si256((__m256i *)(wt[i] + 8), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18))));
             fp16_t h;
@@ -472,12 +501,15 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
     const __m256i lowmask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
     PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
         PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) acc[i][k] = _mm256_setzero_ps();
+    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);
+    const bool lin = rowb <= PF_LINEAR_ROW;
     for (int64_t b = 0; b < nb; b++) {
         __m256 dw[PRMAX];
         __m256i s16[PRMAX][PG];
+        if (lin) pf_share(w + ahead, span, pf_step, b);
         PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
             const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q4_0);
-            __builtin_prefetch(blk + (size_t)R * rowb);
+            if (!lin) __builtin_prefetch(blk + span);
             const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
             _mm256_store_si256((__m256i *)wt[i], _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lowmask));
             fp16_t h;
