@@ -607,9 +607,19 @@ void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int 
                     for (int j = 0; j < KQ_C; j++) y[(t + j) * N + r] = out[j];
                 }
             }
+        // One token (decode): the rows are one linear stream; rows of 1 KiB
+        // and more are prefetched whole, rows ahead, at least 4 KiB (decode
+        // of TinyLlama Q4_K, 2 threads, five paired rounds: ×1.14, 0.97-1.28;
+        // on stories110M's 432-byte rows it did not help: ×0.90, 0.76-1.30).
+        const size_t ahead = rowb >= 1024 ? rowb * ((4096 + rowb - 1) / rowb) : 0;
         for (; t < T; t++) {
             const block_q8_K *xq = (const block_q8_K *)((const uint8_t *)wdata + t * st);
-            for (long r = p0; r < p1; r++) one((const uint8_t *)w->data + (size_t)r * rowb, &xq, nb, &y[t * N + r]);
+            for (long r = p0; r < p1; r++) {
+                const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rowb;
+                if (T == 1 && ahead)
+                    for (size_t o = 0; o < rowb; o += 64) __builtin_prefetch(row + ahead + o);
+                one(row, &xq, nb, &y[t * N + r]);
+            }
         }
     }
 }
