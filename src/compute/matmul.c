@@ -299,6 +299,12 @@ AVX2_TARGET static ALWAYS_INLINE __m256i load_wq(enum ggml_type type, const uint
     return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
 }
 
+// The 32 nibbles (0..15) of q4_0 block b, in element order, as unsigned bytes.
+AVX2_TARGET static ALWAYS_INLINE __m256i load_wnib(const uint8_t *row, int64_t b) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)(row + b * sizeof(block_q4_0) + 2));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
+}
+
 AVX2_TARGET static ALWAYS_INLINE __m256 load_wd(enum ggml_type type, const uint8_t *row, int64_t b) {
     const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
     fp16_t h;
@@ -353,7 +359,7 @@ static ALWAYS_INLINE void pf_share(const uint8_t *nxt, size_t span, size_t pf_st
         const int64_t nb = K / 32;                                                                     \
         const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);  \
         const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);           \
-        const bool lin = rowb <= PF_LINEAR_ROW;                                                        \
+        const bool lin = rowb <= PF_LINEAR_ROW, q4 = type == GGML_TYPE_Q4_0;                           \
         for (int64_t b = 0; b < nb; b++) {                                                             \
             __m256i aw[QR1], sw[QR1];                                                                  \
             __m256 dw[QR1];                                                                            \
@@ -361,15 +367,22 @@ static ALWAYS_INLINE void pf_share(const uint8_t *nxt, size_t span, size_t pf_st
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {                                      \
                 const uint8_t *row = w + (size_t)i * rowb;                                             \
                 if (!lin) __builtin_prefetch(row + span + (size_t)b * bs);                              \
-                sw[i] = load_wq(type, row, b);                                                         \
-                aw[i] = _mm256_sign_epi8(sw[i], sw[i]);                                                \
+                if (q4) {                                                                              \
+                    aw[i] = load_wnib(row, b);                                                         \
+                } else {                                                                               \
+                    sw[i] = load_wq(type, row, b);                                                     \
+                    aw[i] = _mm256_sign_epi8(sw[i], sw[i]);                                            \
+                }                                                                                      \
                 dw[i] = load_wd(type, row, b);                                                         \
             }                                                                                          \
             _Pragma("GCC unroll 4") for (int j = 0; j < C; j++) {                                      \
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq[j] + b * 32));              \
                 const __m256 dx = _mm256_broadcast_ss((const float *)(xq[j] + K) + b);                 \
+                /* q4_0: nibbles n are unsigned operands as they are; (n - 8)·x = n·x - 8·x */         \
+                const __m256i c8 = q4 ? UDOT(_mm256_set1_epi8(8), xv) : _mm256_setzero_si256();       \
                 PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {                                  \
-                    const __m256i p = UDOT(aw[i], _mm256_sign_epi8(xv, sw[i]));                        \
+                    const __m256i p = q4 ? _mm256_sub_epi32(UDOT(aw[i], xv), c8)                      \
+                                         : UDOT(aw[i], _mm256_sign_epi8(xv, sw[i]));                   \
                     acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[i], dx), acc[i][j]); \
                 }                                                                                      \
             }                                                                                          \
