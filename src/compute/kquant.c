@@ -611,7 +611,7 @@ void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int 
         // and more are prefetched whole, rows ahead, at least 4 KiB (decode
         // of TinyLlama Q4_K, 2 threads, five paired rounds: ×1.14, 0.97-1.28;
         // on stories110M's 432-byte rows it did not help: ×0.90, 0.76-1.30).
-        const size_t ahead = rowb >= 1024 ? rowb * ((4096 + rowb - 1) / rowb) : 0;
+        const size_t ahead = rowb >= 1024 ? pf_ahead(rowb) : 0;
         for (; t < T; t++) {
             const block_q8_K *xq = (const block_q8_K *)((const uint8_t *)wdata + t * st);
             for (long r = p0; r < p1; r++) {

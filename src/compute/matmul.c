@@ -334,11 +334,6 @@ AVXVNNI_TARGET static ALWAYS_INLINE __m256i udot_avxvnni(__m256i a, __m256i b) {
 // runs whole tiles ahead, at least 4 KiB: one q4_0 tile of K = 768 (1.7
 // KiB) ahead arrived too late (12-15 G MAC/s against 16.5).
 #define PF_LINEAR_ROW 2304
-#define PF_MIN_BYTES 4096
-static inline size_t pf_ahead(size_t span) {
-    const size_t tiles = (PF_MIN_BYTES + span - 1) / span;
-    return span * (tiles > 1 ? tiles : 1);
-}
 static inline size_t pf_step_of(size_t span, int64_t nb) {
     return ((span + 63) / 64 + (size_t)nb - 1) / (size_t)nb * 64;
 }
