@@ -151,6 +151,9 @@ static const char *const COPY_FNS[] = {"memcpy", "memmove", "strlen", "__memmove
                                        "strnlen", "__memset_*", "memset", "__memchr_*", NULL};
 static const char *const YIELD_FNS[] = {"sched_yield", "__sched_yield", "nanosleep", "__nanosleep", "clock_nanosleep",
                                         "__clock_nanosleep*", "usleep", "pthread_yield", NULL};
+// The compute pool's own waiting: its spin yields every few µs (so that two
+// of its threads sharing a CPU hand it over), which is not a yield per token.
+static const char *const POOL_WAIT_FNS[] = {"tp_run", "tp_barrier", "wait_change", "spin_step", NULL};
 // Waiting (spinning or sleeping) rather than working.
 static const char *const WAIT_FNS[] = {"wait_change", "futex_wait", "syscall", "__futex_abstimed_wait*", "prof_cond_wait*",
                                        "pthread_cond_*", "__pthread_cond_*", "__sigtimedwait", "epoll_wait", "poll", "__poll",
@@ -422,8 +425,9 @@ static double phase_cpu(const report *r, const char *ph) {
 }
 
 // Sum of a set's inclusive values in a view (each stack once: only frames
-// with no ancestor in the set).
-static double set_incl(const fnview *v, const char *const *set) {
+// with no ancestor in the set), leaving out stacks that pass through a
+// function of `unless` (NULL: none) above them.
+static double set_incl_unless(const fnview *v, const char *const *set, const char *const *unless) {
     if (!v->t) return 0;
     size_t n;
     const fold_node *nodes = fold_nodes(v->t, &n);
@@ -431,12 +435,16 @@ static double set_incl(const fnview *v, const char *const *set) {
     for (size_t i = 1; i < n; i++) {
         if (!in_set(fold_name(v->t, &nodes[i]), set)) continue;
         bool outer = true;
-        for (uint32_t a = nodes[i].parent; a != 0; a = nodes[a].parent)
-            if (in_set(fold_name(v->t, &nodes[a]), set)) { outer = false; break; }
+        for (uint32_t a = nodes[i].parent; a != 0 && outer; a = nodes[a].parent) {
+            const char *an = fold_name(v->t, &nodes[a]);
+            if (in_set(an, set) || (unless && in_set(an, unless))) outer = false;
+        }
         if (outer) s += (double)nodes[i].total;
     }
     return s;
 }
+
+static double set_incl(const fnview *v, const char *const *set) { return set_incl_unless(v, set, NULL); }
 
 // Share of perf's samples under a set of functions (0 when there is no perf capture).
 static double perf_share(const report *r, const char *const *set) {
@@ -851,9 +859,13 @@ static void detect_yield(report *r) {
         int pi = phase_index(r, phs[k]);
         if (pi < 0) continue;
         fnview *v = &r->phase_view[pi];
-        yield_s += set_incl(v, YIELD_FNS) * 1e-9;
-        for (size_t i = 0; i < v->n; i++)
-            if (in_set(v->f[i].name, YIELD_FNS) && v->f[i].incl > fn_best) { fn_best = v->f[i].incl; fn = v->f[i].name; }
+        yield_s += set_incl_unless(v, YIELD_FNS, POOL_WAIT_FNS) * 1e-9;
+        for (size_t i = 0; i < v->n; i++) {
+            if (!in_set(v->f[i].name, YIELD_FNS)) continue;
+            const char *one[] = {v->f[i].name, NULL};
+            double incl = set_incl_unless(v, one, POOL_WAIT_FNS);
+            if (incl > fn_best) { fn_best = incl; fn = v->f[i].name; }
+        }
     }
     // The trace: the scheduler's wall time in `sample` against its CPU time there.
     double sample_wall = 0;
@@ -893,7 +905,7 @@ static void detect_yield(report *r) {
     add_ev(f, "trace", "sampling takes at least %.0f µs per token in 90%% of `sample` slices (%.0f µs of it CPU); the scheduler spends %.0f%% of the window in `sample`, %.0f%% of it off-CPU; token gap P50 %.2f ms",
            p10, isfinite(cpu_tok_us) ? cpu_tok_us : 0, w > 0 ? sample_wall / w * 100 : 0, off_cpu * 100,
            r->tr.n_gaps ? (double)r->tr.gaps_us[r->tr.n_gaps / 2] / 1e3 : 0);
-    double ps = perf_share(r, YIELD_FNS);
+    double ps = r->perf.t && r->perf.total > 0 ? set_incl_unless(&r->perf, YIELD_FNS, POOL_WAIT_FNS) / r->perf.total : 0;
     if (ps > 0) add_ev(f, "perf", "perf record: yield/sleep calls in %.1f%% of the process's samples", ps * 100);
     if (ctr_sig)
         add_ev(f, "counters", "%.2f context switches per sampled token in `sample` (%.0f switches, %.0f tokens); %.0f µs of CPU per token there", csw_per_tok, csw, toks,
