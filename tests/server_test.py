@@ -309,6 +309,7 @@ def test_metrics(srv):
         "llmscope_inter_token_latency_seconds_count", "llmscope_generation_tokens_total"))
     ok = st2 == 200 and hdrs.get("Content-Type", "").startswith("text/plain") and moved
     ok = ok and b'llmscope_http_requests_total{endpoint="/infer",status="200"}' in after
+    ok = ok and val(after, "llmscope_compute_thread_moves_total") is not None
     result("metrics: histograms and counters move as requests complete", ok)
     promtool = shutil.which("promtool")
     if not promtool:

@@ -1,11 +1,15 @@
 // test_affinity.c — --cpu-affinity lists, --numa placement over a made-up
-// sysfs node layout, and pinning a real thread.
+// sysfs node layout, pinning a real thread, and an unpinned compute pool
+// that moves a thread off its caller's CPU.
 #include <pthread.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "compute/affinity.h"
+#include "compute/threadpool.h"
+#include <immintrin.h>
+#include <stdatomic.h>
 #include "harness.h"
 
 static void test_parse_list(void) {
@@ -109,9 +113,73 @@ static void test_pin_real_thread(void) {
     CHECK(!aff_plan_for_process(2, "0-1", "sideways", &plan, err, sizeof err) && strstr(err, "--numa"));
 }
 
+typedef struct { _Atomic int cpu[2], tid[2]; } where_t;
+
+static void where_job(int ith, int nth, void *arg) {
+    (void)nth;
+    where_t *w = arg;
+    atomic_store(&w->cpu[ith], sched_getcpu());
+    atomic_store(&w->tid[ith], (int)gettid());
+}
+
+static _Atomic int hog_stop;
+
+static void *hog(void *p) {
+    aff_pin_self(*(int *)p);
+    while (!atomic_load(&hog_stop)) _mm_pause();
+    return NULL;
+}
+
+// The kernel can wake a pool thread on the CPU of the thread that wakes it
+// (here forced: it last ran there and every other CPU is busy). The pool
+// thread then moves itself away rather than share the CPU with its caller.
+static void test_pool_spreads(void) {
+    cpu_set_t all;
+    REQUIRE(sched_getaffinity(0, sizeof all, &all) == 0);
+    if (CPU_COUNT(&all) < 2) { fprintf(stderr, "  skipped: one CPU\n"); return; }
+    int a = -1, others[64], n_others = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &all)) continue;
+        if (a < 0) a = c;
+        else if (n_others < 64) others[n_others++] = c;
+    }
+    REQUIRE(aff_pin_self(a));
+    tp_pool *pool = tp_create(2, "spread");
+    REQUIRE(pool);
+    where_t w = {0};
+    tp_run(pool, where_job, &w);
+    int worker = atomic_load(&w.tid[1]);
+    REQUIRE(worker > 0);
+    atomic_store(&hog_stop, 0);
+    pthread_t hogs[64];
+    for (int i = 0; i < n_others; i++) REQUIRE(pthread_create(&hogs[i], NULL, hog, &others[i]) == 0);
+    // Move the worker to CPU a, then give it every CPU back: it stays on a
+    // and falls asleep there.
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(a, &one);
+    CHECK(sched_setaffinity(worker, sizeof one, &one) == 0);
+    usleep(5000);
+    CHECK(sched_setaffinity(worker, sizeof all, &all) == 0);
+    usleep(20000);
+    uint64_t moves = tp_spread_moves();
+    for (int round = 0; round < 3; round++) {
+        tp_run(pool, where_job, &w);
+        CHECKF(atomic_load(&w.cpu[0]) == a, "caller on %d, pinned to %d", atomic_load(&w.cpu[0]), a);
+        CHECKF(atomic_load(&w.cpu[1]) != a, "round %d: the worker ran its job on its caller's CPU %d", round, a);
+    }
+    fprintf(stderr, "  worker on CPU %d, caller on %d; %llu moves\n", atomic_load(&w.cpu[1]), a,
+            (unsigned long long)(tp_spread_moves() - moves));
+    atomic_store(&hog_stop, 1);
+    for (int i = 0; i < n_others; i++) pthread_join(hogs[i], NULL);
+    tp_free(pool);
+    sched_setaffinity(0, sizeof all, &all);
+}
+
 int main(void) {
     RUN(test_parse_list);
     RUN(test_numa_plans);
     RUN(test_pin_real_thread);
+    RUN(test_pool_spreads);
     return harness_done();
 }

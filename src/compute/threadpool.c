@@ -50,6 +50,7 @@ struct tp_pool {
     int cpu0;                    // thread 0's CPU (-1 = not pinned) …
     pthread_t placed_caller;     // … and the caller pinned to it
     bool caller_placed;
+    _Atomic int *cpu_now;        // the CPU each thread last ran a job on (spread())
     _Alignas(64) _Atomic int shared[TP_SHARED];   // tp_shared_counter(): zeroed at every barrier
     char name[11];
 };
@@ -72,17 +73,61 @@ static void futex_wake(_Atomic uint32_t *addr) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
+// One step of a spin-wait. Mostly a pause; every 64th step yields the CPU.
+// A waiter that shares its CPU with the thread it waits for (the kernel can
+// place both there, and a wake-up burst elsewhere keeps them there for tens
+// of milliseconds) would otherwise spin out its whole slice before that
+// thread runs: every barrier then cost ~150 µs. With the yield it costs a
+// few µs, and both threads stay runnable, which lets the load balancer move
+// one to an idle CPU. Alone on its CPU, sched_yield returns at once.
+static inline void spin_step(int i) {
+    if ((i & 63) == 63) sched_yield();
+    else _mm_pause();
+}
+
 // Waits until *addr != val: spin, then sleep counting itself in *sleepers.
 static void wait_change(_Atomic uint32_t *addr, uint32_t val, _Atomic int *sleepers) {
     for (int i = 0; i < TP_SPIN; i++) {
         if (atomic_load_explicit(addr, memory_order_acquire) != val) return;
-        _mm_pause();
+        spin_step(i);
     }
     while (atomic_load(addr) == val) {
         atomic_fetch_add(sleepers, 1);
         futex_wait(addr, val);
         atomic_fetch_sub(sleepers, 1);
     }
+}
+
+static _Atomic uint64_t n_spread;   // tp_spread_moves()
+
+uint64_t tp_spread_moves(void) { return atomic_load_explicit(&n_spread, memory_order_relaxed); }
+
+// Called by unpinned thread `ith` as it starts a job. When the kernel has
+// put it on the CPU of a lower-numbered thread of the pool (it does so after
+// bursts of wake-ups elsewhere: the waker's CPU looks cheap), the two share
+// one CPU while another may sit idle, and the scheduler keeps them together
+// for tens of milliseconds because both are cache-hot. The thread then moves
+// itself: it narrows its affinity to the CPUs no pool thread is on, which
+// migrates it at once, and restores its affinity, which leaves it there.
+static void spread(tp_pool *pool, int ith) {
+    int me = sched_getcpu();
+    if (me < 0) return;
+    atomic_store_explicit(&pool->cpu_now[ith], me, memory_order_relaxed);
+    bool clash = false;
+    for (int j = 0; j < ith && !clash; j++) clash = atomic_load_explicit(&pool->cpu_now[j], memory_order_relaxed) == me;
+    if (!clash) return;
+    cpu_set_t all, away;
+    if (sched_getaffinity(0, sizeof all, &all) != 0) return;
+    away = all;
+    for (int j = 0; j < pool->n; j++) {
+        int c = atomic_load_explicit(&pool->cpu_now[j], memory_order_relaxed);
+        if (c >= 0 && c < CPU_SETSIZE) CPU_CLR(c, &away);
+    }
+    if (CPU_COUNT(&away) == 0) return;
+    if (sched_setaffinity(0, sizeof away, &away) != 0) return;
+    sched_setaffinity(0, sizeof all, &all);
+    atomic_store_explicit(&pool->cpu_now[ith], sched_getcpu(), memory_order_relaxed);
+    atomic_fetch_add_explicit(&n_spread, 1, memory_order_relaxed);
 }
 
 static void *worker_main(void *p) {
@@ -96,6 +141,7 @@ static void *worker_main(void *p) {
         wait_change(&pool->work_gen, seen, &pool->work_sleepers);
         seen = atomic_load(&pool->work_gen);
         if (atomic_load(&pool->stop)) break;
+        if (w->cpu < 0) spread(pool, w->ith);
         // The workers work for the caller's phase: samples, traces and
         // counters of this run are attributed to it.
         const char *phase = pool->phase ? pool->phase : "compute";
@@ -127,7 +173,12 @@ tp_pool *tp_create_placed(int n_threads, const char *name, const int *cpu) {
     if (n_threads > 1) {
         pool->threads = calloc((size_t)n_threads - 1, sizeof(pthread_t));
         pool->workers = calloc((size_t)n_threads - 1, sizeof(tp_worker));
-        if (!pool->threads || !pool->workers) { free(pool->threads); free(pool->workers); free(pool); return NULL; }
+        pool->cpu_now = malloc((size_t)n_threads * sizeof *pool->cpu_now);
+        if (!pool->threads || !pool->workers || !pool->cpu_now) {
+            free(pool->threads); free(pool->workers); free(pool->cpu_now); free(pool);
+            return NULL;
+        }
+        for (int i = 0; i < n_threads; i++) atomic_init(&pool->cpu_now[i], -1);
     }
     for (int i = 1; i < n_threads; i++) {
         pool->workers[i - 1] = (tp_worker){pool, i, cpu ? cpu[i] : -1, ""};
@@ -149,6 +200,7 @@ void tp_free(tp_pool *pool) {
     for (int i = 1; i < pool->n; i++) pthread_join(pool->threads[i - 1], NULL);
     free(pool->threads);
     free(pool->workers);
+    free(pool->cpu_now);
     free(pool);
 }
 
@@ -169,6 +221,7 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
     prof_thread *self = prof_thread_self();
     pool->phase = self ? atomic_load_explicit(&self->phase, memory_order_relaxed) : NULL;
     atomic_store(&pool->n_done, 0);
+    if (pool->cpu0 < 0) atomic_store_explicit(&pool->cpu_now[0], sched_getcpu(), memory_order_relaxed);
     atomic_fetch_add(&pool->work_gen, 1);
     if (atomic_load(&pool->work_sleepers)) futex_wake(&pool->work_gen);
     fn(0, pool->n, arg);
@@ -177,7 +230,7 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
         int d = atomic_load(&pool->n_done);
         if (d == pool->n - 1) break;
         int spun = 0;
-        while (spun < TP_SPIN && atomic_load_explicit(&pool->n_done, memory_order_acquire) == d) { _mm_pause(); spun++; }
+        while (spun < TP_SPIN && atomic_load_explicit(&pool->n_done, memory_order_acquire) == d) spin_step(spun++);
         if (spun == TP_SPIN) {
             atomic_fetch_add(&pool->done_sleepers, 1);
             futex_wait((_Atomic uint32_t *)&pool->n_done, (uint32_t)d);

@@ -7,6 +7,8 @@
 #ifndef LLMSCOPE_THREADPOOL_H
 #define LLMSCOPE_THREADPOOL_H
 
+#include <stdint.h>
+
 typedef struct tp_pool tp_pool;
 
 // Work item: every thread ith in [0, nth) calls fn(ith, nth, arg).
@@ -47,6 +49,9 @@ extern void (*tp_lab_hook)(int ith, int nth);
 
 // Default thread count: the number of CPUs this process may run on.
 int tp_default_threads(void);
+// How many times an unpinned pool thread found itself on the CPU of another
+// thread of its pool at the start of a job and moved away (all pools).
+uint64_t tp_spread_moves(void);
 
 // Splits [0, n) into nth near-equal parts; part ith is [*begin, *end).
 // `align` rounds part boundaries to multiples of it (use 1 for none).

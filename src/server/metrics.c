@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compute/threadpool.h"
 #include "util/util.h"
 
 #define MAX_BUCKETS 32
@@ -134,6 +135,10 @@ char *met_render(size_t *len) {
                   "llmscope_prompt_tokens_total %llu\n", (unsigned long long)tok_prompt);
     util_buf_printf(&b, "# HELP llmscope_generation_tokens_total Tokens generated.\n# TYPE llmscope_generation_tokens_total counter\n"
                   "llmscope_generation_tokens_total %llu\n", (unsigned long long)tok_gen);
+    util_buf_printf(&b, "# HELP llmscope_compute_thread_moves_total Times a compute thread started a job on the CPU of "
+                  "another thread of its pool and moved itself away (unpinned pools only).\n"
+                  "# TYPE llmscope_compute_thread_moves_total counter\nllmscope_compute_thread_moves_total %llu\n",
+                  (unsigned long long)tp_spread_moves());
     for (int g = 0; g < MET_N_GAUGE; g++)
         util_buf_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %.17g\n", gdefs[g].name, gdefs[g].help, gdefs[g].name,
                   gdefs[g].name, gauges[g]);
