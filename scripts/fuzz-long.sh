@@ -5,6 +5,9 @@
 # crash/leak/timeout artifacts found (their inputs are kept in OUT/).
 # Usage: scripts/fuzz-long.sh [RUNS] [target ...]   (default: every build-fuzz/fuzz_*)
 # Build the targets first: make build-fuzz/fuzz_api ... (or `make fuzz`).
+# FROM=DIR continues a campaign: DIR (a corpus an earlier run grew, kept with
+# KEEP=DIR) is added to the seed corpus, and NOTE=text goes into the line.
+# KEEP=DIR copies the corpus at the end to DIR/<target>.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-10000000}; shift || true
@@ -16,6 +19,7 @@ rev=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
 for n in "${targets[@]}"; do
   w=$(mktemp -d)
   cp -r "$here/fuzz/corpus/$n" "$w/corpus"
+  [ -n "${FROM:-}" ] && cp "$FROM"/* "$w/corpus/"
   mkdir -p "$w/art"
   s=$(date +%s)
   rc=0
@@ -25,7 +29,8 @@ for n in "${targets[@]}"; do
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$w/log" | tail -n 1)
   found=$(ls "$w/art" | wc -l)
   [ "$found" -gt 0 ] && cp "$w"/art/* "$out/"
-  line="| $n | ${execs:-?} | $secs | $(ls "$w/corpus" | wc -l) | $found | $rc | $rev |"
+  [ -n "${KEEP:-}" ] && mkdir -p "$KEEP/$n" && cp "$w"/corpus/* "$KEEP/$n/"
+  line="| $n${NOTE:+ ($NOTE)} | ${execs:-?} | $secs | $(ls "$w/corpus" | wc -l) | $found | $rc | $rev |"
   echo "$line"
   [ -s "$here/bench/fuzz.md" ] || printf '| target | executions | seconds | corpus files at end | crashes, leaks, timeouts | exit | commit |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |\n' > "$here/bench/fuzz.md"
   echo "$line" >> "$here/bench/fuzz.md"
