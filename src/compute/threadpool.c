@@ -25,6 +25,10 @@
 
 void (*tp_lab_hook)(int ith, int nth);
 
+typedef struct tp_slot {
+    _Alignas(64) _Atomic int cpu;   // -1 = not seen yet
+} tp_slot;
+
 typedef struct tp_worker {
     tp_pool *pool;
     int ith;
@@ -50,7 +54,7 @@ struct tp_pool {
     int cpu0;                    // thread 0's CPU (-1 = not pinned) …
     pthread_t placed_caller;     // … and the caller pinned to it
     bool caller_placed;
-    _Atomic int *cpu_now;        // the CPU each thread last ran a job on (spread())
+    tp_slot *slot;               // per thread: the CPU it was last seen on (note_cpu())
     _Alignas(64) _Atomic int shared[TP_SHARED];   // tp_shared_counter(): zeroed at every barrier
     char name[11];
 };
@@ -73,29 +77,52 @@ static void futex_wake(_Atomic uint32_t *addr) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-// One step of a spin-wait. Mostly a pause; every 64th step yields the CPU.
-// A waiter that shares its CPU with the thread it waits for (the kernel can
-// place both there, and a wake-up burst elsewhere keeps them there for tens
-// of milliseconds) would otherwise spin out its whole slice before that
-// thread runs: every barrier then cost ~150 µs. With the yield it costs a
-// few µs, and both threads stay runnable, which lets the load balancer move
-// one to an idle CPU. Alone on its CPU, sched_yield returns at once.
-static inline void spin_step(int i) {
-    if ((i & 63) == 63) sched_yield();
+// Which thread of its pool the calling thread is (0 for the caller of tp_run).
+static _Thread_local int my_ith;
+
+// Records the CPU the calling thread is on now, read by peer_here() and
+// spread(). Called where the kernel may have moved it: at the start of a job,
+// at a barrier, after a sleep.
+static inline int note_cpu(tp_pool *pool) {
+    int me = sched_getcpu();
+    if (atomic_load_explicit(&pool->slot[my_ith].cpu, memory_order_relaxed) != me)
+        atomic_store_explicit(&pool->slot[my_ith].cpu, me, memory_order_relaxed);
+    return me;
+}
+
+// Whether another thread of the pool was last seen on the calling thread's CPU.
+static bool peer_here(tp_pool *pool) {
+    int me = sched_getcpu();
+    for (int j = 0; j < pool->n; j++)
+        if (j != my_ith && atomic_load_explicit(&pool->slot[j].cpu, memory_order_relaxed) == me) return true;
+    return false;
+}
+
+// One step of a spin-wait: a pause, and every 64th step a look at where the
+// others are. A waiter that shares its CPU with a thread of its pool (the
+// kernel can place both there, and after a burst of wake-ups elsewhere keeps
+// them there for tens of milliseconds) would otherwise spin out its whole
+// turn before that thread runs: every barrier then cost ~150 µs. It yields
+// instead, so the peer runs at once. A waiter alone on its CPU never yields:
+// a yield would hand the CPU to whatever else is runnable there (another
+// process, at any priority) for a whole slice.
+static inline void spin_step(tp_pool *pool, int i) {
+    if ((i & 63) == 63 && peer_here(pool)) sched_yield();
     else _mm_pause();
 }
 
 // Waits until *addr != val: spin, then sleep counting itself in *sleepers.
-static void wait_change(_Atomic uint32_t *addr, uint32_t val, _Atomic int *sleepers) {
+static void wait_change(tp_pool *pool, _Atomic uint32_t *addr, uint32_t val, _Atomic int *sleepers) {
     for (int i = 0; i < TP_SPIN; i++) {
         if (atomic_load_explicit(addr, memory_order_acquire) != val) return;
-        spin_step(i);
+        spin_step(pool, i);
     }
     while (atomic_load(addr) == val) {
         atomic_fetch_add(sleepers, 1);
         futex_wait(addr, val);
         atomic_fetch_sub(sleepers, 1);
     }
+    note_cpu(pool);
 }
 
 static _Atomic uint64_t n_spread;   // tp_spread_moves()
@@ -110,23 +137,22 @@ uint64_t tp_spread_moves(void) { return atomic_load_explicit(&n_spread, memory_o
 // itself: it narrows its affinity to the CPUs no pool thread is on, which
 // migrates it at once, and restores its affinity, which leaves it there.
 static void spread(tp_pool *pool, int ith) {
-    int me = sched_getcpu();
+    int me = note_cpu(pool);
     if (me < 0) return;
-    atomic_store_explicit(&pool->cpu_now[ith], me, memory_order_relaxed);
     bool clash = false;
-    for (int j = 0; j < ith && !clash; j++) clash = atomic_load_explicit(&pool->cpu_now[j], memory_order_relaxed) == me;
+    for (int j = 0; j < ith && !clash; j++) clash = atomic_load_explicit(&pool->slot[j].cpu, memory_order_relaxed) == me;
     if (!clash) return;
     cpu_set_t all, away;
     if (sched_getaffinity(0, sizeof all, &all) != 0) return;
     away = all;
     for (int j = 0; j < pool->n; j++) {
-        int c = atomic_load_explicit(&pool->cpu_now[j], memory_order_relaxed);
+        int c = atomic_load_explicit(&pool->slot[j].cpu, memory_order_relaxed);
         if (c >= 0 && c < CPU_SETSIZE) CPU_CLR(c, &away);
     }
     if (CPU_COUNT(&away) == 0) return;
     if (sched_setaffinity(0, sizeof away, &away) != 0) return;
     sched_setaffinity(0, sizeof all, &all);
-    atomic_store_explicit(&pool->cpu_now[ith], sched_getcpu(), memory_order_relaxed);
+    note_cpu(pool);
     atomic_fetch_add_explicit(&n_spread, 1, memory_order_relaxed);
 }
 
@@ -137,11 +163,13 @@ static void *worker_main(void *p) {
     // Known by name and role to the profiler, the tracer and the threads dump.
     prof_thread_register(w->name, "compute");
     aff_pin_self(w->cpu);
+    my_ith = w->ith;
     for (;;) {
-        wait_change(&pool->work_gen, seen, &pool->work_sleepers);
+        wait_change(pool, &pool->work_gen, seen, &pool->work_sleepers);
         seen = atomic_load(&pool->work_gen);
         if (atomic_load(&pool->stop)) break;
         if (w->cpu < 0) spread(pool, w->ith);
+        else note_cpu(pool);
         // The workers work for the caller's phase: samples, traces and
         // counters of this run are attributed to it.
         const char *phase = pool->phase ? pool->phase : "compute";
@@ -173,12 +201,12 @@ tp_pool *tp_create_placed(int n_threads, const char *name, const int *cpu) {
     if (n_threads > 1) {
         pool->threads = calloc((size_t)n_threads - 1, sizeof(pthread_t));
         pool->workers = calloc((size_t)n_threads - 1, sizeof(tp_worker));
-        pool->cpu_now = malloc((size_t)n_threads * sizeof *pool->cpu_now);
-        if (!pool->threads || !pool->workers || !pool->cpu_now) {
-            free(pool->threads); free(pool->workers); free(pool->cpu_now); free(pool);
+        pool->slot = aligned_alloc(64, (size_t)n_threads * sizeof *pool->slot);
+        if (!pool->threads || !pool->workers || !pool->slot) {
+            free(pool->threads); free(pool->workers); free(pool->slot); free(pool);
             return NULL;
         }
-        for (int i = 0; i < n_threads; i++) atomic_init(&pool->cpu_now[i], -1);
+        for (int i = 0; i < n_threads; i++) atomic_init(&pool->slot[i].cpu, -1);
     }
     for (int i = 1; i < n_threads; i++) {
         pool->workers[i - 1] = (tp_worker){pool, i, cpu ? cpu[i] : -1, ""};
@@ -200,7 +228,7 @@ void tp_free(tp_pool *pool) {
     for (int i = 1; i < pool->n; i++) pthread_join(pool->threads[i - 1], NULL);
     free(pool->threads);
     free(pool->workers);
-    free(pool->cpu_now);
+    free(pool->slot);
     free(pool);
 }
 
@@ -221,7 +249,8 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
     prof_thread *self = prof_thread_self();
     pool->phase = self ? atomic_load_explicit(&self->phase, memory_order_relaxed) : NULL;
     atomic_store(&pool->n_done, 0);
-    if (pool->cpu0 < 0) atomic_store_explicit(&pool->cpu_now[0], sched_getcpu(), memory_order_relaxed);
+    my_ith = 0;
+    note_cpu(pool);
     atomic_fetch_add(&pool->work_gen, 1);
     if (atomic_load(&pool->work_sleepers)) futex_wake(&pool->work_gen);
     fn(0, pool->n, arg);
@@ -230,11 +259,12 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg) {
         int d = atomic_load(&pool->n_done);
         if (d == pool->n - 1) break;
         int spun = 0;
-        while (spun < TP_SPIN && atomic_load_explicit(&pool->n_done, memory_order_acquire) == d) spin_step(spun++);
+        while (spun < TP_SPIN && atomic_load_explicit(&pool->n_done, memory_order_acquire) == d) spin_step(pool, spun++);
         if (spun == TP_SPIN) {
             atomic_fetch_add(&pool->done_sleepers, 1);
             futex_wait((_Atomic uint32_t *)&pool->n_done, (uint32_t)d);
             atomic_fetch_sub(&pool->done_sleepers, 1);
+            note_cpu(pool);
         }
     }
 }
@@ -243,6 +273,7 @@ void tp_barrier(tp_pool *pool) {
     shared_next = 0;
     if (pool->n == 1) { shared_reset(pool); return; }
     uint32_t gen = atomic_load(&pool->bar_gen);
+    note_cpu(pool);
     if (atomic_fetch_add(&pool->bar_count, 1) == pool->n - 1) {
         // Everyone is done with this interval's shared loops: zero their
         // counters before anyone is released into the next one.
@@ -252,7 +283,7 @@ void tp_barrier(tp_pool *pool) {
         if (atomic_load(&pool->bar_sleepers)) futex_wake(&pool->bar_gen);
         return;
     }
-    wait_change(&pool->bar_gen, gen, &pool->bar_sleepers);
+    wait_change(pool, &pool->bar_gen, gen, &pool->bar_sleepers);
 }
 
 int tp_default_threads(void) {
