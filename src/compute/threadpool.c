@@ -129,18 +129,18 @@ static _Atomic uint64_t n_spread;   // tp_spread_moves()
 
 uint64_t tp_spread_moves(void) { return atomic_load_explicit(&n_spread, memory_order_relaxed); }
 
-// Called by unpinned thread `ith` as it starts a job. When the kernel has
+// Called by an unpinned worker as it starts a job. When the kernel has
 // put it on the CPU of a lower-numbered thread of the pool (it does so after
 // bursts of wake-ups elsewhere: the waker's CPU looks cheap), the two share
 // one CPU while another may sit idle, and the scheduler keeps them together
 // for tens of milliseconds because both are cache-hot. The thread then moves
 // itself: it narrows its affinity to the CPUs no pool thread is on, which
 // migrates it at once, and restores its affinity, which leaves it there.
-static void spread(tp_pool *pool, int ith) {
+static void spread(tp_pool *pool) {
     int me = note_cpu(pool);
     if (me < 0) return;
     bool clash = false;
-    for (int j = 0; j < ith && !clash; j++) clash = atomic_load_explicit(&pool->slot[j].cpu, memory_order_relaxed) == me;
+    for (int j = 0; j < my_ith && !clash; j++) clash = atomic_load_explicit(&pool->slot[j].cpu, memory_order_relaxed) == me;
     if (!clash) return;
     cpu_set_t all, away;
     if (sched_getaffinity(0, sizeof all, &all) != 0) return;
@@ -168,7 +168,7 @@ static void *worker_main(void *p) {
         wait_change(pool, &pool->work_gen, seen, &pool->work_sleepers);
         seen = atomic_load(&pool->work_gen);
         if (atomic_load(&pool->stop)) break;
-        if (w->cpu < 0) spread(pool, w->ith);
+        if (w->cpu < 0) spread(pool);
         else note_cpu(pool);
         // The workers work for the caller's phase: samples, traces and
         // counters of this run are attributed to it.

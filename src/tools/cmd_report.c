@@ -151,8 +151,8 @@ static const char *const COPY_FNS[] = {"memcpy", "memmove", "strlen", "__memmove
                                        "strnlen", "__memset_*", "memset", "__memchr_*", NULL};
 static const char *const YIELD_FNS[] = {"sched_yield", "__sched_yield", "nanosleep", "__nanosleep", "clock_nanosleep",
                                         "__clock_nanosleep*", "usleep", "pthread_yield", NULL};
-// The compute pool's own waiting: its spin yields every few µs (so that two
-// of its threads sharing a CPU hand it over), which is not a yield per token.
+// The compute pool's own waiting: a spinning waiter yields when another thread
+// of its pool shares its CPU (so that one runs), which is not a yield per token.
 static const char *const POOL_WAIT_FNS[] = {"tp_run", "tp_barrier", "wait_change", "spin_step", NULL};
 // Waiting (spinning or sleeping) rather than working.
 static const char *const WAIT_FNS[] = {"wait_change", "futex_wait", "syscall", "__futex_abstimed_wait*", "prof_cond_wait*",
