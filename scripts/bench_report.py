@@ -2,7 +2,9 @@
 """Formats bench/results.jsonl as a Markdown table. The reference column is the
 best-known CPU engine (llama.cpp) measured on this machine kind with 2 threads,
 as recorded in the engine issue; the in-run ratio is the decode's weight
-traffic over the memory read bandwidth measured in the same run."""
+traffic over the memory read bandwidth measured in the same run; prefill's
+products are given as a fraction of the vector multiply-add rate probed after
+each pp run (the machine's speed at that moment)."""
 import json, sys
 
 REF = {  # (shape, type): (tg tok/s, pp128 tok/s)
@@ -13,8 +15,8 @@ REF = {  # (shape, type): (tg tok/s, pp128 tok/s)
 }
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| shape | type | threads | pp128 tok/s | ref pp | pp/ref | tg64 tok/s | ref tg | tg/ref | decode GB/s | of measured bandwidth |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| shape | type | threads | pp128 tok/s | ref pp | pp/ref | pp of madd probe | tg64 tok/s | ref tg | tg/ref | decode GB/s | of measured bandwidth |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for d in rows:
     ref = REF.get((d["shape"], d["type"]))
     pp, tg = d["pp"]["avg_ts"], d["tg"]["avg_ts"]
@@ -22,7 +24,9 @@ for d in rows:
     rt = f'{ref[0]}' if ref else "—"
     ppr = f'{pp / ref[1]:.0%}' if ref else "—"
     tgr = f'{tg / ref[0]:.0%}' if ref else "—"
-    print(f'| {d["shape"]} | {d["type"]} | {d["threads"]} | {pp:.1f} ± {d["pp"]["stddev_ts"]:.1f} | {rp} | {ppr} '
+    pk = (f'{d["pp_madd_fraction"]:.0%} of {d["madd_peak_per_s"] / 1e9:.0f} G/s'
+          if "madd_peak_per_s" in d else "—")
+    print(f'| {d["shape"]} | {d["type"]} | {d["threads"]} | {pp:.1f} ± {d["pp"]["stddev_ts"]:.1f} | {rp} | {ppr} | {pk} '
           f'| {tg:.1f} ± {d["tg"]["stddev_ts"]:.1f} | {rt} | {tgr} | {d["decode_weight_bytes_per_s"] / 1e9:.1f} '
           f'| {d["decode_bw_fraction"]:.0%} of {d["mem_read_bw_bytes_per_s"] / 1e9:.1f} GB/s |')
 if rows:

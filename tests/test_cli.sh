@@ -82,6 +82,19 @@ got=$("$bin" tokenize -m "$models/vocab/ggml-vocab-llama-spm.gguf" --ids --no-bo
 "$bin" bench -m "$models/stories260K.gguf" -p 16 -n 8 -r 1 -t 2 --no-bw --json > "$tmp/b.json" 2>&1
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["pp"]["avg_ts"]>0 and d["tg"]["avg_ts"]>0' "$tmp/b.json" \
   && ok "bench --json" || bad "bench --json" "$(cat "$tmp/b.json")"
+# 8a. with AVX2, every pp run is followed by the multiply-add probe, and prefill's
+#     rate is given as a fraction of it (a real fraction: above 0, not far past 1).
+if grep -qw avx2 /proc/cpuinfo; then
+  python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["madd_peak_per_s"] > 1e9, d
+assert 0 < d["pp_madd_fraction"] < 1.5, d' "$tmp/b.json" \
+    && ok "bench reports prefill against the multiply-add probe" || bad "bench reports prefill against the multiply-add probe" "$(cat "$tmp/b.json")"
+  "$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -r 1 -t 2 --no-bw --json > "$tmp/b0.json" 2>&1
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "madd_peak_per_s" not in d' "$tmp/b0.json" \
+    && ok "bench without pp runs no probe" || bad "bench without pp runs no probe" "$(cat "$tmp/b0.json")"
+fi
 
 # 8b. bench -d: the tests start with that many tokens already in the context
 #     (llama-bench's label "tg8 @ d200"); a context too big to allocate is a one-line error.

@@ -1,7 +1,9 @@
 // cmd_bench.c — `llmscope bench`: prompt processing (pp) and text generation
 // (tg) speed in tokens/s, as llama-bench reports them (mean ± sd over -r
 // repetitions after one warm-up), plus the machine's memory read bandwidth
-// measured in the same run and the decode's weight traffic as a fraction of it.
+// measured in the same run and the decode's weight traffic as a fraction of it,
+// and, after every pp run, the threads' rate at the vector multiply-add that
+// prefill's products are made of, with prefill's own rate as a fraction of it.
 // With --parallel N the tg test also runs as N sequences decoded together
 // (one token of each per step, logits for all, as a server's batch does),
 // paired round by round with the single-sequence run.
@@ -38,6 +40,18 @@ static void bench_usage(FILE *f) {
 #define BENCH_MAX_PAR 256   // most sequences --parallel takes (a batch holds 512 tokens)
 
 typedef struct stat_s { double mean, sd; } stat_s;
+
+// Weight multiply-adds of one prompt token in the layers' products (the
+// classifier runs for the last token only; attention is not counted).
+static double layer_macs(const llama_model *m) {
+    double s = 0;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const llama_layer *L = &m->layers[l];
+        const mm_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) s += (double)ws[i]->K * (double)ws[i]->N;
+    }
+    return s;
+}
 
 static stat_s stats(const double *x, int n) {
     stat_s s = {0, 0};
@@ -89,6 +103,11 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static double median(double *x, int n) {   // sorts x
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *cpu_affinity = NULL, *numa = NULL, *model_path = NULL;
     int64_t n_prompt = 128, n_gen = 64, n_depth = 0, n_threads = 0, reps = 3, n_par = 1;
@@ -138,7 +157,13 @@ int cmd_bench(int argc, char **argv) {
     int32_t *pos = malloc(sizeof(int32_t) * 512), *seq = calloc(512, sizeof(int32_t));
     double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
     double *tgp = calloc((size_t)reps, sizeof(double)), *ratio = calloc((size_t)reps, sizeof(double));
-    if (!toks || !pos || !seq || !pp || !tg || !tgp || !ratio) { fprintf(stderr, "llmscope bench: out of memory\n"); return 1; }
+    double *peak = calloc((size_t)reps, sizeof(double)), *pfrac = calloc((size_t)reps, sizeof(double));
+    if (!toks || !pos || !seq || !pp || !tg || !tgp || !ratio || !peak || !pfrac) {
+        fprintf(stderr, "llmscope bench: out of memory\n");
+        return 1;
+    }
+    tp_pool *probe = NULL;
+    int n_peak = 0;
     uint64_t r = 12345;
     for (int32_t i = 0; i <= (need > depth ? need : depth); i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
@@ -155,10 +180,16 @@ int cmd_bench(int argc, char **argv) {
     for (int32_t i = 0; i < 512; i++) seq[i] = 0;
     if (n_prompt > 0) {
         if (run_pp(c, toks, (int32_t)n_prompt, depth, pos, seq) < 0) { rc = 1; goto done; }   // warm-up
+        probe = cpu_level() >= CPU_LEVEL_AVX2 ? tp_create(nth, "probe") : NULL;
+        const double macs = (double)n_prompt * layer_macs(m) + (double)m->output.K * (double)m->output.N;
         for (int i = 0; i < reps; i++) {
             double s = run_pp(c, toks, (int32_t)n_prompt, depth, pos, seq);
             if (s < 0) { rc = 1; goto done; }
             pp[i] = n_prompt / s;
+            // The machine's multiply-add rate right after the run: on a shared
+            // host it moves by up to 2x within minutes, and prefill with it.
+            double pk = probe ? mm_measure_madd_peak(probe) : 0.0;
+            if (pk > 0) { peak[n_peak] = pk; pfrac[n_peak++] = macs / s / pk; }
         }
     }
     if (n_gen > 0) {
@@ -189,6 +220,7 @@ int cmd_bench(int argc, char **argv) {
     // The speed-up: the median of the paired per-round ratios, and their range.
     qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
     const double x_med = reps % 2 ? ratio[reps / 2] : (ratio[reps / 2 - 1] + ratio[reps / 2]) / 2;
+    const double peak_med = n_peak ? median(peak, n_peak) : 0.0, pfrac_med = n_peak ? median(pfrac, n_peak) : 0.0;
     double dec_bytes = (double)m->weight_bytes * sg.mean;   // bytes/s of weights streamed while decoding
     double frac = bw > 0 ? dec_bytes / bw : 0.0;
     const char *tname = ggml_type_name(m->ftype);
@@ -205,6 +237,10 @@ int cmd_bench(int argc, char **argv) {
                               "tg", "n_gen", (json_int_t)n_gen, "avg_ts", sg.mean, "stddev_ts", sg.sd,
                               "mem_read_bw_bytes_per_s", bw, "decode_weight_bytes_per_s", dec_bytes,
                               "decode_bw_fraction", frac);
+        if (o && n_peak) {
+            json_object_set_new(o, "madd_peak_per_s", json_real(peak_med));
+            json_object_set_new(o, "pp_madd_fraction", json_real(pfrac_med));
+        }
         if (o && npar > 1)
             json_object_set_new(o, "tg_parallel",
                                 json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "n_seq", (json_int_t)npar,
@@ -234,13 +270,18 @@ int cmd_bench(int argc, char **argv) {
         if (npar > 1)
             printf("parallel decode: %d sequences give %.2fx the tokens/s of one (median of %lld paired rounds; "
                    "%.2f-%.2f)\n", npar, x_med, (long long)reps, ratio[0], ratio[reps - 1]);
+        if (n_peak)
+            printf("vector multiply-add rate: %.1f G/s (%d threads; int16 pairs, median of %d probes after the pp "
+                   "runs); prefill's products ran at %.0f%% of it (median of the paired ratios)\n",
+                   peak_med / 1e9, nth, n_peak, 100 * pfrac_med);
         if (bw > 0)
             printf("memory read bandwidth: %.1f GB/s (%d threads); decode streams %.1f MB of weights per token "
                    "= %.1f GB/s, %.0f%% of it\n",
                    bw / 1e9, nth, m->weight_bytes / 1e6, dec_bytes / 1e9, 100 * frac);
     }
 done:
-    free(toks); free(pos); free(seq); free(pp); free(tg); free(tgp); free(ratio);
+    free(toks); free(pos); free(seq); free(pp); free(tg); free(tgp); free(ratio); free(peak); free(pfrac);
+    if (probe) tp_free(probe);
     llama_ctx_free(c);
     llama_free(m);
     return rc;
