@@ -460,8 +460,11 @@ AVX2_TARGET static ALWAYS_INLINE __m256i bcast32(const int32_t *p) {
 // res[i*G + k] (8 token lanes) = row_i · tokens of group k, for R weight rows
 // rowb bytes apart at w and G packed token groups gb bytes apart at grp. R
 // and G are constants at every call.
+// With `pre` (not NULL), the rows come widened already (widen_q8): block b of
+// row i at pre + (i·nb + b)·16 words, its scale at pds[i·nb + b].
 AVX2_TARGET static ALWAYS_INLINE void ptile_q8(int R, int G, const uint8_t *w, size_t rowb, const uint8_t *grp,
-                                               int64_t gb, int64_t nb, __m256 *res) {
+                                               int64_t gb, int64_t nb, const int32_t *pre, const float *pds,
+                                               __m256 *res) {
     __m256 acc[PRMAX][PG];
     _Alignas(32) int32_t wt[PRMAX][16];   // the rows' block widened to int16, as pairs
     PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
@@ -471,23 +474,33 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q8(int R, int G, const uint8_t *w, s
     for (int64_t b = 0; b < nb; b++) {
         __m256 dw[PRMAX];
         __m256i ia[PRMAX][PG];
-        if (lin) pf_share(w + ahead, span, pf_step, b);
-        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
-            const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0);
-            if (!lin) __builtin_prefetch(blk + span);
-            _mm256_store_si256((__m256i *)wt[i], _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2))));
-            _mm256_store_si256((__m256i *)(wt[i] + 8), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18))));
-            fp16_t h;
-            memcpy(&h, blk, sizeof h);
-            dw[i] = _mm256_set1_ps(_cvtsh_ss(h));
-            PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) ia[i][k] = _mm256_setzero_si256();
+        const int32_t *wr[PRMAX];
+        if (pre) {
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+                wr[i] = pre + ((size_t)i * (size_t)nb + (size_t)b) * 16;
+                dw[i] = _mm256_broadcast_ss(pds + (size_t)i * (size_t)nb + (size_t)b);
+                PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) ia[i][k] = _mm256_setzero_si256();
+            }
+        } else {
+            if (lin) pf_share(w + ahead, span, pf_step, b);
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+                const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0);
+                if (!lin) __builtin_prefetch(blk + span);
+                _mm256_store_si256((__m256i *)wt[i], _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2))));
+                _mm256_store_si256((__m256i *)(wt[i] + 8), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18))));
+                fp16_t h;
+                memcpy(&h, blk, sizeof h);
+                dw[i] = _mm256_set1_ps(_cvtsh_ss(h));
+                wr[i] = wt[i];
+                PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) ia[i][k] = _mm256_setzero_si256();
+            }
         }
         PRAGMA_UNROLL(UNROLL_H) for (int h = 0; h < 16; h++) {
             __m256i xv[PG];
             PRAGMA_UNROLL(2) for (int k = 0; k < G; k++)
                 xv[k] = _mm256_load_si256((const __m256i *)(grp + k * gb + b * PK8 + h * 32));
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
-                const __m256i wv = bcast32(wt[i] + h);
+                const __m256i wv = bcast32(wr[i] + h);
                 PRAGMA_UNROLL(2) for (int k = 0; k < G; k++)
                     ia[i][k] = _mm256_add_epi32(ia[i][k], _mm256_madd_epi16(wv, xv[k]));
             }
@@ -556,10 +569,10 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
 // the lanes of real tokens.
 AVX2_TARGET static ALWAYS_INLINE void prows(enum ggml_type type, int R, int G, const uint8_t *wd, size_t rowb,
                                             const uint8_t *pack, int64_t gb, int64_t nb, int64_t g, int64_t T,
-                                            int64_t N, long r, float *y) {
+                                            int64_t N, long r, const int32_t *pre, const float *pds, float *y) {
     __m256 res[PRMAX * PG];
     _Alignas(32) float lanes[8];
-    if (type == GGML_TYPE_Q8_0) ptile_q8(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, res);
+    if (type == GGML_TYPE_Q8_0) ptile_q8(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, pre, pds, res);
     else ptile_q4(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, res);
     for (int k = 0; k < G; k++) {
         const int64_t t0 = (g + k) * 8;
@@ -573,10 +586,30 @@ AVX2_TARGET static ALWAYS_INLINE void prows(enum ggml_type type, int R, int G, c
 
 AVX2_TARGET static ALWAYS_INLINE void prows_g(enum ggml_type type, int R, const uint8_t *wd, size_t rowb,
                                               const uint8_t *pack, int64_t gb, int64_t nb, int64_t ng, int64_t T,
-                                              int64_t N, long r, float *y) {
+                                              int64_t N, long r, const int32_t *pre, const float *pds, float *y) {
     int64_t g = 0;
-    for (; g + PG <= ng; g += PG) prows(type, R, PG, wd, rowb, pack, gb, nb, g, T, N, r, y);
-    for (; g < ng; g++) prows(type, R, 1, wd, rowb, pack, gb, nb, g, T, N, r, y);
+    for (; g + PG <= ng; g += PG) prows(type, R, PG, wd, rowb, pack, gb, nb, g, T, N, r, pre, pds, y);
+    for (; g < ng; g++) prows(type, R, 1, wd, rowb, pack, gb, nb, g, T, N, r, pre, pds, y);
+}
+
+// q8_0 rows (R of them at w) widened to int16 pairs once, for all the token
+// groups that pass over them (each tile would otherwise widen every block
+// again: an eighth of the kernel's time at T = 128). Prefetches the next
+// strip's rows, as the tiles do.
+#define STRIP_K 8192   // longest rows widened ahead: 3 × 8192 int16 (48 KiB) on the stack
+AVX2_TARGET static void widen_q8(int R, const uint8_t *w, size_t rowb, int64_t nb, int32_t *pre, float *pds) {
+    const size_t span = (size_t)R * rowb;
+    for (int i = 0; i < R; i++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0);
+            __builtin_prefetch(blk + span);
+            int32_t *o = pre + ((size_t)i * (size_t)nb + (size_t)b) * 16;
+            _mm256_store_si256((__m256i *)o, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2))));
+            _mm256_store_si256((__m256i *)(o + 8), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18))));
+            fp16_t h;
+            memcpy(&h, blk, sizeof h);
+            pds[(size_t)i * (size_t)nb + (size_t)b] = _cvtsh_ss(h);
+        }
 }
 
 // One thread's rows [r0, r1): panels of rows small enough to stay in L2 while
@@ -590,14 +623,23 @@ AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint
     for (long p0 = r0; p0 < r1; p0 += panel) {
         const long p1 = p0 + panel < r1 ? p0 + panel : r1;
         long r = p0;
-        for (; r + PR <= p1; r += PR) prows_g(type, PR, wd, rowb, pack, gb, nb, ng - ng % PG, T, N, r, y);
-        for (; r < p1; r++) prows_g(type, 1, wd, rowb, pack, gb, nb, ng - ng % PG, T, N, r, y);
+        const int64_t ng2 = ng - ng % PG;
+        if (type == GGML_TYPE_Q8_0 && ng2 > PG && K <= STRIP_K) {   // several tiles per strip: widen once
+            _Alignas(32) int32_t pre[PR * STRIP_K / 2];
+            float pds[PR * STRIP_K / 32];
+            for (; r + PR <= p1; r += PR) {
+                widen_q8(PR, wd + (size_t)r * rowb, rowb, nb, pre, pds);
+                prows_g(type, PR, wd, rowb, pack, gb, nb, ng2, T, N, r, pre, pds, y);
+            }
+        }
+        for (; r + PR <= p1; r += PR) prows_g(type, PR, wd, rowb, pack, gb, nb, ng2, T, N, r, NULL, NULL, y);
+        for (; r < p1; r++) prows_g(type, 1, wd, rowb, pack, gb, nb, ng2, T, N, r, NULL, NULL, y);
         if (ng % PG == 0) continue;
         // The odd group last, in taller tiles: with one group the broadcast
         // weights serve a single activation load, so more rows share it.
-        for (r = p0; r + PR1 <= p1; r += PR1) prows(type, PR1, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, y);
-        for (; r + PR <= p1; r += PR) prows(type, PR, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, y);
-        for (; r < p1; r++) prows(type, 1, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, y);
+        for (r = p0; r + PR1 <= p1; r += PR1) prows(type, PR1, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, NULL, NULL, y);
+        for (; r + PR <= p1; r += PR) prows(type, PR, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, NULL, NULL, y);
+        for (; r < p1; r++) prows(type, 1, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, NULL, NULL, y);
     }
 }
 
