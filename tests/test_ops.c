@@ -101,6 +101,53 @@ static void test_attention_group(void) {
 #undef FRND
 }
 
+// Consecutive tokens of one sequence as the queries: each attends to its own
+// number of positions; the result must be op_attention_head's for each one,
+// at every level, with queries and outputs strided as rows of a batch.
+static void test_attention_queries(void) {
+    const enum cpu_level top = cpu_level();
+    uint32_t r = 4242;
+#define RND() ((r = r * 1664525u + 1013904223u) >> 8)
+#define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
+    double worst = 0;
+    for (int it = 0; it < 150; it++) {
+        const int nq = 1 + (int)(RND() % 19);
+        const int hd = it % 4 == 0 ? 1 + (int)(RND() % 70) : 8 * (1 + (int)(RND() % (it % 7 == 0 ? 40 : 16)));
+        const int spread = 1 + (int)(RND() % 3), pad = (int)(RND() % 5);
+        const int qs = hd * spread + pad, os = hd + (int)(RND() % 9);
+        const int first = 1 + (int)(RND() % (it % 5 == 0 ? 300 : 30));
+        int nkv[19];
+        for (int i = 0; i < nq; i++) nkv[i] = first + i;   // a prompt: each token one position further
+        if (it % 6 == 5) for (int i = 0; i < nq; i++) nkv[i] = 1 + (int)(RND() % (first + nq));   // any limits
+        const int maxkv = first + nq, stride = hd + (int)(RND() % 9);
+        float *q = malloc(sizeof(float) * (size_t)(nq * qs)), *kc = malloc(sizeof(float) * (size_t)(stride * maxkv));
+        float *vc = malloc(sizeof(float) * (size_t)(stride * maxkv)), *o0 = malloc(sizeof(float) * (size_t)(nq * os));
+        float *o1 = malloc(sizeof(float) * (size_t)(nq * os)), *att = malloc(sizeof(float) * 8 * (size_t)maxkv);
+        for (int i = 0; i < nq * qs; i++) q[i] = FRND() * 3;
+        for (int i = 0; i < stride * maxkv; i++) { kc[i] = FRND(); vc[i] = FRND(); }
+        for (int i = 0; i < nq * os; i++) o0[i] = 7.0f;   // the gaps between output rows stay untouched
+        cpu_set_level(CPU_LEVEL_SCALAR);
+        for (int h = 0; h < nq; h++) op_attention_head(o0 + h * os, q + h * qs, kc, vc, stride, nkv[h], hd, att);
+        for (int lv = CPU_LEVEL_SCALAR; lv <= (int)top; lv++) {
+            cpu_set_level((enum cpu_level)lv);
+            for (int i = 0; i < nq * os; i++) o1[i] = 7.0f;
+            for (int h = 0; h < nq; h++)
+                for (int i = 0; i < hd; i++) o1[h * os + i] = NAN;
+            op_attention_queries(o1, os, q, qs, nq, nkv, kc, vc, stride, hd, att);
+            double e = 0;
+            for (int i = 0; i < nq * os; i++) e = fmax(e, isnan(o1[i]) ? INFINITY : fabs(o1[i] - o0[i]));
+            worst = fmax(worst, e);
+            CHECKF(e < 3e-6, "level %s nq=%d hd=%d first n_kv=%d: max error %g", cpu_level_name((enum cpu_level)lv),
+                   nq, hd, first, e);
+        }
+        cpu_set_level(top);
+        free(q); free(kc); free(vc); free(o0); free(o1); free(att);
+    }
+    printf("  attention of consecutive queries: max abs error %.2g against the scalar heads\n", worst);
+#undef RND
+#undef FRND
+}
+
 static void test_silu_add(void) {
     float a[4] = {-2, 0, 1, 3}, b[4] = {1, 2, 3, 4}, c[4];
     memcpy(c, a, sizeof a);
@@ -165,5 +212,6 @@ int main(void) {
     RUN(test_silu_add);
     RUN(test_levels);
     RUN(test_attention_group);
+    RUN(test_attention_queries);
     return harness_done();
 }

@@ -39,4 +39,13 @@ void op_attention_head(float *out, const float *q, const float *kc, const float 
 void op_attention_group(float *out, const float *q, int n_rep, const float *kc, const float *vc, int64_t kv_stride,
                         int n_kv, int head_dim, float *att);
 
+// nq queries against one KV head, each with its own number of positions:
+// query r at q + r*q_stride attends to t < n_kv[r] (each n_kv[r] >= 1), its
+// output at out + r*out_stride, each as op_attention_head computes it, K and
+// V read once for up to 8 of them. For a prompt's consecutive tokens of one
+// sequence: every position below the largest n_kv must hold a written key
+// and value (masked scores get weight exactly 0). att: 8*max(n_kv) floats.
+void op_attention_queries(float *out, int64_t out_stride, const float *q, int64_t q_stride, int nq, const int *n_kv,
+                          const float *kc, const float *vc, int64_t kv_stride, int head_dim, float *att);
+
 #endif

@@ -272,6 +272,9 @@ struct llama_ctx {
     size_t wdata_bytes;
     float *logits;         // (n_batch, n_vocab)
     int32_t *out_idx;      // (n_batch) tokens whose logits are wanted
+    int32_t *ablk;         // (n_batch + 1) starts of attention blocks: runs of up to 8
+                           // tokens of one sequence at consecutive positions
+    int32_t n_ablk;
     int32_t n_out;
     const llama_batch *batch;   // the batch of the decode in progress
     // Per-thread copies for small batches (see forward_small): each thread
@@ -352,6 +355,7 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
     c->wdata = xalloc(c->wdata_bytes, &ok);
     c->logits = xalloc(sizeof(float) * B * (size_t)hp->n_vocab, &ok);
     c->out_idx = xalloc(sizeof(int32_t) * B, &ok);
+    c->ablk = xalloc(sizeof(int32_t) * (B + 1), &ok);
     const size_t NT = (size_t)n_threads, S = SMALL_T, H = E > F ? E : F;
     c->n_threads = n_threads;
     c->p_x = xalloc(sizeof(float) * NT * S * E, &ok);
@@ -380,7 +384,7 @@ void llama_ctx_free(llama_ctx *c) {
     if (!c) return;
     if (c->pool) tp_free(c->pool);
     void *bufs[] = {c->k_cache, c->v_cache, c->x, c->xb, c->xb2, c->q, c->k, c->v, c->hb, c->hb2,
-                    c->rope, c->att, c->wdata, c->logits, c->out_idx, c->p_x, c->p_xn, c->p_rope, c->p_wdata};
+                    c->rope, c->att, c->wdata, c->logits, c->out_idx, c->ablk, c->p_x, c->p_xn, c->p_rope, c->p_wdata};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
 }
@@ -582,7 +586,21 @@ static void forward_worker(int ith, int nth, void *arg) {
         // share its KV head together, so K and V are read once for them;
         // with fewer tasks than twice the threads, the heads of a group are
         // split so that every thread has work.
-        for (long task = ith; task < T * n_att_tasks; task += nth) {
+        // Without grouped heads (group 1), a task is a block of consecutive
+        // tokens of one sequence (c->ablk) and one head: the block's queries
+        // share each key and value read.
+        if (group == 1) {
+            for (long task = ith; task < (long)c->n_ablk * hp->n_head_kv; task += nth) {
+                const long blk = task / hp->n_head_kv, g = task % hp->n_head_kv;
+                const int32_t a = c->ablk[blk], nq = c->ablk[blk + 1] - a;
+                int nkv[8];
+                for (int32_t j = 0; j < nq; j++) nkv[j] = b->pos[a + j] + 1;
+                size_t base = (size_t)b->seq[a] * seq_stride + (size_t)g * head_stride;
+                op_attention_queries(c->xb2 + a * E + g * HD, E, c->q + a * E + g * HD, E, nq, nkv, kc_l + base,
+                                     vc_l + base, HD, (int)HD, att);
+            }
+        }
+        for (long task = ith; group > 1 && task < T * n_att_tasks; task += nth) {
             long t = task / n_att_tasks, rem = task % n_att_tasks, g = rem / att_sub, sub = rem % att_sub;
             long h0 = g * group + sub * att_chunk, nr = group - sub * att_chunk < att_chunk ? group - sub * att_chunk : att_chunk;
             size_t base = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride;
@@ -652,6 +670,14 @@ int llama_decode(llama_ctx *c, const llama_batch *b, char *err, size_t errlen) {
         if (want) c->out_idx[n_out++] = i;
     }
     c->n_out = n_out;
+    // Attention blocks: a prompt's tokens attend together, 8 at a time, so
+    // each key and value is read once for the block (op_attention_queries).
+    int32_t nb = 0;
+    for (int32_t i = 0; i < b->n_tokens; i++)
+        if (i == 0 || i - c->ablk[nb - 1] == 8 || b->seq[i] != b->seq[i - 1] || b->pos[i] != b->pos[i - 1] + 1)
+            c->ablk[nb++] = i;
+    c->ablk[nb] = b->n_tokens;
+    c->n_ablk = nb;
     c->batch = b;
     tp_run(c->pool, forward_worker, c);
     c->batch = NULL;
