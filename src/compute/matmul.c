@@ -518,8 +518,11 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q8(int R, int G, const uint8_t *w, s
 // q4_0: the nibbles (0..15) are the unsigned operand of maddubs; Σ over the
 // 8 quads of a block fits int16 (8·2·15·127 < 2^15); the −8 offset is taken
 // off with the packed 8·Σq of each token.
+// With `pre` (not NULL), the rows come unpacked already (widen_q4): block b
+// of row i at pre + (i·nb + b)·8 words, its scale at pds[i·nb + b].
 AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, size_t rowb, const uint8_t *grp,
-                                               int64_t gb, int64_t nb, __m256 *res) {
+                                               int64_t gb, int64_t nb, const int32_t *pre, const float *pds,
+                                               __m256 *res) {
     __m256 acc[PRMAX][PG];
     _Alignas(32) int32_t wt[PRMAX][8];    // the rows' block as 32 nibbles in element order, as quads
     const __m256i lowmask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
@@ -530,23 +533,33 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
     for (int64_t b = 0; b < nb; b++) {
         __m256 dw[PRMAX];
         __m256i s16[PRMAX][PG];
-        if (lin) pf_share(w + ahead, span, pf_step, b);
-        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
-            const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q4_0);
-            if (!lin) __builtin_prefetch(blk + span);
-            const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-            _mm256_store_si256((__m256i *)wt[i], _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lowmask));
-            fp16_t h;
-            memcpy(&h, blk, sizeof h);
-            dw[i] = _mm256_set1_ps(_cvtsh_ss(h));
-            PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) s16[i][k] = _mm256_setzero_si256();
+        const int32_t *wr[PRMAX];
+        if (pre) {
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+                wr[i] = pre + ((size_t)i * (size_t)nb + (size_t)b) * 8;
+                dw[i] = _mm256_broadcast_ss(pds + (size_t)i * (size_t)nb + (size_t)b);
+                PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) s16[i][k] = _mm256_setzero_si256();
+            }
+        } else {
+            if (lin) pf_share(w + ahead, span, pf_step, b);
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+                const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q4_0);
+                if (!lin) __builtin_prefetch(blk + span);
+                const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+                _mm256_store_si256((__m256i *)wt[i], _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lowmask));
+                fp16_t h;
+                memcpy(&h, blk, sizeof h);
+                dw[i] = _mm256_set1_ps(_cvtsh_ss(h));
+                wr[i] = wt[i];
+                PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) s16[i][k] = _mm256_setzero_si256();
+            }
         }
         PRAGMA_UNROLL(UNROLL_G) for (int g = 0; g < 8; g++) {
             __m256i xv[PG];
             PRAGMA_UNROLL(2) for (int k = 0; k < G; k++)
                 xv[k] = _mm256_load_si256((const __m256i *)(grp + k * gb + b * PK4 + g * 32));
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
-                const __m256i wv = bcast32(wt[i] + g);
+                const __m256i wv = bcast32(wr[i] + g);
                 PRAGMA_UNROLL(2) for (int k = 0; k < G; k++)
                     s16[i][k] = _mm256_add_epi16(s16[i][k], _mm256_maddubs_epi16(wv, xv[k]));
             }
@@ -573,7 +586,7 @@ AVX2_TARGET static ALWAYS_INLINE void prows(enum ggml_type type, int R, int G, c
     __m256 res[PRMAX * PG];
     _Alignas(32) float lanes[8];
     if (type == GGML_TYPE_Q8_0) ptile_q8(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, pre, pds, res);
-    else ptile_q4(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, res);
+    else ptile_q4(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, pre, pds, res);
     for (int k = 0; k < G; k++) {
         const int64_t t0 = (g + k) * 8;
         const int nt = T - t0 < 8 ? (int)(T - t0) : 8;
@@ -612,6 +625,24 @@ AVX2_TARGET static void widen_q8(int R, const uint8_t *w, size_t rowb, int64_t n
         }
 }
 
+// q4_0 rows unpacked to one nibble a byte (element order, as ptile_q4 reads
+// them) once for all the token groups, like widen_q8.
+AVX2_TARGET static void widen_q4(int R, const uint8_t *w, size_t rowb, int64_t nb, int32_t *pre, float *pds) {
+    const size_t span = (size_t)R * rowb;
+    const __m256i lowmask = _mm256_set1_epi8(0x0f);
+    for (int i = 0; i < R; i++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q4_0);
+            __builtin_prefetch(blk + span);
+            const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+            _mm256_store_si256((__m256i *)(pre + ((size_t)i * (size_t)nb + (size_t)b) * 8),
+                               _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lowmask));
+            fp16_t h;
+            memcpy(&h, blk, sizeof h);
+            pds[(size_t)i * (size_t)nb + (size_t)b] = _cvtsh_ss(h);
+        }
+}
+
 // One thread's rows [r0, r1): panels of rows small enough to stay in L2 while
 // every token group passes over them, so the weights come from memory once.
 AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint8_t *wd, size_t rowb,
@@ -624,11 +655,12 @@ AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint
         const long p1 = p0 + panel < r1 ? p0 + panel : r1;
         long r = p0;
         const int64_t ng2 = ng - ng % PG;
-        if (type == GGML_TYPE_Q8_0 && ng2 > PG && K <= STRIP_K) {   // several tiles per strip: widen once
+        if (ng2 > PG && K <= STRIP_K) {   // several tiles per strip: widen once
             _Alignas(32) int32_t pre[PR * STRIP_K / 2];
             float pds[PR * STRIP_K / 32];
             for (; r + PR <= p1; r += PR) {
-                widen_q8(PR, wd + (size_t)r * rowb, rowb, nb, pre, pds);
+                if (type == GGML_TYPE_Q8_0) widen_q8(PR, wd + (size_t)r * rowb, rowb, nb, pre, pds);
+                else widen_q4(PR, wd + (size_t)r * rowb, rowb, nb, pre, pds);
                 prows_g(type, PR, wd, rowb, pack, gb, nb, ng2, T, N, r, pre, pds, y);
             }
         }
