@@ -210,6 +210,13 @@ AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int
 
 static bool use_pack(int64_t T) { return T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2; }
 
+// The layout activations are packed in. A q8_0 product of one token group
+// (T = 8: batched decode) takes q4_0's int8 quads, which ptile_q8s reads
+// against the weights' own bytes; more groups take the int16 pairs.
+static inline enum ggml_type pack_layout(enum ggml_type type, int64_t T) {
+    return type == GGML_TYPE_Q8_0 && T <= 8 ? GGML_TYPE_Q4_0 : type;
+}
+
 void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
     if (kq_type(w->type)) { kq_prepare_rows(w, T, ith, nth, t0, t1); return; }
     if (is_quant(w->type) && use_pack(T)) {   // threads split token groups
@@ -227,11 +234,12 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     if (!is_quant(w->type)) return;
     long t0, t1;
     if (use_pack(T)) {   // threads split token groups (mm_prepare_rows)
-        const int64_t gb = pack_bytes(w->type, w->K);
+        const enum ggml_type lay = pack_layout(w->type, T);
+        const int64_t gb = pack_bytes(lay, w->K);
         tp_split((T + 7) / 8, ith, nth, 1, &t0, &t1);
         for (long g = t0; g < t1; g++) {
             const int n = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
-            pack_group_avx2(w->type, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb);
+            pack_group_avx2(lay, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb);
         }
         return;
     }
@@ -578,6 +586,57 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
         PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) res[i * G + k] = acc[i][k];
 }
 
+// q8_0 rows against one token group packed as int8 quads (pack_layout):
+// no widening, ggml's sign trick on the weights' own bytes. For each quad of
+// each row: the 4 weights broadcast, |w| times x with w's sign
+// (_mm256_maddubs_epi16, pairs within int16: 2·127·127 < 2^15), widened to
+// int32 (_mm256_madd_epi16) and summed: 32 multiply-adds in the operations
+// the int16 path spends on 32 after widening every block first.
+AVX2_TARGET static ALWAYS_INLINE void ptile_q8s(int R, const uint8_t *w, size_t rowb, const uint8_t *grp, int64_t nb,
+                                                __m256 *res) {
+    __m256 acc[PRMAX];
+    const __m256i ones = _mm256_set1_epi16(1);
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_ps();
+    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);
+    const bool lin = rowb <= PF_LINEAR_ROW;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i ia[PRMAX];
+        if (lin) pf_share(w + ahead, span, pf_step, b);
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+            if (!lin) __builtin_prefetch(w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0) + span);
+            ia[i] = _mm256_setzero_si256();
+        }
+        PRAGMA_UNROLL(UNROLL_G) for (int g = 0; g < 8; g++) {
+            const __m256i xv = _mm256_load_si256((const __m256i *)(grp + b * PK4 + g * 32));
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+                const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0);
+                const __m256i wv = bcast32((const int32_t *)(blk + 2 + 4 * g));
+                const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+                ia[i] = _mm256_add_epi32(ia[i], _mm256_madd_epi16(p, ones));
+            }
+        }
+        const __m256 dx = _mm256_load_ps((const float *)(grp + b * PK4 + 8 * 32));
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+            fp16_t h;
+            memcpy(&h, w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0), sizeof h);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[i]), _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(h)), dx), acc[i]);
+        }
+    }
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) res[i] = acc[i];
+}
+
+AVX2_TARGET static ALWAYS_INLINE void prows_q8s(int R, const uint8_t *wd, size_t rowb, const uint8_t *pack,
+                                                int64_t nb, int64_t T, int64_t N, long r, float *y) {
+    __m256 res[PRMAX];
+    _Alignas(32) float lanes[8];
+    ptile_q8s(R, wd + (size_t)r * rowb, rowb, pack, nb, res);
+    const int nt = T < 8 ? (int)T : 8;
+    for (int i = 0; i < R; i++) {
+        _mm256_store_ps(lanes, res[i]);
+        for (int j = 0; j < nt; j++) y[j * N + r + i] = lanes[j];
+    }
+}
+
 // Rows r.. (R of them) for token groups g.. (G of them): tile, then scatter
 // the lanes of real tokens.
 AVX2_TARGET static ALWAYS_INLINE void prows(enum ggml_type type, int R, int G, const uint8_t *wd, size_t rowb,
@@ -648,7 +707,14 @@ AVX2_TARGET static void widen_q4(int R, const uint8_t *w, size_t rowb, int64_t n
 AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint8_t *wd, size_t rowb,
                                                  const uint8_t *pack, int64_t K, int64_t T, int64_t N, long r0,
                                                  long r1, float *y) {
-    const int64_t nb = K / 32, ng = (T + 7) / 8, gb = pack_bytes(type, K);
+    const int64_t nb = K / 32, ng = (T + 7) / 8, gb = pack_bytes(pack_layout(type, T), K);
+    if (type == GGML_TYPE_Q8_0 && ng == 1) {   // one group, packed as quads
+        long r = r0;
+        for (; r + 4 <= r1; r += 4) prows_q8s(4, wd, rowb, pack, nb, T, N, r, y);
+        for (; r + PR <= r1; r += PR) prows_q8s(PR, wd, rowb, pack, nb, T, N, r, y);
+        for (; r < r1; r++) prows_q8s(1, wd, rowb, pack, nb, T, N, r, y);
+        return;
+    }
     long panel = (long)((128 * 1024) / rowb) / PR * PR;
     if (panel < PR) panel = PR;
     for (long p0 = r0; p0 < r1; p0 += panel) {
