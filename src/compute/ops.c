@@ -171,11 +171,34 @@ AVX2_TARGET static void wsum_chunk(float *out, const float *p, int ps, const flo
 
 // Scores as 8-wide dot products, the weighted sum of values with the output
 // held in registers (head_dim <= 256 in chunks of 64), scalar tails.
+// Eight horizontal sums at once: lane r of the result is Σ a[r].
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 hsum8x8(const __m256 a[8]) {
+    const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
 AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const float *kc, const float *vc,
                                             int64_t kv_stride, int n_kv, int head_dim, float *att) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int hd8 = head_dim & ~7;
-    for (int t = 0; t < n_kv; t++) {
+    int t0 = 0;
+    if (hd8 == head_dim) {   // eight positions at a time: one set of horizontal sums for all eight
+        const __m256 sv = _mm256_set1_ps(scale);
+        for (; t0 + 8 <= n_kv; t0 += 8) {
+            __m256 acc[8];
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+            for (int c = 0; c < head_dim; c += 8) {
+                const __m256 qv = _mm256_loadu_ps(q + c);
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++)
+                    acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kc + (t0 + j) * kv_stride + c), acc[j]);
+            }
+            _mm256_storeu_ps(att + t0, _mm256_mul_ps(hsum8x8(acc), sv));
+        }
+    }
+    for (int t = t0; t < n_kv; t++) {
         const float *k = kc + t * kv_stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         int i = 0;
@@ -213,10 +236,7 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 group_scores(int
 #pragma GCC unroll 8
         for (int r = 0; r < NR; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + c), kv, acc[r]);
     }
-    // Eight horizontal sums at once: lane r of the result is Σ acc[r].
-    const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-    const __m256 s4567 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+    return hsum8x8(acc);
 }
 
 // nr (2..8) queries against one KV head, head_dim a multiple of 8: query r
