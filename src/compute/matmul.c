@@ -465,6 +465,16 @@ AVX2_TARGET static ALWAYS_INLINE __m256i bcast32(const int32_t *p) {
     return r;
 }
 
+// Block b of a strip widened ahead (widen_q8 / widen_q4: `words` 32-bit
+// words a block): each row's block and its scale.
+AVX2_TARGET static ALWAYS_INLINE void pre_block(int R, const int32_t *pre, const float *pds, int64_t nb, int64_t b,
+                                                int words, const int32_t **wr, __m256 *dw) {
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+        wr[i] = pre + ((size_t)i * (size_t)nb + (size_t)b) * (size_t)words;
+        dw[i] = _mm256_broadcast_ss(pds + (size_t)i * (size_t)nb + (size_t)b);
+    }
+}
+
 // res[i*G + k] (8 token lanes) = row_i · tokens of group k, for R weight rows
 // rowb bytes apart at w and G packed token groups gb bytes apart at grp. R
 // and G are constants at every call.
@@ -484,11 +494,9 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q8(int R, int G, const uint8_t *w, s
         __m256i ia[PRMAX][PG];
         const int32_t *wr[PRMAX];
         if (pre) {
-            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
-                wr[i] = pre + ((size_t)i * (size_t)nb + (size_t)b) * 16;
-                dw[i] = _mm256_broadcast_ss(pds + (size_t)i * (size_t)nb + (size_t)b);
+            pre_block(R, pre, pds, nb, b, 16, wr, dw);
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
                 PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) ia[i][k] = _mm256_setzero_si256();
-            }
         } else {
             if (lin) pf_share(w + ahead, span, pf_step, b);
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
@@ -543,11 +551,9 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
         __m256i s16[PRMAX][PG];
         const int32_t *wr[PRMAX];
         if (pre) {
-            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
-                wr[i] = pre + ((size_t)i * (size_t)nb + (size_t)b) * 8;
-                dw[i] = _mm256_broadcast_ss(pds + (size_t)i * (size_t)nb + (size_t)b);
+            pre_block(R, pre, pds, nb, b, 8, wr, dw);
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
                 PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) s16[i][k] = _mm256_setzero_si256();
-            }
         } else {
             if (lin) pf_share(w + ahead, span, pf_step, b);
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {

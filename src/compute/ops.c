@@ -178,6 +178,22 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 hsum8x8(const __
     return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
 }
 
+// Lane r = a_r · b over n (a multiple of 8) floats, for the NR (1..8) rows
+// a_r = a + r·as: the scores of up to 8 query heads against one key
+// (grouped attention), or of one query against 8 positions' keys.
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 dots8(int NR, const float *a, int64_t as,
+                                                                      const float *b, int n) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+    for (int c = 0; c < n; c += 8) {
+        const __m256 bv = _mm256_loadu_ps(b + c);
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a + r * as + c), bv, acc[r]);
+    }
+    return hsum8x8(acc);
+}
+
 AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const float *kc, const float *vc,
                                             int64_t kv_stride, int n_kv, int head_dim, float *att) {
     const float scale = 1.0f / sqrtf((float)head_dim);
@@ -185,18 +201,8 @@ AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const fl
     int t0 = 0;
     if (hd8 == head_dim) {   // eight positions at a time: one set of horizontal sums for all eight
         const __m256 sv = _mm256_set1_ps(scale);
-        for (; t0 + 8 <= n_kv; t0 += 8) {
-            __m256 acc[8];
-#pragma GCC unroll 8
-            for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
-            for (int c = 0; c < head_dim; c += 8) {
-                const __m256 qv = _mm256_loadu_ps(q + c);
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++)
-                    acc[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kc + (t0 + j) * kv_stride + c), acc[j]);
-            }
-            _mm256_storeu_ps(att + t0, _mm256_mul_ps(hsum8x8(acc), sv));
-        }
+        for (; t0 + 8 <= n_kv; t0 += 8)
+            _mm256_storeu_ps(att + t0, _mm256_mul_ps(dots8(8, kc + t0 * kv_stride, kv_stride, q, head_dim), sv));
     }
     for (int t = t0; t < n_kv; t++) {
         const float *k = kc + t * kv_stride;
@@ -225,19 +231,6 @@ AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const fl
 
 // ---- grouped-query attention: the query heads that share a KV head --------
 
-// Scores of NR (2..8) heads against position t's key, lane r = head r.
-AVX2_TARGET static inline __attribute__((always_inline)) __m256 group_scores(int NR, const float *q, int hd,
-                                                                             const float *k) {
-    __m256 acc[8];
-#pragma GCC unroll 8
-    for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
-    for (int c = 0; c < hd; c += 8) {
-        const __m256 kv = _mm256_loadu_ps(k + c);
-#pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * hd + c), kv, acc[r]);
-    }
-    return hsum8x8(acc);
-}
 
 // nr (2..8) queries against one KV head, head_dim a multiple of 8: query r
 // at q + r·qs, its output at out + r·os, attending to positions t < nkv[r].
@@ -259,7 +252,7 @@ AVX2_TARGET static void attention_group_avx2(float *out, int64_t os, const float
         ragged |= r < nr && nkv[r] != nkv[0];
     }
     const __m256i limv = _mm256_load_si256((const __m256i *)lim);
-    _Alignas(32) float qb[8 * 256];   // the queries side by side (qs != hd: hd <= 256), as group_scores reads them
+    _Alignas(32) float qb[8 * 256];   // the queries side by side (qs != hd: hd <= 256), as dots8 reads them
     const float *qq = q;
     if (qs != hd) {
         for (int r = 0; r < nr; r++) memcpy(qb + r * hd, q + r * qs, sizeof(float) * (size_t)hd);
@@ -270,13 +263,13 @@ AVX2_TARGET static void attention_group_avx2(float *out, int64_t os, const float
         const float *k = kc + t * kv_stride;
         __m256 s;
         switch (nr) {
-        case 2: s = group_scores(2, qq, hd, k); break;
-        case 3: s = group_scores(3, qq, hd, k); break;
-        case 4: s = group_scores(4, qq, hd, k); break;
-        case 5: s = group_scores(5, qq, hd, k); break;
-        case 6: s = group_scores(6, qq, hd, k); break;
-        case 7: s = group_scores(7, qq, hd, k); break;
-        default: s = group_scores(8, qq, hd, k); break;
+        case 2: s = dots8(2, qq, hd, k, hd); break;
+        case 3: s = dots8(3, qq, hd, k, hd); break;
+        case 4: s = dots8(4, qq, hd, k, hd); break;
+        case 5: s = dots8(5, qq, hd, k, hd); break;
+        case 6: s = dots8(6, qq, hd, k, hd); break;
+        case 7: s = dots8(7, qq, hd, k, hd); break;
+        default: s = dots8(8, qq, hd, k, hd); break;
         }
         s = _mm256_mul_ps(s, scale);
         if (ragged) s = _mm256_blendv_ps(ninf, s, _mm256_castsi256_ps(_mm256_cmpgt_epi32(limv, _mm256_set1_epi32(t))));
