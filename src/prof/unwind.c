@@ -36,9 +36,13 @@ static bool read_frame(uintptr_t fp, uintptr_t lo, uintptr_t hi, uintptr_t w[2])
 }
 
 // Executable mappings, double-buffered: a handler reads the table `cur`
-// points at; a reload fills the other and then switches.
+// points at; a reload fills the other and then switches. A handler that took
+// its pointer two reloads ago can still be reading the table being refilled,
+// so every field is a (relaxed, lock-free) atomic: such a reader sees each
+// entry old or new, never a torn word, and the count is zeroed before the
+// entries change and published after them.
 #define MAX_TEXT 64
-typedef struct text_table { int n; uintptr_t lo[MAX_TEXT], hi[MAX_TEXT]; } text_table;
+typedef struct text_table { _Atomic int n; _Atomic uintptr_t lo[MAX_TEXT], hi[MAX_TEXT]; } text_table;
 static text_table texts[2];
 static _Atomic(text_table *) cur_text;
 static pthread_mutex_t text_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -46,29 +50,34 @@ static pthread_mutex_t text_mu = PTHREAD_MUTEX_INITIALIZER;
 void prof_unwind_load_text(void) {
     pthread_mutex_lock(&text_mu);
     text_table *t = atomic_load(&cur_text) == &texts[0] ? &texts[1] : &texts[0];
-    t->n = 0;
+    atomic_store_explicit(&t->n, 0, memory_order_release);
+    int n = 0;
     FILE *f = fopen("/proc/self/maps", "r");
     if (f) {
         char line[512];
-        while (t->n < MAX_TEXT && fgets(line, sizeof line, f)) {
+        while (n < MAX_TEXT && fgets(line, sizeof line, f)) {
             uintptr_t lo, hi;
             char perm[8], path[8] = "";
             if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %*s %7s", &lo, &hi, perm, path) < 3) continue;
             if (perm[2] != 'x' || path[0] != '/') continue;   // file-backed code only (never unmapped under us but by dlclose)
-            t->lo[t->n] = lo;
-            t->hi[t->n] = hi;
-            t->n++;
+            atomic_store_explicit(&t->lo[n], lo, memory_order_relaxed);
+            atomic_store_explicit(&t->hi[n], hi, memory_order_relaxed);
+            n++;
         }
         fclose(f);
     }
+    atomic_store_explicit(&t->n, n, memory_order_release);
     atomic_store(&cur_text, t);
     pthread_mutex_unlock(&text_mu);
 }
 
 // True when [a - 7, a) lies in one known code mapping.
 static bool in_text(const text_table *t, uintptr_t a) {
-    for (int i = 0; t && i < t->n; i++)
-        if (a >= t->lo[i] + 7 && a <= t->hi[i]) return true;   // no wrap-around for small a
+    const int n = t ? atomic_load_explicit(&t->n, memory_order_acquire) : 0;
+    for (int i = 0; i < n; i++)
+        if (a >= atomic_load_explicit(&t->lo[i], memory_order_relaxed) + 7 &&
+            a <= atomic_load_explicit(&t->hi[i], memory_order_relaxed))
+            return true;   // no wrap-around for small a
     return false;
 }
 
