@@ -448,11 +448,14 @@ DEF_QRUN(qrun_avxvnni, AVXVNNI_TARGET, qtile_avxvnni)
 // Packed tile: PR weight rows × PG groups of 8 tokens, the inner loops
 // unrolled by 4. Measured on Zen 3 (one core, K=N=768, T=128), q8_0 / q4_0
 // GMAC/s: 4×1 43/59, 2×2 48/66, 6×1 46/66, 4×2 35/62 (spills), 3×2 52/73. A
-// lone group (T <= 8: batched decode) runs 6×1: at T = 8, K = 768, N = 2048
-// it gave +6% (q8_0) and +20% (q4_0) over 3×1, medians of rotated runs.
+// lone group of the int16 / nibble layouts (q4_0 batched decode, the odd group
+// of a prompt) runs 6×1: at T = 8, K = 768, N = 2048 it gave +6% (q8_0) and
+// +20% (q4_0) over 3×1, medians of rotated runs. q8_0 with T = 8 has its own
+// tile (ptile_q8s, PRS rows).
 #define PR 3
 #define PG 2
-#define PR1 6     // rows of the tile for a lone token group (batched decode: T <= 8)
+#define PR1 6     // rows of the tile for a lone token group
+#define PRS 4     // rows of ptile_q8s (q8_0, T = 8); 3 and 5 were slower
 #define PRMAX 6   // arrays hold a tile of up to 6 rows
 #define UNROLL_H 4
 #define UNROLL_G 4
@@ -463,6 +466,26 @@ AVX2_TARGET static ALWAYS_INLINE __m256i bcast32(const int32_t *p) {
     __m256i r;
     __asm__("vpbroadcastd %1, %0" : "=x"(r) : "m"(*p));
     return r;
+}
+
+// One q8_0 block's 32 values widened to int16 pairs at o (16 words, 32-byte
+// aligned); returns the block's scale.
+AVX2_TARGET static ALWAYS_INLINE float widen_block_q8(const uint8_t *blk, int32_t *o) {
+    _mm256_store_si256((__m256i *)o, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2))));
+    _mm256_store_si256((__m256i *)(o + 8), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18))));
+    fp16_t h;
+    memcpy(&h, blk, sizeof h);
+    return _cvtsh_ss(h);
+}
+
+// One q4_0 block's 32 nibbles, one a byte in element order, at o (8 words,
+// 32-byte aligned); returns the block's scale.
+AVX2_TARGET static ALWAYS_INLINE float unpack_block_q4(const uint8_t *blk, int32_t *o) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
+    _mm256_store_si256((__m256i *)o, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f)));
+    fp16_t h;
+    memcpy(&h, blk, sizeof h);
+    return _cvtsh_ss(h);
 }
 
 // Block b of a strip widened ahead (widen_q8 / widen_q4: `words` 32-bit
@@ -502,11 +525,7 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q8(int R, int G, const uint8_t *w, s
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
                 const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0);
                 if (!lin) __builtin_prefetch(blk + span);
-                _mm256_store_si256((__m256i *)wt[i], _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2))));
-                _mm256_store_si256((__m256i *)(wt[i] + 8), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18))));
-                fp16_t h;
-                memcpy(&h, blk, sizeof h);
-                dw[i] = _mm256_set1_ps(_cvtsh_ss(h));
+                dw[i] = _mm256_set1_ps(widen_block_q8(blk, wt[i]));
                 wr[i] = wt[i];
                 PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) ia[i][k] = _mm256_setzero_si256();
             }
@@ -541,7 +560,7 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
                                                __m256 *res) {
     __m256 acc[PRMAX][PG];
     _Alignas(32) int32_t wt[PRMAX][8];    // the rows' block as 32 nibbles in element order, as quads
-    const __m256i lowmask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1);
     PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
         PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) acc[i][k] = _mm256_setzero_ps();
     const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);
@@ -559,11 +578,7 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
                 const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q4_0);
                 if (!lin) __builtin_prefetch(blk + span);
-                const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-                _mm256_store_si256((__m256i *)wt[i], _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lowmask));
-                fp16_t h;
-                memcpy(&h, blk, sizeof h);
-                dw[i] = _mm256_set1_ps(_cvtsh_ss(h));
+                dw[i] = _mm256_set1_ps(unpack_block_q4(blk, wt[i]));
                 wr[i] = wt[i];
                 PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) s16[i][k] = _mm256_setzero_si256();
             }
@@ -681,12 +696,7 @@ AVX2_TARGET static void widen_q8(int R, const uint8_t *w, size_t rowb, int64_t n
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0);
             __builtin_prefetch(blk + span);
-            int32_t *o = pre + ((size_t)i * (size_t)nb + (size_t)b) * 16;
-            _mm256_store_si256((__m256i *)o, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 2))));
-            _mm256_store_si256((__m256i *)(o + 8), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 18))));
-            fp16_t h;
-            memcpy(&h, blk, sizeof h);
-            pds[(size_t)i * (size_t)nb + (size_t)b] = _cvtsh_ss(h);
+            pds[(size_t)i * (size_t)nb + (size_t)b] = widen_block_q8(blk, pre + ((size_t)i * (size_t)nb + (size_t)b) * 16);
         }
 }
 
@@ -694,17 +704,11 @@ AVX2_TARGET static void widen_q8(int R, const uint8_t *w, size_t rowb, int64_t n
 // them) once for all the token groups, like widen_q8.
 AVX2_TARGET static void widen_q4(int R, const uint8_t *w, size_t rowb, int64_t nb, int32_t *pre, float *pds) {
     const size_t span = (size_t)R * rowb;
-    const __m256i lowmask = _mm256_set1_epi8(0x0f);
     for (int i = 0; i < R; i++)
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * sizeof(block_q4_0);
             __builtin_prefetch(blk + span);
-            const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-            _mm256_store_si256((__m256i *)(pre + ((size_t)i * (size_t)nb + (size_t)b) * 8),
-                               _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), lowmask));
-            fp16_t h;
-            memcpy(&h, blk, sizeof h);
-            pds[(size_t)i * (size_t)nb + (size_t)b] = _cvtsh_ss(h);
+            pds[(size_t)i * (size_t)nb + (size_t)b] = unpack_block_q4(blk, pre + ((size_t)i * (size_t)nb + (size_t)b) * 8);
         }
 }
 
@@ -716,7 +720,7 @@ AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint
     const int64_t nb = K / 32, ng = (T + 7) / 8, gb = pack_bytes(pack_layout(type, T), K);
     if (type == GGML_TYPE_Q8_0 && ng == 1) {   // one group, packed as quads
         long r = r0;
-        for (; r + 4 <= r1; r += 4) prows_q8s(4, wd, rowb, pack, nb, T, N, r, y);
+        for (; r + PRS <= r1; r += PRS) prows_q8s(PRS, wd, rowb, pack, nb, T, N, r, y);
         for (; r + PR <= r1; r += PR) prows_q8s(PR, wd, rowb, pack, nb, T, N, r, y);
         for (; r < r1; r++) prows_q8s(1, wd, rowb, pack, nb, T, N, r, y);
         return;
