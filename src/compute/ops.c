@@ -169,8 +169,6 @@ AVX2_TARGET static void wsum_chunk(float *out, const float *p, int ps, const flo
     }
 }
 
-// Scores as 8-wide dot products, the weighted sum of values with the output
-// held in registers (head_dim <= 256 in chunks of 64), scalar tails.
 // Eight horizontal sums at once: lane r of the result is Σ a[r].
 AVX2_TARGET static inline __attribute__((always_inline)) __m256 hsum8x8(const __m256 a[8]) {
     const __m256 s0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
@@ -194,6 +192,9 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 dots8(int NR, co
     return hsum8x8(acc);
 }
 
+// Scores as 8-wide dot products (eight positions at a time when head_dim is
+// a multiple of 8), the weighted sum of values with the output held in
+// registers (head_dim <= 256 in chunks of 64), scalar tails.
 AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const float *kc, const float *vc,
                                             int64_t kv_stride, int n_kv, int head_dim, float *att) {
     const float scale = 1.0f / sqrtf((float)head_dim);

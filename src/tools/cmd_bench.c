@@ -218,8 +218,7 @@ int cmd_bench(int argc, char **argv) {
     stat_s sg = n_gen > 0 ? stats(tg, (int)reps) : (stat_s){0, 0};
     stat_s sgp = npar > 1 ? stats(tgp, (int)reps) : (stat_s){0, 0};
     // The speed-up: the median of the paired per-round ratios, and their range.
-    qsort(ratio, (size_t)reps, sizeof *ratio, cmp_double);
-    const double x_med = reps % 2 ? ratio[reps / 2] : (ratio[reps / 2 - 1] + ratio[reps / 2]) / 2;
+    const double x_med = median(ratio, (int)reps);   // sorted: ratio[0] and ratio[reps - 1] are the range
     const double peak_med = n_peak ? median(peak, n_peak) : 0.0, pfrac_med = n_peak ? median(pfrac, n_peak) : 0.0;
     double dec_bytes = (double)m->weight_bytes * sg.mean;   // bytes/s of weights streamed while decoding
     double frac = bw > 0 ? dec_bytes / bw : 0.0;
