@@ -101,9 +101,23 @@ fi
 "$bin" bench -m "$models/stories260K.gguf" -p 8 -n 4 -d 200 -r 1 -t 2 --no-bw > "$tmp/bd.txt" 2>&1
 grep -q "| pp8 @ d200 | [0-9]" "$tmp/bd.txt" && grep -q "| tg4 @ d200 | [0-9]" "$tmp/bd.txt" \
   && ok "bench -d labels its tests with the depth" || bad "bench -d labels its tests with the depth" "$(cat "$tmp/bd.txt")"
-"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -d 200 -r 1 -t 2 --no-bw --json > "$tmp/bd.json" 2>&1
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["n_depth"]==200 and d["tg"]["avg_ts"]>0' "$tmp/bd.json" \
-  && ok "bench -d --json" || bad "bench -d --json" "$(cat "$tmp/bd.json")"
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -d 200 -r 3 -t 2 --no-bw --json > "$tmp/bd.json" 2>&1
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1])); e = d["tg_empty"]
+assert d["n_depth"] == 200 and d["tg"]["avg_ts"] > 0 and e["avg_ts"] > 0 and d["kv_type"] == "f16"
+assert 0 < e["kept_min"] <= e["kept"] <= e["kept_max"]' "$tmp/bd.json" \
+  && ok "bench -d --json: tg at depth paired with tg on an empty context" || bad "bench -d --json: tg at depth paired with tg on an empty context" "$(cat "$tmp/bd.json")"
+grep -q "| tg4 | [0-9]" "$tmp/bd.txt" && grep -Eq "^depth: decode at 200 tokens of context keeps [0-9]+% of its speed on an empty one" "$tmp/bd.txt" \
+  && ok "bench -d reports the speed kept at depth" || bad "bench -d reports the speed kept at depth" "$(cat "$tmp/bd.txt")"
+# --kv-type: f32 on request (said in the output), anything else a one-line error.
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -r 1 -t 2 --no-bw --kv-type f32 --json > "$tmp/bk.json" 2>&1
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["kv_type"]=="f32"' "$tmp/bk.json" \
+  && ok "bench --kv-type f32" || bad "bench --kv-type f32" "$(cat "$tmp/bk.json")"
+for c in bench run; do
+  "$bin" $c -m "$models/stories260K.gguf" -n 4 --kv-type q8 > /dev/null 2> "$tmp/err"; rc=$?
+  [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "kv-type" "$tmp/err" && ok "$c rejects --kv-type q8" || bad "$c rejects --kv-type q8" "rc=$rc $(cat "$tmp/err")"
+done
 "$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -d x --no-bw > /dev/null 2> "$tmp/err"; rc=$?
 [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && ok "bench -d rejects a bad value" || bad "bench -d rejects a bad value" "rc=$rc $(cat "$tmp/err")"
 

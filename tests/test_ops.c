@@ -3,6 +3,15 @@
 #include "harness.h"
 #include "compute/cpu.h"
 #include "compute/ops.h"
+#include "compute/quant.h"
+
+// A cache of n elements in f16 (rounded from x), with x overwritten by the
+// rounded values, so an f32 cache of x holds exactly what the f16 one does.
+static fp16_t *halves(float *x, int n) {
+    fp16_t *h = malloc(sizeof(fp16_t) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) { h[i] = fp32_to_fp16(x[i]); x[i] = fp16_to_fp32(h[i]); }
+    return h;
+}
 
 static void test_rmsnorm(void) {
     float x[37], w[37], out[37];
@@ -46,7 +55,8 @@ static void test_softmax_attention(void) {
     const int hd = 3, n = 3, stride = 6;
     float q[3] = {0.5f, -1, 2}, kc[18], vc[18], out[3], att[3];
     for (int i = 0; i < 18; i++) { kc[i] = cosf(i); vc[i] = sinf(i); }
-    op_attention_head(out, q, kc, vc, stride, n, hd, att);
+    const op_kv kv = {kc, vc, stride, false};
+    op_attention_head(out, q, &kv, n, hd, att);
     double sc[3], z = 0, m = -1e300;
     for (int t = 0; t < n; t++) {
         sc[t] = 0;
@@ -81,20 +91,23 @@ static void test_attention_group(void) {
         float *o1 = malloc(sizeof(float) * (size_t)(nrep * hd)), *att = malloc(sizeof(float) * 8 * (size_t)nkv);
         for (int i = 0; i < nrep * hd; i++) q[i] = FRND() * 3;
         for (int i = 0; i < stride * nkv; i++) { kc[i] = FRND(); vc[i] = FRND(); }
+        const bool f16 = it % 2;
+        fp16_t *k16 = f16 ? halves(kc, stride * nkv) : NULL, *v16 = f16 ? halves(vc, stride * nkv) : NULL;
+        const op_kv kv = f16 ? (op_kv){k16, v16, stride, true} : (op_kv){kc, vc, stride, false};
         cpu_set_level(CPU_LEVEL_SCALAR);
-        for (int h = 0; h < nrep; h++) op_attention_head(o0 + h * hd, q + h * hd, kc, vc, stride, nkv, hd, att);
+        for (int h = 0; h < nrep; h++) op_attention_head(o0 + h * hd, q + h * hd, &kv, nkv, hd, att);
         for (int lv = CPU_LEVEL_SCALAR; lv <= (int)top; lv++) {
             cpu_set_level((enum cpu_level)lv);
             for (int i = 0; i < nrep * hd; i++) o1[i] = NAN;
-            op_attention_group(o1, q, nrep, kc, vc, stride, nkv, hd, att);
+            op_attention_group(o1, q, nrep, &kv, nkv, hd, att);
             double e = 0;
             for (int i = 0; i < nrep * hd; i++) e = fmax(e, isnan(o1[i]) ? INFINITY : fabs(o1[i] - o0[i]));
             worst = fmax(worst, e);
-            CHECKF(e < 3e-6, "level %s n_rep=%d hd=%d n_kv=%d stride=%d: max error %g",
-                   cpu_level_name((enum cpu_level)lv), nrep, hd, nkv, stride, e);
+            CHECKF(e < 3e-6, "level %s n_rep=%d hd=%d n_kv=%d stride=%d %s cache: max error %g",
+                   cpu_level_name((enum cpu_level)lv), nrep, hd, nkv, stride, f16 ? "f16" : "f32", e);
         }
         cpu_set_level(top);
-        free(q); free(kc); free(vc); free(o0); free(o1); free(att);
+        free(q); free(kc); free(vc); free(o0); free(o1); free(att); free(k16); free(v16);
     }
     printf("  grouped attention: max abs error %.2g against the scalar heads\n", worst);
 #undef RND
@@ -125,23 +138,26 @@ static void test_attention_queries(void) {
         float *o1 = malloc(sizeof(float) * (size_t)(nq * os)), *att = malloc(sizeof(float) * 8 * (size_t)maxkv);
         for (int i = 0; i < nq * qs; i++) q[i] = FRND() * 3;
         for (int i = 0; i < stride * maxkv; i++) { kc[i] = FRND(); vc[i] = FRND(); }
+        const bool f16 = it % 2;
+        fp16_t *k16 = f16 ? halves(kc, stride * maxkv) : NULL, *v16 = f16 ? halves(vc, stride * maxkv) : NULL;
+        const op_kv kv = f16 ? (op_kv){k16, v16, stride, true} : (op_kv){kc, vc, stride, false};
         for (int i = 0; i < nq * os; i++) o0[i] = 7.0f;   // the gaps between output rows stay untouched
         cpu_set_level(CPU_LEVEL_SCALAR);
-        for (int h = 0; h < nq; h++) op_attention_head(o0 + h * os, q + h * qs, kc, vc, stride, nkv[h], hd, att);
+        for (int h = 0; h < nq; h++) op_attention_head(o0 + h * os, q + h * qs, &kv, nkv[h], hd, att);
         for (int lv = CPU_LEVEL_SCALAR; lv <= (int)top; lv++) {
             cpu_set_level((enum cpu_level)lv);
             for (int i = 0; i < nq * os; i++) o1[i] = 7.0f;
             for (int h = 0; h < nq; h++)
                 for (int i = 0; i < hd; i++) o1[h * os + i] = NAN;
-            op_attention_queries(o1, os, q, qs, nq, nkv, kc, vc, stride, hd, att);
+            op_attention_queries(o1, os, q, qs, nq, nkv, &kv, hd, att);
             double e = 0;
             for (int i = 0; i < nq * os; i++) e = fmax(e, isnan(o1[i]) ? INFINITY : fabs(o1[i] - o0[i]));
             worst = fmax(worst, e);
-            CHECKF(e < 3e-6, "level %s nq=%d hd=%d first n_kv=%d: max error %g", cpu_level_name((enum cpu_level)lv),
-                   nq, hd, first, e);
+            CHECKF(e < 3e-6, "level %s nq=%d hd=%d first n_kv=%d %s cache: max error %g",
+                   cpu_level_name((enum cpu_level)lv), nq, hd, first, f16 ? "f16" : "f32", e);
         }
         cpu_set_level(top);
-        free(q); free(kc); free(vc); free(o0); free(o1); free(att);
+        free(q); free(kc); free(vc); free(o0); free(o1); free(att); free(k16); free(v16);
     }
     printf("  attention of consecutive queries: max abs error %.2g against the scalar heads\n", worst);
 #undef RND
@@ -178,7 +194,15 @@ static void test_levels(void) {
         cpu_set_level(CPU_LEVEL_SCALAR);
         op_silu_mul(a0, b, n);
         op_softmax(s0, n);
-        op_attention_head(o0, q, kc, vc, stride, nkv, hd, att);
+        const bool f16 = it % 2;   // odd rounds: an f16 cache (kc, vc rounded to the same values)
+        fp16_t *k16 = f16 ? halves(kc, stride * nkv) : NULL, *v16 = f16 ? halves(vc, stride * nkv) : NULL;
+        const op_kv kv = f16 ? (op_kv){k16, v16, stride, true} : (op_kv){kc, vc, stride, false};
+        op_attention_head(o0, q, &kv, nkv, hd, att);
+        if (f16) {   // the scalar f16 path is the f32 one on the widened values, bit for bit
+            const op_kv k32 = {kc, vc, stride, false};
+            op_attention_head(o1, q, &k32, nkv, hd, att);
+            CHECKF(!memcmp(o0, o1, sizeof(float) * (size_t)hd), "f16 cache, scalar: hd=%d nkv=%d", hd, nkv);
+        }
         for (int lv = CPU_LEVEL_AVX2; lv <= (int)top; lv++) {
             cpu_set_level((enum cpu_level)lv);
             float *a1 = malloc(sizeof(float) * n), *s2 = malloc(sizeof(float) * n);
@@ -186,7 +210,7 @@ static void test_levels(void) {
             memcpy(s2, s1, sizeof(float) * n);
             op_silu_mul(a1, b, n);
             op_softmax(s2, n);
-            op_attention_head(o1, q, kc, vc, stride, nkv, hd, att);
+            op_attention_head(o1, q, &kv, nkv, hd, att);
             double es = 0, ea = 0, eo = 0;
             for (int i = 0; i < n; i++) {
                 es = fmax(es, fabs(a1[i] - a0[i]) / (fabs(a0[i]) + 1e-6));
@@ -194,15 +218,41 @@ static void test_levels(void) {
             }
             for (int i = 0; i < hd; i++) eo = fmax(eo, fabs(o1[i] - o0[i]));
             // Observed: about 3e-7 for each.
-            CHECKF(es < 2e-6 && ea < 2e-6 && eo < 3e-6, "level %s n=%d hd=%d nkv=%d: silu %g softmax %g attention %g",
-                   cpu_level_name((enum cpu_level)lv), n, hd, nkv, es, ea, eo);
+            CHECKF(es < 2e-6 && ea < 2e-6 && eo < 3e-6,
+                   "level %s n=%d hd=%d nkv=%d %s cache: silu %g softmax %g attention %g",
+                   cpu_level_name((enum cpu_level)lv), n, hd, nkv, f16 ? "f16" : "f32", es, ea, eo);
             free(a1); free(s2);
         }
         cpu_set_level(top);
         free(a); free(b); free(a0); free(s0); free(s1); free(q); free(kc); free(vc); free(o0); free(o1); free(att);
+        free(k16); free(v16);
     }
 #undef RND
 #undef FRND
+}
+
+// Writing the cache: f16 elements are fp32_to_fp16's (round to nearest
+// even, subnormals, overflow to inf) at every level; f32 ones are copies.
+static void test_kv_store(void) {
+    const enum cpu_level top = cpu_level();
+    float x[67];
+    for (int i = 0; i < 67; i++) x[i] = ldexpf(sinf((float)i * 1.3f), (i % 40) - 28);   // 2^-28 .. 2^11
+    x[3] = 65520.0f;         // rounds past the largest half: inf
+    x[4] = -1e-8f;           // below the smallest subnormal half: -0
+    x[5] = 1.0f + 0x1p-11f;  // a tie: to even (1.0)
+    x[6] = INFINITY;
+    for (int lv = CPU_LEVEL_SCALAR; lv <= (int)top; lv++) {
+        cpu_set_level((enum cpu_level)lv);
+        fp16_t h[67];
+        float f[67];
+        op_kv_store(h, x, 67, true);
+        op_kv_store(f, x, 67, false);
+        for (int i = 0; i < 67; i++)
+            CHECKF(h[i] == fp32_to_fp16(x[i]) && f[i] == x[i], "level %s element %d (%g): %04x", cpu_level_name((enum cpu_level)lv),
+                   i, (double)x[i], h[i]);
+        CHECK(h[3] == 0x7c00 && h[4] == 0x8000 && h[5] == 0x3c00 && h[6] == 0x7c00);
+    }
+    cpu_set_level(top);
 }
 
 int main(void) {
@@ -213,5 +263,6 @@ int main(void) {
     RUN(test_levels);
     RUN(test_attention_group);
     RUN(test_attention_queries);
+    RUN(test_kv_store);
     return harness_done();
 }

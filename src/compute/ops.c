@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "cpu.h"
+#include "quant.h"
 #include "simd.h"
 
 
@@ -135,39 +136,89 @@ void op_add(float *a, const float *b, int n) {
     for (int i = 0; i < n; i++) a[i] += b[i];
 }
 
+// ---- KV cache elements: f32 or f16 -----------------------------------------
+
+static inline const void *kv_ptr(const void *p, int64_t i, bool f16) {
+    return (const char *)p + i * (f16 ? 2 : 4);
+}
+
+static inline float kv_get(const void *p, int64_t i, bool f16) {
+    return f16 ? fp16_to_fp32(((const fp16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+// The cache lines of n elements at p, ahead of their use: a KV head's
+// positions are one sequential stream, yet the hardware prefetcher left the
+// score loop waiting on the keys (measured: half its time at depth 2048).
+#define KV_AHEAD 8   // positions ahead
+
+static inline __attribute__((always_inline)) void kv_prefetch(const void *p, int n, bool f16) {
+    const int bytes = n * (f16 ? 2 : 4);
+    for (int o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
+}
+
+// Eight elements at p as floats (F16C widens halves exactly).
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 kv_load8(const void *p, bool f16) {
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)) : _mm256_loadu_ps((const float *)p);
+}
+
+AVX2_TARGET static void kv_store_avx2(void *dst, const float *src, int n) {
+    fp16_t *d = dst;
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) d[i] = fp32_to_fp16(src[i]);
+}
+
+void op_kv_store(void *dst, const float *src, int n, bool f16) {
+    if (!f16) {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+        return;
+    }
+    if (cpu_level() >= CPU_LEVEL_AVX2) {
+        kv_store_avx2(dst, src, n);
+        return;
+    }
+    fp16_t *d = dst;
+    for (int i = 0; i < n; i++) d[i] = fp32_to_fp16(src[i]);
+}
+
 // out[0 .. 8w) (+)= Σ_{t0 <= t < t1} p[ps·t] · v[t·stride + 0 .. 8w): the
-// output held in registers; added to out when add, else stored. w is a
-// constant at each call (wsum_chunk dispatches).
+// output held in registers; added to out when add, else stored. w and f16
+// (v's element type) are constants at each call (wsum_chunk dispatches).
 AVX2_TARGET static inline __attribute__((always_inline)) void wsum_avx2(float *out, const float *p, int ps,
-                                                                      const float *v, int64_t stride, int t0,
-                                                                      int t1, int w, bool add) {
+                                                                      const void *v, bool f16, int64_t stride,
+                                                                      int t0, int t1, int w, bool add) {
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int j = 0; j < w; j++) acc[j] = add ? _mm256_loadu_ps(out + 8 * j) : _mm256_setzero_ps();
     for (int t = t0; t < t1; t++) {
         const __m256 pt = _mm256_broadcast_ss(p + (int64_t)ps * t);
-        const float *vt = v + t * stride;
+        const void *vt = kv_ptr(v, t * stride, f16);
 #pragma GCC unroll 8
-        for (int j = 0; j < w; j++) acc[j] = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8 * j), acc[j]);
+        for (int j = 0; j < w; j++) acc[j] = _mm256_fmadd_ps(pt, kv_load8(kv_ptr(vt, 8 * j, f16), f16), acc[j]);
     }
 #pragma GCC unroll 8
     for (int j = 0; j < w; j++) _mm256_storeu_ps(out + 8 * j, acc[j]);
 }
 
-// wsum_avx2 over w = 1..8 vectors with w a constant in each copy.
-AVX2_TARGET static void wsum_chunk(float *out, const float *p, int ps, const float *v, int64_t stride, int t0,
-                                   int t1, int w, bool add) {
-    switch (w) {
-    case 8: wsum_avx2(out, p, ps, v, stride, t0, t1, 8, add); break;
-    case 7: wsum_avx2(out, p, ps, v, stride, t0, t1, 7, add); break;
-    case 6: wsum_avx2(out, p, ps, v, stride, t0, t1, 6, add); break;
-    case 5: wsum_avx2(out, p, ps, v, stride, t0, t1, 5, add); break;
-    case 4: wsum_avx2(out, p, ps, v, stride, t0, t1, 4, add); break;
-    case 3: wsum_avx2(out, p, ps, v, stride, t0, t1, 3, add); break;
-    case 2: wsum_avx2(out, p, ps, v, stride, t0, t1, 2, add); break;
-    default: wsum_avx2(out, p, ps, v, stride, t0, t1, 1, add); break;
+#define WSUM_CASES(F16)                                                              \
+    switch (w) {                                                                     \
+    case 8: wsum_avx2(out, p, ps, v, F16, stride, t0, t1, 8, add); break;            \
+    case 7: wsum_avx2(out, p, ps, v, F16, stride, t0, t1, 7, add); break;            \
+    case 6: wsum_avx2(out, p, ps, v, F16, stride, t0, t1, 6, add); break;            \
+    case 5: wsum_avx2(out, p, ps, v, F16, stride, t0, t1, 5, add); break;            \
+    case 4: wsum_avx2(out, p, ps, v, F16, stride, t0, t1, 4, add); break;            \
+    case 3: wsum_avx2(out, p, ps, v, F16, stride, t0, t1, 3, add); break;            \
+    case 2: wsum_avx2(out, p, ps, v, F16, stride, t0, t1, 2, add); break;            \
+    default: wsum_avx2(out, p, ps, v, F16, stride, t0, t1, 1, add); break;           \
     }
+
+// wsum_avx2 over w = 1..8 vectors with w and the element type constants in each copy.
+AVX2_TARGET static void wsum_chunk(float *out, const float *p, int ps, const void *v, bool f16, int64_t stride,
+                                   int t0, int t1, int w, bool add) {
+    if (f16) WSUM_CASES(true) else WSUM_CASES(false)
 }
+#undef WSUM_CASES
 
 // Eight horizontal sums at once: lane r of the result is Σ a[r].
 AVX2_TARGET static inline __attribute__((always_inline)) __m256 hsum8x8(const __m256 a[8]) {
@@ -176,58 +227,71 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 hsum8x8(const __
     return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
 }
 
-// Lane r = a_r · b over n (a multiple of 8) floats, for the NR (1..8) rows
+// Lane r = a_r · b over n (a multiple of 8) elements, for the NR (1..8) rows
 // a_r = a + r·as: the scores of up to 8 query heads against one key
-// (grouped attention), or of one query against 8 positions' keys.
-AVX2_TARGET static inline __attribute__((always_inline)) __m256 dots8(int NR, const float *a, int64_t as,
-                                                                      const float *b, int n) {
+// (grouped attention), or of one query against 8 positions' keys. a16 and
+// b16: the operand is f16 (a cached key), else f32.
+AVX2_TARGET static inline __attribute__((always_inline)) __m256 dots8(int NR, const void *a, bool a16, int64_t as,
+                                                                      const void *b, bool b16, int n) {
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
     for (int c = 0; c < n; c += 8) {
-        const __m256 bv = _mm256_loadu_ps(b + c);
+        const __m256 bv = kv_load8(kv_ptr(b, c, b16), b16);
 #pragma GCC unroll 8
-        for (int r = 0; r < NR; r++) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(a + r * as + c), bv, acc[r]);
+        for (int r = 0; r < NR; r++) acc[r] = _mm256_fmadd_ps(kv_load8(kv_ptr(a, r * as + c, a16), a16), bv, acc[r]);
     }
     return hsum8x8(acc);
 }
 
 // Scores as 8-wide dot products (eight positions at a time when head_dim is
 // a multiple of 8), the weighted sum of values with the output held in
-// registers (head_dim <= 256 in chunks of 64), scalar tails.
-AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const float *kc, const float *vc,
-                                            int64_t kv_stride, int n_kv, int head_dim, float *att) {
+// registers (head_dim <= 256 in chunks of 64), scalar tails. f16: the
+// cache's element type, a constant in each copy.
+AVX2_TARGET static inline __attribute__((always_inline)) void attention_head_core(float *out, const float *q,
+                                                                                const op_kv *kv, int n_kv,
+                                                                                int head_dim, float *att, bool f16) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int hd8 = head_dim & ~7;
+    const int64_t kv_stride = kv->stride;
     int t0 = 0;
     if (hd8 == head_dim) {   // eight positions at a time: one set of horizontal sums for all eight
         const __m256 sv = _mm256_set1_ps(scale);
-        for (; t0 + 8 <= n_kv; t0 += 8)
-            _mm256_storeu_ps(att + t0, _mm256_mul_ps(dots8(8, kc + t0 * kv_stride, kv_stride, q, head_dim), sv));
+        for (; t0 + 8 <= n_kv; t0 += 8) {
+            for (int t = t0 + KV_AHEAD; t < t0 + KV_AHEAD + 8; t++) kv_prefetch(kv_ptr(kv->k, t * kv_stride, f16), head_dim, f16);
+            _mm256_storeu_ps(att + t0, _mm256_mul_ps(dots8(8, kv_ptr(kv->k, t0 * kv_stride, f16), f16, kv_stride, q,
+                                                           false, head_dim), sv));
+        }
     }
     for (int t = t0; t < n_kv; t++) {
-        const float *k = kc + t * kv_stride;
+        const void *k = kv_ptr(kv->k, t * kv_stride, f16);
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         int i = 0;
         for (; i + 16 <= hd8; i += 16) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(k + i + 8), a1);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(kv_ptr(k, i, f16), f16), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), kv_load8(kv_ptr(k, i + 8, f16), f16), a1);
         }
-        if (i < hd8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), a0);
+        if (i < hd8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(kv_ptr(k, i, f16), f16), a0);
         float s = hsum256(_mm256_add_ps(a0, a1));
-        for (i = hd8; i < head_dim; i++) s += q[i] * k[i];
+        for (i = hd8; i < head_dim; i++) s += q[i] * kv_get(k, i, f16);
         att[t] = s * scale;
     }
     softmax_avx2(att, n_kv);
     for (int c = 0; c < hd8; c += 64) {   // up to 64 output values at a time, in registers
         const int w = hd8 - c < 64 ? (hd8 - c) / 8 : 8;
-        wsum_chunk(out + c, att, 1, vc + c, kv_stride, 0, n_kv, w, false);
+        wsum_chunk(out + c, att, 1, kv_ptr(kv->v, c, f16), f16, kv_stride, 0, n_kv, w, false);
     }
     for (int i = hd8; i < head_dim; i++) {
         float o = 0.0f;
-        for (int t = 0; t < n_kv; t++) o += att[t] * vc[t * kv_stride + i];
+        for (int t = 0; t < n_kv; t++) o += att[t] * kv_get(kv->v, t * kv_stride + i, f16);
         out[i] = o;
     }
+}
+
+AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const op_kv *kv, int n_kv, int head_dim,
+                                            float *att) {
+    if (kv->f16) attention_head_core(out, q, kv, n_kv, head_dim, att, true);
+    else attention_head_core(out, q, kv, n_kv, head_dim, att, false);
 }
 
 // ---- grouped-query attention: the query heads that share a KV head --------
@@ -240,10 +304,12 @@ AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const fl
 // then the values in blocks of positions small enough to stay in L1 while
 // every query uses them. The queries are the heads of a group (grouped-query
 // attention) or consecutive tokens of one sequence (prefill).
-AVX2_TARGET static void attention_group_avx2(float *out, int64_t os, const float *q, int64_t qs, int nr,
-                                             const int *nkv, const float *kc, const float *vc, int64_t kv_stride,
-                                             int hd, float *att) {
+AVX2_TARGET static inline __attribute__((always_inline)) void attention_group_core(float *out, int64_t os,
+                                                                                 const float *q, int64_t qs, int nr,
+                                                                                 const int *nkv, const op_kv *kv,
+                                                                                 int hd, float *att, bool f16) {
     const __m256 scale = _mm256_set1_ps(1.0f / sqrtf((float)hd)), ninf = _mm256_set1_ps(-INFINITY);
+    const int64_t kv_stride = kv->stride;
     _Alignas(32) int lim[8];
     int n_kv = 0;
     bool ragged = false;
@@ -261,16 +327,17 @@ AVX2_TARGET static void attention_group_avx2(float *out, int64_t os, const float
     }
     __m256 mx = ninf;
     for (int t = 0; t < n_kv; t++) {
-        const float *k = kc + t * kv_stride;
+        const void *k = kv_ptr(kv->k, t * kv_stride, f16);
+        kv_prefetch(kv_ptr(k, KV_AHEAD * kv_stride, f16), hd, f16);
         __m256 s;
         switch (nr) {
-        case 2: s = dots8(2, qq, hd, k, hd); break;
-        case 3: s = dots8(3, qq, hd, k, hd); break;
-        case 4: s = dots8(4, qq, hd, k, hd); break;
-        case 5: s = dots8(5, qq, hd, k, hd); break;
-        case 6: s = dots8(6, qq, hd, k, hd); break;
-        case 7: s = dots8(7, qq, hd, k, hd); break;
-        default: s = dots8(8, qq, hd, k, hd); break;
+        case 2: s = dots8(2, qq, false, hd, k, f16, hd); break;
+        case 3: s = dots8(3, qq, false, hd, k, f16, hd); break;
+        case 4: s = dots8(4, qq, false, hd, k, f16, hd); break;
+        case 5: s = dots8(5, qq, false, hd, k, f16, hd); break;
+        case 6: s = dots8(6, qq, false, hd, k, f16, hd); break;
+        case 7: s = dots8(7, qq, false, hd, k, f16, hd); break;
+        default: s = dots8(8, qq, false, hd, k, f16, hd); break;
         }
         s = _mm256_mul_ps(s, scale);
         if (ragged) s = _mm256_blendv_ps(ninf, s, _mm256_castsi256_ps(_mm256_cmpgt_epi32(limv, _mm256_set1_epi32(t))));
@@ -286,15 +353,16 @@ AVX2_TARGET static void attention_group_avx2(float *out, int64_t os, const float
     }
     _Alignas(32) float inv[8];
     _mm256_store_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sum));
-    enum { TB = 32 };   // positions per block: TB · head_dim floats of V stay in L1
+    enum { TB = 32 };   // positions per block: TB · head_dim values of V stay in L1
     for (int t0 = 0; t0 < n_kv; t0 += TB) {
         const int t1 = n_kv - t0 < TB ? n_kv : t0 + TB;
+        for (int t = t1; t < t1 + TB && t < n_kv; t++) kv_prefetch(kv_ptr(kv->v, t * kv_stride, f16), hd, f16);
         for (int r = 0; r < nr; r++) {
             const int e1 = t1 < lim[r] ? t1 : lim[r];   // a query's positions end at its own limit
             if (e1 <= t0) continue;
             for (int c = 0; c < hd; c += 64) {
                 const int w = hd - c < 64 ? (hd - c) / 8 : 8;
-                wsum_chunk(out + r * os + c, att + r, 8, vc + c, kv_stride, t0, e1, w, t0 > 0);
+                wsum_chunk(out + r * os + c, att + r, 8, kv_ptr(kv->v, c, f16), f16, kv_stride, t0, e1, w, t0 > 0);
             }
         }
     }
@@ -305,57 +373,60 @@ AVX2_TARGET static void attention_group_avx2(float *out, int64_t os, const float
     }
 }
 
-void op_attention_group(float *out, const float *q, int n_rep, const float *kc, const float *vc, int64_t kv_stride,
-                        int n_kv, int head_dim, float *att) {
+AVX2_TARGET static void attention_group_avx2(float *out, int64_t os, const float *q, int64_t qs, int nr,
+                                             const int *nkv, const op_kv *kv, int hd, float *att) {
+    if (kv->f16) attention_group_core(out, os, q, qs, nr, nkv, kv, hd, att, true);
+    else attention_group_core(out, os, q, qs, nr, nkv, kv, hd, att, false);
+}
+
+void op_attention_group(float *out, const float *q, int n_rep, const op_kv *kv, int n_kv, int head_dim, float *att) {
     const int nkv[8] = {n_kv, n_kv, n_kv, n_kv, n_kv, n_kv, n_kv, n_kv};
     for (int r0 = 0; r0 < n_rep; r0 += 8) {
         const int nr = n_rep - r0 < 8 ? n_rep - r0 : 8;
         float *o = out + (size_t)r0 * (size_t)head_dim;
         const float *qq = q + (size_t)r0 * (size_t)head_dim;
         if (nr >= 2 && head_dim % 8 == 0 && cpu_level() >= CPU_LEVEL_AVX2) {
-            attention_group_avx2(o, head_dim, qq, head_dim, nr, nkv, kc, vc, kv_stride, head_dim, att);
+            attention_group_avx2(o, head_dim, qq, head_dim, nr, nkv, kv, head_dim, att);
             continue;
         }
         for (int r = 0; r < nr; r++)
-            op_attention_head(o + (size_t)r * (size_t)head_dim, qq + (size_t)r * (size_t)head_dim, kc, vc, kv_stride,
-                              n_kv, head_dim, att);
+            op_attention_head(o + (size_t)r * (size_t)head_dim, qq + (size_t)r * (size_t)head_dim, kv, n_kv, head_dim,
+                              att);
     }
 }
 
 void op_attention_queries(float *out, int64_t out_stride, const float *q, int64_t q_stride, int nq, const int *n_kv,
-                          const float *kc, const float *vc, int64_t kv_stride, int head_dim, float *att) {
+                          const op_kv *kv, int head_dim, float *att) {
     for (int r0 = 0; r0 < nq; r0 += 8) {
         const int nr = nq - r0 < 8 ? nq - r0 : 8;
         float *o = out + (size_t)r0 * (size_t)out_stride;
         const float *qq = q + (size_t)r0 * (size_t)q_stride;
         if (nr >= 2 && head_dim % 8 == 0 && (q_stride == head_dim || head_dim <= 256) && cpu_level() >= CPU_LEVEL_AVX2) {
-            attention_group_avx2(o, out_stride, qq, q_stride, nr, n_kv + r0, kc, vc, kv_stride, head_dim, att);
+            attention_group_avx2(o, out_stride, qq, q_stride, nr, n_kv + r0, kv, head_dim, att);
             continue;
         }
         for (int r = 0; r < nr; r++)
-            op_attention_head(o + (size_t)r * (size_t)out_stride, qq + (size_t)r * (size_t)q_stride, kc, vc,
-                              kv_stride, n_kv[r0 + r], head_dim, att);
+            op_attention_head(o + (size_t)r * (size_t)out_stride, qq + (size_t)r * (size_t)q_stride, kv, n_kv[r0 + r],
+                              head_dim, att);
     }
 }
 
-void op_attention_head(float *out, const float *q, const float *kc, const float *vc,
-                       int64_t kv_stride, int n_kv, int head_dim, float *att) {
+void op_attention_head(float *out, const float *q, const op_kv *kv, int n_kv, int head_dim, float *att) {
     if (cpu_level() >= CPU_LEVEL_AVX2) {
-        attention_head_avx2(out, q, kc, vc, kv_stride, n_kv, head_dim, att);
+        attention_head_avx2(out, q, kv, n_kv, head_dim, att);
         return;
     }
     const float scale = 1.0f / sqrtf((float)head_dim);
+    const bool f16 = kv->f16;
     for (int t = 0; t < n_kv; t++) {
-        const float *k = kc + t * kv_stride;
         float s = 0.0f;
-        for (int i = 0; i < head_dim; i++) s += q[i] * k[i];
+        for (int i = 0; i < head_dim; i++) s += q[i] * kv_get(kv->k, t * kv->stride + i, f16);
         att[t] = s * scale;
     }
     softmax_scalar(att, n_kv);
     for (int i = 0; i < head_dim; i++) out[i] = 0.0f;
     for (int t = 0; t < n_kv; t++) {
-        const float *v = vc + t * kv_stride;
         const float p = att[t];
-        for (int i = 0; i < head_dim; i++) out[i] += p * v[i];
+        for (int i = 0; i < head_dim; i++) out[i] += p * kv_get(kv->v, t * kv->stride + i, f16);
     }
 }

@@ -1,10 +1,11 @@
 // ops.h — the small element-wise and row operations of the llama forward
-// pass: RMSNorm, rotary embedding, softmax, SwiGLU, residual add, and one
-// attention head over a KV cache. Pure functions over caller memory;
+// pass: RMSNorm, rotary embedding, softmax, SwiGLU, residual add, and
+// attention over a KV cache held in f32 or f16. Pure functions over caller memory;
 // thread-safe; no allocation.
 #ifndef LLMSCOPE_OPS_H
 #define LLMSCOPE_OPS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 // out[i] = x[i] / sqrt(mean(x²) + eps) * w[i], i < n. out may alias x.
@@ -26,18 +27,29 @@ void op_silu_mul(float *a, const float *b, int n);
 // a[i] += b[i]
 void op_add(float *a, const float *b, int n);
 
-// One attention head: q (head_dim) against keys k[t] = kc + t*kv_stride
-// (t < n_kv), softmax with scale 1/sqrt(head_dim), out (head_dim) = Σ p_t v[t].
+// One KV head of a cache: position t's key at element t·stride of k and its
+// value at element t·stride of v, stored as f32, or as IEEE half (f16: the
+// scores and sums are still taken in f32 after exact widening).
+typedef struct op_kv {
+    const void *k, *v;
+    int64_t stride;   // elements from one position to the next
+    bool f16;
+} op_kv;
+
+// dst (n elements of the cache) = src, converted to f16 (round to nearest
+// even) when f16, else copied.
+void op_kv_store(void *dst, const float *src, int n, bool f16);
+
+// One attention head: q (head_dim) against the keys of positions t < n_kv,
+// softmax with scale 1/sqrt(head_dim), out (head_dim) = Σ p_t v[t].
 // att is scratch of n_kv floats.
-void op_attention_head(float *out, const float *q, const float *kc, const float *vc,
-                       int64_t kv_stride, int n_kv, int head_dim, float *att);
+void op_attention_head(float *out, const float *q, const op_kv *kv, int n_kv, int head_dim, float *att);
 
 // n_rep query heads that share one KV head (grouped-query attention): head
 // r's query at q + r*head_dim, its output at out + r*head_dim, each as
 // op_attention_head computes it, with K and V read once for all of them.
 // att is scratch of 8*n_kv floats.
-void op_attention_group(float *out, const float *q, int n_rep, const float *kc, const float *vc, int64_t kv_stride,
-                        int n_kv, int head_dim, float *att);
+void op_attention_group(float *out, const float *q, int n_rep, const op_kv *kv, int n_kv, int head_dim, float *att);
 
 // nq queries against one KV head, each with its own number of positions:
 // query r at q + r*q_stride attends to t < n_kv[r] (each n_kv[r] >= 1), its
@@ -46,6 +58,6 @@ void op_attention_group(float *out, const float *q, int n_rep, const float *kc, 
 // sequence: every position below the largest n_kv must hold a written key
 // and value (masked scores get weight exactly 0). att: 8*max(n_kv) floats.
 void op_attention_queries(float *out, int64_t out_stride, const float *q, int64_t q_stride, int nq, const int *n_kv,
-                          const float *kc, const float *vc, int64_t kv_stride, int head_dim, float *att);
+                          const op_kv *kv, int head_dim, float *att);
 
 #endif

@@ -255,8 +255,9 @@ struct llama_ctx {
     tp_pool *pool;
     char placement[256];   // where the compute threads run (llama_ctx_placement)
     int32_t n_ctx, n_seq, n_batch;
-    float *k_cache;        // (n_layer, n_seq, n_head_kv, n_ctx, head_dim): a KV head's positions contiguous
-    float *v_cache;        // (n_layer, n_seq, n_head_kv, n_ctx, head_dim)
+    void *k_cache;         // (n_layer, n_seq, n_head_kv, n_ctx, head_dim): a KV head's positions contiguous
+    void *v_cache;         // (n_layer, n_seq, n_head_kv, n_ctx, head_dim)
+    bool kv_f16;           // cache elements are f16 (else f32)
     // Activations for up to n_batch tokens.
     float *x;              // (n_batch, n_embd) residual stream
     float *xb;             // (n_batch, n_embd)
@@ -339,8 +340,10 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
     bool ok = true;
     const size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, KV = (size_t)hp->kv_dim, F = (size_t)hp->n_ff;
     const size_t kv_elems = (size_t)hp->n_layer * (size_t)n_seq * (size_t)n_ctx * KV;
-    c->k_cache = xalloc(sizeof(float) * kv_elems, &ok);
-    c->v_cache = xalloc(sizeof(float) * kv_elems, &ok);
+    c->kv_f16 = p->kv_type != LLAMA_KV_F32;
+    const size_t kv_es = c->kv_f16 ? 2 : sizeof(float);
+    c->k_cache = xalloc(kv_es * kv_elems, &ok);
+    c->v_cache = xalloc(kv_es * kv_elems, &ok);
     c->x = xalloc(sizeof(float) * B * E, &ok);
     c->xb = xalloc(sizeof(float) * B * E, &ok);
     c->xb2 = xalloc(sizeof(float) * B * E, &ok);
@@ -365,7 +368,7 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
     c->p_wdata = xalloc(NT * c->p_wdata_bytes, &ok);
     if (!ok) {
         seterr(err, errlen, "out of memory for a context of %d positions x %d sequences (KV cache %.1f MiB)",
-               n_ctx, n_seq, 2.0 * sizeof(float) * (double)kv_elems / (1 << 20));
+               n_ctx, n_seq, 2.0 * (double)kv_es * (double)kv_elems / (1 << 20));
         llama_ctx_free(c);
         return NULL;
     }
@@ -395,7 +398,17 @@ int32_t llama_ctx_n_batch(const llama_ctx *c) { return c->n_batch; }
 int32_t llama_ctx_n_threads(const llama_ctx *c) { return tp_n_threads(c->pool); }
 uint64_t llama_ctx_kv_bytes(const llama_ctx *c) {
     const llama_hparams *hp = &c->m->hp;
-    return 2ull * sizeof(float) * (uint64_t)hp->n_layer * (uint64_t)c->n_seq * (uint64_t)c->n_ctx * (uint64_t)hp->kv_dim;
+    return 2ull * (c->kv_f16 ? 2u : sizeof(float)) * (uint64_t)hp->n_layer * (uint64_t)c->n_seq * (uint64_t)c->n_ctx *
+           (uint64_t)hp->kv_dim;
+}
+
+const char *llama_ctx_kv_type(const llama_ctx *c) { return c->kv_f16 ? "f16" : "f32"; }
+
+bool llama_kv_type_parse(const char *s, enum llama_kv_type *out) {
+    if (!strcmp(s, "f16")) *out = LLAMA_KV_F16;
+    else if (!strcmp(s, "f32")) *out = LLAMA_KV_F32;
+    else return false;
+    return true;
 }
 
 void llama_kv_clear(llama_ctx *c, int32_t seq) {
@@ -409,6 +422,16 @@ float *llama_logits(llama_ctx *c, int32_t j) {
 }
 
 int32_t llama_n_logits(const llama_ctx *c) { return c->n_out; }
+
+// Element i of a cache (k_cache or v_cache), f32 or f16.
+static inline void *kv_elem(const llama_ctx *c, void *cache, size_t i) {
+    return (char *)cache + i * (c->kv_f16 ? 2 : sizeof(float));
+}
+
+// The positions of one KV head from cache element `base` on, HD apart.
+static inline op_kv kv_head(llama_ctx *c, size_t base, int64_t HD) {
+    return (op_kv){kv_elem(c, c->k_cache, base), kv_elem(c, c->v_cache, base), HD, c->kv_f16};
+}
 
 // y_i = x · W_iᵀ for weights that read the same input x (T rows). Weights of
 // one activation format share one mm_prepare(). Called by every thread; the
@@ -462,8 +485,7 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
 
     for (int l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &m->layers[l];
-        float *kc_l = c->k_cache + (size_t)l * layer_stride;
-        float *vc_l = c->v_cache + (size_t)l * layer_stride;
+        const size_t lb = (size_t)l * layer_stride;   // the layer's first cache element
         if (l > 0) for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];   // the previous layer's FFN output
         for (int64_t t = 0; t < T; t++) op_rmsnorm(xn + t * E, x + t * E, L->attn_norm, (int)E, hp->rms_eps);
         const mm_weight *qkv[] = {&L->wq, &L->wk, &L->wv};
@@ -481,15 +503,15 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
                 op_rope(c->k + t * KV + g0 * HD, (int)(g1 - g0), (int)HD, hp->n_rot, cs);
                 for (long g = g0; g < g1; g++) {
                     size_t at = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride + (size_t)b->pos[t] * (size_t)HD;
-                    memcpy(kc_l + at, c->k + t * KV + g * HD, sizeof(float) * (size_t)HD);
-                    memcpy(vc_l + at, c->v + t * KV + g * HD, sizeof(float) * (size_t)HD);
+                    op_kv_store(kv_elem(c, c->k_cache, lb + at), c->k + t * KV + g * HD, (int)HD, c->kv_f16);
+                    op_kv_store(kv_elem(c, c->v_cache, lb + at), c->v + t * KV + g * HD, (int)HD, c->kv_f16);
                 }
             }
             for (int64_t t = 0; t < T; t++)
                 for (long g = g0; g < g1; g++) {
-                    size_t base = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride;
+                    const op_kv kv = kv_head(c, lb + (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride, HD);
                     op_attention_group(c->xb2 + t * E + g * group * HD, c->q + t * E + g * group * HD, (int)group,
-                                       kc_l + base, vc_l + base, HD, b->pos[t] + 1, (int)HD, att);
+                                       &kv, b->pos[t] + 1, (int)HD, att);
                 }
         }
         tp_barrier(c->pool);
@@ -552,8 +574,7 @@ static void forward_worker(int ith, int nth, void *arg) {
 
     for (int l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &m->layers[l];
-        float *kc_l = c->k_cache + (size_t)l * layer_stride;
-        float *vc_l = c->v_cache + (size_t)l * layer_stride;
+        const size_t lb = (size_t)l * layer_stride;   // the layer's first cache element
 
         // Each thread adds the previous layer's FFN output to, and normalizes,
         // the rows it will quantize itself: no barrier before the product.
@@ -575,8 +596,8 @@ static void forward_worker(int ith, int nth, void *arg) {
             op_rope(c->k + t * KV, hp->n_head_kv, (int)HD, hp->n_rot, cs);
             for (int64_t g = 0; g < hp->n_head_kv; g++) {
                 size_t at = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride + (size_t)b->pos[t] * (size_t)HD;
-                memcpy(kc_l + at, c->k + t * KV + g * HD, sizeof(float) * (size_t)HD);
-                memcpy(vc_l + at, c->v + t * KV + g * HD, sizeof(float) * (size_t)HD);
+                op_kv_store(kv_elem(c, c->k_cache, lb + at), c->k + t * KV + g * HD, (int)HD, c->kv_f16);
+                op_kv_store(kv_elem(c, c->v_cache, lb + at), c->v + t * KV + g * HD, (int)HD, c->kv_f16);
             }
         }
         tp_barrier(c->pool);
@@ -595,17 +616,16 @@ static void forward_worker(int ith, int nth, void *arg) {
                 const int32_t a = c->ablk[blk], nq = c->ablk[blk + 1] - a;
                 int nkv[8];
                 for (int32_t j = 0; j < nq; j++) nkv[j] = b->pos[a + j] + 1;
-                size_t base = (size_t)b->seq[a] * seq_stride + (size_t)g * head_stride;
-                op_attention_queries(c->xb2 + a * E + g * HD, E, c->q + a * E + g * HD, E, nq, nkv, kc_l + base,
-                                     vc_l + base, HD, (int)HD, att);
+                const op_kv kv = kv_head(c, lb + (size_t)b->seq[a] * seq_stride + (size_t)g * head_stride, HD);
+                op_attention_queries(c->xb2 + a * E + g * HD, E, c->q + a * E + g * HD, E, nq, nkv, &kv, (int)HD, att);
             }
         }
         for (long task = ith; group > 1 && task < T * n_att_tasks; task += nth) {
             long t = task / n_att_tasks, rem = task % n_att_tasks, g = rem / att_sub, sub = rem % att_sub;
             long h0 = g * group + sub * att_chunk, nr = group - sub * att_chunk < att_chunk ? group - sub * att_chunk : att_chunk;
-            size_t base = (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride;
-            op_attention_group(c->xb2 + t * E + h0 * HD, c->q + t * E + h0 * HD, (int)nr, kc_l + base, vc_l + base,
-                               HD, b->pos[t] + 1, (int)HD, att);
+            const op_kv kv = kv_head(c, lb + (size_t)b->seq[t] * seq_stride + (size_t)g * head_stride, HD);
+            op_attention_group(c->xb2 + t * E + h0 * HD, c->q + t * E + h0 * HD, (int)nr, &kv, b->pos[t] + 1, (int)HD,
+                               att);
         }
         tp_barrier(c->pool);
         {

@@ -65,6 +65,10 @@ typedef struct llama_model {
 llama_model *llama_load(const char *path, char *err, size_t errlen);
 void llama_free(llama_model *m);
 
+// Element type of the KV cache. f16 (the default, as in llama.cpp) halves
+// the bytes attention reads per position; f32 keeps keys and values exact.
+enum llama_kv_type { LLAMA_KV_F16 = 0, LLAMA_KV_F32 = 1 };
+
 typedef struct llama_ctx_params {
     int32_t n_ctx;       // positions per sequence (0 = the model's, capped at 4096)
     int32_t n_seq;       // sequences (KV slots) held at once (>= 1)
@@ -72,6 +76,7 @@ typedef struct llama_ctx_params {
     int32_t n_threads;   // compute threads (0 = tp_default_threads())
     const char *cpu_affinity;   // --cpu-affinity LIST (NULL = not pinned; see compute/affinity.h)
     const char *numa;           // --numa off|distribute|isolate (NULL = off)
+    enum llama_kv_type kv_type; // KV cache elements (LLAMA_KV_F16 unless set)
 } llama_ctx_params;
 
 typedef struct llama_ctx llama_ctx;
@@ -84,8 +89,11 @@ int32_t llama_ctx_n_ctx(const llama_ctx *c);
 int32_t llama_ctx_n_seq(const llama_ctx *c);
 int32_t llama_ctx_n_batch(const llama_ctx *c);
 int32_t llama_ctx_n_threads(const llama_ctx *c);
-// Bytes held by the KV cache.
+// Bytes held by the KV cache, and its element type ("f16" or "f32").
 uint64_t llama_ctx_kv_bytes(const llama_ctx *c);
+const char *llama_ctx_kv_type(const llama_ctx *c);
+// "f16" or "f32" (--kv-type) into *out; false for anything else.
+bool llama_kv_type_parse(const char *s, enum llama_kv_type *out);
 
 // A batch: token i of sequence seq[i] at position pos[i]. Positions of one
 // sequence must be consecutive and the KV slot must already hold positions

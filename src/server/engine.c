@@ -517,7 +517,8 @@ srv_engine *eng_start(const eng_config *cfg, const llama_model *m, char *err, si
     if (e->cfg.prefill_chunk < 1) e->cfg.prefill_chunk = e->cfg.n_batch;
     e->m = m;
     llama_ctx_params cp = {.n_ctx = cfg->n_ctx, .n_seq = e->cfg.parallel, .n_batch = e->cfg.n_batch, .n_threads = cfg->n_threads,
-                          .cpu_affinity = cfg->cpu_affinity, .numa = cfg->numa};
+                          .cpu_affinity = cfg->cpu_affinity, .numa = cfg->numa,
+                          .kv_type = cfg->kv_type};
     e->ctx = llama_ctx_new(m, &cp, err, errlen);
     if (!e->ctx) { free(e); return NULL; }
     e->n_ctx = llama_ctx_n_ctx(e->ctx);
@@ -576,4 +577,5 @@ int32_t eng_n_ctx(const srv_engine *e) { return e->n_ctx; }
 int eng_parallel(const srv_engine *e) { return e->cfg.parallel; }
 int eng_n_threads(const srv_engine *e) { return llama_ctx_n_threads(e->ctx); }
 const char *eng_placement(const srv_engine *e) { return llama_ctx_placement(e->ctx); }
+const char *eng_kv_type(const srv_engine *e) { return llama_ctx_kv_type(e->ctx); }
 size_t eng_in_flight(const srv_engine *e) { return atomic_load(&e->in_flight); }

@@ -76,6 +76,7 @@ typedef struct eng_config {
     int prefill_chunk;   // most prompt tokens of one sequence per step
     const char *cpu_affinity;   // --cpu-affinity LIST (NULL = compute threads not pinned)
     const char *numa;           // --numa off|distribute|isolate (NULL = off)
+    enum llama_kv_type kv_type; // --kv-type f16 (default) | f32
 } eng_config;
 
 typedef struct srv_engine srv_engine;
@@ -90,6 +91,7 @@ int32_t eng_n_ctx(const srv_engine *e);
 int eng_parallel(const srv_engine *e);
 int eng_n_threads(const srv_engine *e);
 const char *eng_placement(const srv_engine *e);   // where the compute threads run
+const char *eng_kv_type(const srv_engine *e);     // the KV cache's elements: "f16" or "f32"
 size_t eng_in_flight(const srv_engine *e);   // submitted and not yet done
 
 // A new request with one reference (the caller's). NULL on OOM.

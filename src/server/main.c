@@ -32,6 +32,7 @@ static void usage(FILE *f) {
             "  --parallel N            sequences decoded together (default 8)\n"
             "  -c, --ctx N             context length per sequence (default: the model's, at most 4096)\n"
             "  --batch N               most tokens in one forward step (default 512)\n"
+            "  --kv-type f16|f32       KV cache elements (default f16)\n"
             "  --prefill-chunk N       most prompt tokens of one sequence per step (default 256)\n"
             "  --tokenizer-threads N   tokenizer workers (default 2)\n"
             "  --max-queue N           requests waiting before 503 (default 64)\n"
@@ -115,6 +116,9 @@ int main(int argc, char **argv) {
         else if (flag(argc, argv, &i, NULL, "--parallel", &v)) ec.parallel = (int)num("--parallel", v, 1, 256);
         else if (flag(argc, argv, &i, "-c", "--ctx", &v)) ec.n_ctx = (int)num("--ctx", v, 8, 1 << 20);
         else if (flag(argc, argv, &i, NULL, "--batch", &v)) ec.n_batch = (int)num("--batch", v, 1, 8192);
+        else if (flag(argc, argv, &i, NULL, "--kv-type", &v)) {
+            if (!llama_kv_type_parse(v, &ec.kv_type)) { fprintf(stderr, "llm-server: bad value for --kv-type: '%s' (f16 or f32)\n", v); return 2; }
+        }
         else if (flag(argc, argv, &i, NULL, "--prefill-chunk", &v)) ec.prefill_chunk = (int)num("--prefill-chunk", v, 1, 8192);
         else if (flag(argc, argv, &i, NULL, "--tokenizer-threads", &v)) ec.tok_threads = (int)num("--tokenizer-threads", v, 1, 64);
         else if (flag(argc, argv, &i, NULL, "--max-queue", &v)) ec.max_queue = (int)num("--max-queue", v, 1, 1 << 20);
@@ -214,7 +218,7 @@ int main(int argc, char **argv) {
     snprintf(url, sizeof url, "http://%s%s%s:%u", strchr(shown, ':') ? "[" : "", host[0] ? host : "127.0.0.1",
              strchr(shown, ':') ? "]" : "", port);
     fprintf(stderr,
-            "llm-server: ready in %.0f ms: %s, %d-token context, %d parallel sequences, %s\n"
+            "llm-server: ready in %.0f ms: %s, %d-token context, %d parallel sequences, %s KV cache, %s\n"
             "  try:  curl -s '%s/infer?prompt=Once+upon+a+time&max_tokens=32'\n"
             "        curl -sN %s/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}'\n"
             "        hey -z 30s -q 16 -c 8 %s/infer\n"
@@ -222,7 +226,8 @@ int main(int argc, char **argv) {
             "        curl -s %s/debug/pprof/threads?debug=2\n"
             "        curl -s '%s/debug/pprof/profile?seconds=10' > cpu.pprof   # go tool pprof cpu.pprof\n"
             "        curl -s '%s/debug/trace?seconds=5' > trace.json          # ui.perfetto.dev\n",
-            (double)(util_now_ns() - t0) / 1e6, m->name, eng_n_ctx(e), eng_parallel(e), eng_placement(e),
+            (double)(util_now_ns() - t0) / 1e6, m->name, eng_n_ctx(e), eng_parallel(e), eng_kv_type(e),
+            eng_placement(e),
             url, url, url, url, url, url, url);
 
     int sig = 0;

@@ -6,7 +6,10 @@
 // prefill's products are made of, with prefill's own rate as a fraction of it.
 // With --parallel N the tg test also runs as N sequences decoded together
 // (one token of each per step, logits for all, as a server's batch does),
-// paired round by round with the single-sequence run.
+// paired round by round with the single-sequence run. With --n-depth D the
+// tg test also runs on an empty context (positions from 0) right after each
+// run at depth, and the median of the paired ratios says how much of its
+// speed decode keeps at depth D.
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,12 +29,14 @@ static void bench_usage(FILE *f) {
             "usage: llmscope bench -m FILE [-p N] [-n N] [-d N] [-np N] [-t N] [-r N] [--json]\n"
             "  -p, --n-prompt N   prompt tokens for the pp test (default 128; 0 skips it)\n"
             "  -n, --n-gen N      generated tokens for the tg test (default 64; 0 skips it)\n"
-            "  -d, --n-depth N    tokens already in the context when each test starts (default 0)\n"
+            "  -d, --n-depth N    tokens already in the context when each test starts (default 0);\n"
+            "                     tg also runs from position 0, paired, for the speed kept at depth\n"
             "  -np, --parallel N  also run tg as N sequences decoded together, paired with the\n"
             "                     single-sequence run in every repetition (default 1: off)\n"
             "  -t, --threads N    compute threads (default: all CPUs)\n"
             "  --cpu-affinity LIST    pin compute thread i to the i-th CPU of LIST (e.g. 0-3,6)\n"
             "  --numa MODE            off (default), distribute (threads over nodes) or isolate\n"
+            "  --kv-type f16|f32      KV cache elements (default f16)\n"
             "  -r, --repetitions  runs per test after one warm-up (default 3)\n"
             "  --no-bw            skip the memory bandwidth measurement\n"
             "  --json             one JSON object on stdout instead of the table\n");
@@ -112,6 +117,7 @@ int cmd_bench(int argc, char **argv) {
     const char *cpu_affinity = NULL, *numa = NULL, *model_path = NULL;
     int64_t n_prompt = 128, n_gen = 64, n_depth = 0, n_threads = 0, reps = 3, n_par = 1;
     bool json = false, no_bw = false;
+    enum llama_kv_type kv_type = LLAMA_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         bool miss = false, ok = true;
@@ -126,6 +132,9 @@ int cmd_bench(int argc, char **argv) {
         else if (opt_value(argc, argv, &i, "-t", "--threads", &v, &miss)) ok = miss || opt_i64("bench", "-t", v, 1, 1024, &n_threads);
         else if (opt_value(argc, argv, &i, NULL, "--cpu-affinity", &v, &miss)) cpu_affinity = v;
         else if (opt_value(argc, argv, &i, NULL, "--numa", &v, &miss)) numa = v;
+        else if (opt_value(argc, argv, &i, NULL, "--kv-type", &v, &miss)) {
+            if (!miss && !(ok = llama_kv_type_parse(v, &kv_type))) fprintf(stderr, "llmscope bench: --kv-type: '%s' is not f16 or f32\n", v);
+        }
         else if (opt_value(argc, argv, &i, "-r", "--repetitions", &v, &miss)) ok = miss || opt_i64("bench", "-r", v, 1, 1000, &reps);
         else {
             fprintf(stderr, "llmscope bench: unknown argument '%s'\n", argv[i]);
@@ -147,7 +156,7 @@ int cmd_bench(int argc, char **argv) {
                 need, m->hp.n_ctx_train);
     const int32_t npar = n_gen > 0 ? (int32_t)n_par : 1;
     llama_ctx_params cp = {.n_ctx = need + depth > 16 ? need + depth : 16, .n_seq = npar, .n_batch = 512, .n_threads = (int32_t)n_threads,
-                          .cpu_affinity = cpu_affinity, .numa = numa};
+                          .cpu_affinity = cpu_affinity, .numa = numa, .kv_type = kv_type};
     llama_ctx *c = llama_ctx_new(m, &cp, err, sizeof err);
     if (!c) { fprintf(stderr, "llmscope bench: %s\n", err); llama_free(m); return 1; }
     int nth = llama_ctx_n_threads(c);
@@ -157,8 +166,9 @@ int cmd_bench(int argc, char **argv) {
     int32_t *pos = malloc(sizeof(int32_t) * 512), *seq = calloc(512, sizeof(int32_t));
     double *pp = calloc((size_t)reps, sizeof(double)), *tg = calloc((size_t)reps, sizeof(double));
     double *tgp = calloc((size_t)reps, sizeof(double)), *ratio = calloc((size_t)reps, sizeof(double));
+    double *tg0 = calloc((size_t)reps, sizeof(double)), *kept = calloc((size_t)reps, sizeof(double));
     double *peak = calloc((size_t)reps, sizeof(double)), *pfrac = calloc((size_t)reps, sizeof(double));
-    if (!toks || !pos || !seq || !pp || !tg || !tgp || !ratio || !peak || !pfrac) {
+    if (!toks || !pos || !seq || !pp || !tg || !tgp || !ratio || !tg0 || !kept || !peak || !pfrac) {
         fprintf(stderr, "llmscope bench: out of memory\n");
         return 1;
     }
@@ -204,6 +214,13 @@ int cmd_bench(int argc, char **argv) {
                 tgp[i] = (double)npar * n_gen / s;
                 ratio[i] = tgp[i] / tg[i];
             }
+            if (depth > 0) {   // the same round on an empty context: positions 0.. (their
+                               // cache entries are rewritten; speed does not depend on them)
+                s = run_tg(c, toks, (int32_t)n_gen, 0, 1);
+                if (s < 0) { rc = 1; goto done; }
+                tg0[i] = n_gen / s;
+                kept[i] = tg[i] / tg0[i];
+            }
         }
     }
     double bw = 0.0;
@@ -217,6 +234,8 @@ int cmd_bench(int argc, char **argv) {
     stat_s sp = n_prompt > 0 ? stats(pp, (int)reps) : (stat_s){0, 0};
     stat_s sg = n_gen > 0 ? stats(tg, (int)reps) : (stat_s){0, 0};
     stat_s sgp = npar > 1 ? stats(tgp, (int)reps) : (stat_s){0, 0};
+    stat_s sg0 = depth > 0 && n_gen > 0 ? stats(tg0, (int)reps) : (stat_s){0, 0};
+    const double kept_med = depth > 0 && n_gen > 0 ? median(kept, (int)reps) : 0.0;   // sorted: kept[0] .. kept[reps - 1]
     // The speed-up: the median of the paired per-round ratios, and their range.
     const double x_med = median(ratio, (int)reps);   // sorted: ratio[0] and ratio[reps - 1] are the range
     const double peak_med = n_peak ? median(peak, n_peak) : 0.0, pfrac_med = n_peak ? median(pfrac, n_peak) : 0.0;
@@ -236,6 +255,7 @@ int cmd_bench(int argc, char **argv) {
                               "tg", "n_gen", (json_int_t)n_gen, "avg_ts", sg.mean, "stddev_ts", sg.sd,
                               "mem_read_bw_bytes_per_s", bw, "decode_weight_bytes_per_s", dec_bytes,
                               "decode_bw_fraction", frac);
+        if (o) json_object_set_new(o, "kv_type", json_string(llama_ctx_kv_type(c)));
         if (o && n_peak) {
             json_object_set_new(o, "madd_peak_per_s", json_real(peak_med));
             json_object_set_new(o, "pp_madd_fraction", json_real(pfrac_med));
@@ -245,6 +265,10 @@ int cmd_bench(int argc, char **argv) {
                                 json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "n_seq", (json_int_t)npar,
                                           "n_gen", (json_int_t)n_gen, "avg_ts", sgp.mean, "stddev_ts", sgp.sd,
                                           "speedup", x_med, "speedup_min", ratio[0], "speedup_max", ratio[reps - 1]));
+        if (o && depth > 0 && n_gen > 0)
+            json_object_set_new(o, "tg_empty",
+                                json_pack("{s:f, s:f, s:f, s:f, s:f}", "avg_ts", sg0.mean, "stddev_ts", sg0.sd, "kept",
+                                          kept_med, "kept_min", kept[0], "kept_max", kept[reps - 1]));
         char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
         if (txt) printf("%s\n", txt);
         else { fprintf(stderr, "llmscope bench: cannot format JSON\n"); rc = 1; }
@@ -265,10 +289,17 @@ int cmd_bench(int argc, char **argv) {
         if (npar > 1)
             printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld%s x%d | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
                    (long long)n_gen, at, npar, sgp.mean, sgp.sd);
-        printf("\ncpu: %s\nplacement: %s\n", cpu, llama_ctx_placement(c));
+        if (depth > 0 && n_gen > 0)
+            printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
+                   (long long)n_gen, sg0.mean, sg0.sd);
+        printf("\ncpu: %s\nplacement: %s\nkv cache: %s\n", cpu, llama_ctx_placement(c), llama_ctx_kv_type(c));
         if (npar > 1)
             printf("parallel decode: %d sequences give %.2fx the tokens/s of one (median of %lld paired rounds; "
                    "%.2f-%.2f)\n", npar, x_med, (long long)reps, ratio[0], ratio[reps - 1]);
+        if (depth > 0 && n_gen > 0)
+            printf("depth: decode at %d tokens of context keeps %.0f%% of its speed on an empty one (median of %lld "
+                   "paired rounds; %.0f-%.0f%%)\n", depth, 100 * kept_med, (long long)reps, 100 * kept[0],
+                   100 * kept[reps - 1]);
         if (n_peak)
             printf("vector multiply-add rate: %.1f G/s (%d threads; int16 pairs, median of %d probes after the pp "
                    "runs); prefill's products ran at %.0f%% of it (median of the paired ratios)\n",
@@ -279,7 +310,8 @@ int cmd_bench(int argc, char **argv) {
                    bw / 1e9, nth, m->weight_bytes / 1e6, dec_bytes / 1e9, 100 * frac);
     }
 done:
-    free(toks); free(pos); free(seq); free(pp); free(tg); free(tgp); free(ratio); free(peak); free(pfrac);
+    free(toks); free(pos); free(seq); free(pp); free(tg); free(tgp); free(ratio); free(tg0); free(kept); free(peak);
+    free(pfrac);
     if (probe) tp_free(probe);
     llama_ctx_free(c);
     llama_free(m);

@@ -20,6 +20,7 @@ static void run_usage(FILE *f) {
             "  --cpu-affinity LIST    pin compute thread i to the i-th CPU of LIST (e.g. 0-3,6)\n"
             "  --numa MODE            off (default), distribute (threads over nodes) or isolate\n"
             "  -c, --ctx N            context length (default: the model's, at most 4096)\n"
+            "  --kv-type f16|f32      KV cache elements (default f16)\n"
             "  --temp T               temperature; 0 = greedy (default 0.8)\n"
             "  --top-k K              (default 40)     --top-p P (default 0.95)\n"
             "  --min-p P              (default 0.05)   --repeat-penalty R (default 1.0)\n"
@@ -33,6 +34,7 @@ int cmd_run(int argc, char **argv) {
     int64_t n_predict = 128, n_threads = 0, n_ctx = 0, top_k = 40, seed = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep = 1.0;
     bool no_bos = false, print_ids = false;
+    enum llama_kv_type kv_type = LLAMA_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         bool miss = false, ok = true;
@@ -46,6 +48,9 @@ int cmd_run(int argc, char **argv) {
         else if (opt_value(argc, argv, &i, NULL, "--cpu-affinity", &v, &miss)) cpu_affinity = v;
         else if (opt_value(argc, argv, &i, NULL, "--numa", &v, &miss)) numa = v;
         else if (opt_value(argc, argv, &i, "-c", "--ctx", &v, &miss)) ok = miss || opt_i64("run", "--ctx", v, 1, 1 << 20, &n_ctx);
+        else if (opt_value(argc, argv, &i, NULL, "--kv-type", &v, &miss)) {
+            if (!miss && !(ok = llama_kv_type_parse(v, &kv_type))) fprintf(stderr, "llmscope run: --kv-type: '%s' is not f16 or f32\n", v);
+        }
         else if (opt_value(argc, argv, &i, NULL, "--temp", &v, &miss)) ok = miss || opt_f64("run", "--temp", v, 0, 100, &temp);
         else if (opt_value(argc, argv, &i, NULL, "--top-k", &v, &miss)) ok = miss || opt_i64("run", "--top-k", v, 0, 1 << 30, &top_k);
         else if (opt_value(argc, argv, &i, NULL, "--top-p", &v, &miss)) ok = miss || opt_f64("run", "--top-p", v, 0, 1, &top_p);
@@ -81,7 +86,7 @@ int cmd_run(int argc, char **argv) {
         toks[n_prompt++] = tok_bos(voc);
     }
     llama_ctx_params cp = {.n_ctx = (int32_t)n_ctx, .n_seq = 1, .n_batch = 512, .n_threads = (int32_t)n_threads,
-                          .cpu_affinity = cpu_affinity, .numa = numa};
+                          .cpu_affinity = cpu_affinity, .numa = numa, .kv_type = kv_type};
     llama_ctx *ctx = llama_ctx_new(m, &cp, err, sizeof err);
     if (!ctx) { fprintf(stderr, "llmscope run: %s\n", err); free(toks); llama_free(m); return 1; }
     const int32_t ctx_len = llama_ctx_n_ctx(ctx);
