@@ -6,8 +6,9 @@
 # bench/results.md. SHAPES and TYPES narrow the set.
 # Then long-context decode: tg64 with DEPTH (2048) tokens already in the
 # context against tg64 on an empty one, for each shape:type in LONGCTX
-# (default tinyllama-1.1b:q4_0), in ROUNDS (3) alternating pairs; the median
-# of the per-round ratios goes to bench/longctx.md.
+# (default tinyllama-1.1b:q4_0), in ROUNDS (5) pairs run back to back in one
+# process (llmscope bench -d); the median of the per-round ratios goes to
+# bench/longctx.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=$here/build/bin/llmscope
@@ -45,37 +46,26 @@ python3 "$here/scripts/bench_report.py" "$out" > "$here/bench/results.md"
 cat "$here/bench/results.md"
 
 depth=${DEPTH:-2048}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 lout=$here/bench/longctx.jsonl
 : > "$lout"
 for sc in ${LONGCTX-tinyllama-1.1b:q4_0}; do
   shape=${sc%%:*}; type=${sc##*:}
   f=$dir/$shape-$type.gguf
   [ -s "$f" ] || "$bin" gguf synth --shape "$shape" --type "$type" --vocab "$vocab" --seed 1 -o "$f" >/dev/null
-  for r in $(seq 1 "$rounds"); do
-    for d in 0 "$depth"; do
-      echo "bench $shape $type tg64 @ d$d, round $r ($threads threads)"
-      "$bin" bench -m "$f" -p 0 -n 64 -d "$d" -t "$threads" -r 3 --no-bw --json \
-        | python3 -c 'import json,sys; d=json.load(sys.stdin); d["shape"]=sys.argv[1]; d["round"]=int(sys.argv[2]); print(json.dumps(d))' "$shape" "$r" >> "$lout"
-    done
-  done
+  echo "bench $shape $type tg64 @ d$depth and on an empty context, $rounds paired rounds ($threads threads)"
+  "$bin" bench -m "$f" -p 0 -n 64 -d "$depth" -t "$threads" -r "$rounds" --no-bw --json \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); d["shape"]=sys.argv[1]; print(json.dumps(d))' "$shape" >> "$lout"
 done
-python3 - "$lout" "$depth" > "$here/bench/longctx.md" <<'PY'
-import json, statistics, sys
+python3 - "$lout" > "$here/bench/longctx.md" <<'PY'
+import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-depth = int(sys.argv[2])
-print(f"| shape | type | threads | tg64 tok/s (empty) | tg64 @ d{depth} tok/s | kept (median of paired rounds) | rounds |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-for key in dict.fromkeys((r["shape"], r["type"]) for r in rows):
-    rs = [r for r in rows if (r["shape"], r["type"]) == key]
-    e = {r["round"]: r["tg"]["avg_ts"] for r in rs if r["n_depth"] == 0}
-    l = {r["round"]: r["tg"]["avg_ts"] for r in rs if r["n_depth"] == depth}
-    both = sorted(set(e) & set(l))
-    if not both:
-        continue
-    kept = statistics.median(l[k] / e[k] for k in both)
-    print(f"| {key[0]} | {key[1]} | {rs[0]['threads']} | {statistics.median(e.values()):.1f} | "
-          f"{statistics.median(l.values()):.1f} | {100 * kept:.0f}% | {len(both)} |")
+print("| shape | type | threads | KV cache | tg64 tok/s (empty) | tg64 @ depth tok/s | depth | kept (median of paired rounds) | range | rounds |")
+print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |")
+for d in rows:
+    e = d["tg_empty"]
+    print(f'| {d["shape"]} | {d["type"]} | {d["threads"]} | {d["kv_type"]} | {e["avg_ts"]:.1f} | {d["tg"]["avg_ts"]:.1f} '
+          f'| {d["n_depth"]} | {100 * e["kept"]:.0f}% | {100 * e["kept_min"]:.0f}–{100 * e["kept_max"]:.0f}% | {d["repetitions"]} |')
 PY
 cat "$here/bench/longctx.md"
 
