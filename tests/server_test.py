@@ -321,6 +321,28 @@ def test_metrics(srv):
            (p.stdout + p.stderr).decode()[:500])
 
 
+def test_kv_type():
+    """--kv-type: the cache's size on /metrics and its type on the ready line
+    follow the flag (stories260K: 5 layers, 4 KV heads of 8, here 2 slots of
+    64 positions), and greedy text is the same with either cache."""
+    texts = {}
+    for kv, es in (("f16", 2), ("f32", 4)):
+        srv = Server("--kv-type", kv, "--parallel", "2", "--ctx", "64")
+        try:
+            _, m, _ = srv.request("GET", "/metrics")
+            got = re.search(rb"^llmscope_kv_cache_bytes ([0-9.e+]+)$", m, re.M)
+            want = 2 * 5 * 2 * 64 * 32 * es
+            ok = got is not None and float(got.group(1)) == want and f"{kv} KV cache".encode() in srv.logtext().encode()
+            result(f"--kv-type {kv}: llmscope_kv_cache_bytes {want} and the ready line name the cache", ok,
+                   f"{got.group(1) if got else None} {srv.logtext()[:300]}")
+            st, j = greedy(srv, "Once upon a time", n=24)
+            texts[kv] = j.get("text") if st == 200 else None
+        finally:
+            srv.stop()
+    result("--kv-type: f16 and f32 caches give the same greedy text", texts["f16"] is not None and texts["f16"] == texts["f32"],
+           str(texts))
+
+
 def test_auth():
     srv = Server("--api-key", "sekret")
     try:
@@ -898,7 +920,7 @@ def main():
                f"rc={rc}" + ("" if rc == 0 else "; log:\n" + srv.logtext()[:6000]))
     finally:
         srv.stop()
-    for t in (test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load,
+    for t in (test_kv_type, test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load,
               test_flight_recorder, test_hostile_clients, test_conn_limit, test_port_in_use, test_debug_addr):
         try:
             t()

@@ -522,6 +522,7 @@ srv_engine *eng_start(const eng_config *cfg, const llama_model *m, char *err, si
     e->ctx = llama_ctx_new(m, &cp, err, errlen);
     if (!e->ctx) { free(e); return NULL; }
     e->n_ctx = llama_ctx_n_ctx(e->ctx);
+    met_gauge_set(MET_KV_BYTES, (double)llama_ctx_kv_bytes(e->ctx));
     e->q_tok = prof_queue_new("tokenize", (size_t)e->cfg.max_queue);
     e->q_admit = prof_queue_new("admit", (size_t)e->cfg.max_queue);
     e->tok_threads = calloc((size_t)e->cfg.tok_threads, sizeof(pthread_t));

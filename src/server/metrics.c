@@ -51,6 +51,7 @@ static const struct { const char *name, *help; } gdefs[MET_N_GAUGE] = {
     [MET_WAITING] = {"llmscope_num_requests_waiting", "Requests waiting to be tokenized or admitted."},
     [MET_KV_USAGE] = {"llmscope_kv_cache_usage_perc", "Fraction of KV-cache positions in use (0 to 1)."},
     [MET_BATCH_SEQS] = {"llmscope_batch_sequences", "Sequences in the last forward step."},
+    [MET_KV_BYTES] = {"llmscope_kv_cache_bytes", "Bytes held by the KV cache (f16 or f32 elements: --kv-type)."},
 };
 
 typedef struct hist {

@@ -27,6 +27,7 @@ typedef enum met_gauge {
     MET_WAITING,      // llmscope_num_requests_waiting (tokenize + admit queues)
     MET_KV_USAGE,     // llmscope_kv_cache_usage_perc (0..1)
     MET_BATCH_SEQS,   // llmscope_batch_sequences (sequences in the last step)
+    MET_KV_BYTES,     // llmscope_kv_cache_bytes (set at start)
     MET_N_GAUGE
 } met_gauge;
 
