@@ -138,11 +138,11 @@ void op_add(float *a, const float *b, int n) {
 
 // ---- KV cache elements: f32 or f16 -----------------------------------------
 
-static inline const void *kv_ptr(const void *p, int64_t i, bool f16) {
+static inline __attribute__((always_inline)) const void *kv_ptr(const void *p, int64_t i, bool f16) {
     return (const char *)p + i * (f16 ? 2 : 4);
 }
 
-static inline float kv_get(const void *p, int64_t i, bool f16) {
+static inline __attribute__((always_inline)) float kv_get(const void *p, int64_t i, bool f16) {
     return f16 ? fp16_to_fp32(((const fp16_t *)p)[i]) : ((const float *)p)[i];
 }
 
@@ -154,6 +154,12 @@ static inline float kv_get(const void *p, int64_t i, bool f16) {
 static inline __attribute__((always_inline)) void kv_prefetch(const void *p, int n, bool f16) {
     const int bytes = n * (f16 ? 2 : 4);
     for (int o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
+}
+
+// Element i as a float inside the AVX2 kernels: F16C's conversion inline
+// (kv_get calls the portable one), for the tails of heads narrower than 8.
+AVX2_TARGET static inline __attribute__((always_inline)) float kv_get_f16c(const void *p, int64_t i, bool f16) {
+    return f16 ? _cvtsh_ss(((const fp16_t *)p)[i]) : ((const float *)p)[i];
 }
 
 // Eight elements at p as floats (F16C widens halves exactly).
@@ -273,7 +279,7 @@ AVX2_TARGET static inline __attribute__((always_inline)) void attention_head_cor
         }
         if (i < hd8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(kv_ptr(k, i, f16), f16), a0);
         float s = hsum256(_mm256_add_ps(a0, a1));
-        for (i = hd8; i < head_dim; i++) s += q[i] * kv_get(k, i, f16);
+        for (i = hd8; i < head_dim; i++) s += q[i] * kv_get_f16c(k, i, f16);
         att[t] = s * scale;
     }
     softmax_avx2(att, n_kv);
@@ -283,7 +289,7 @@ AVX2_TARGET static inline __attribute__((always_inline)) void attention_head_cor
     }
     for (int i = hd8; i < head_dim; i++) {
         float o = 0.0f;
-        for (int t = 0; t < n_kv; t++) o += att[t] * kv_get(kv->v, t * kv_stride + i, f16);
+        for (int t = 0; t < n_kv; t++) o += att[t] * kv_get_f16c(kv->v, t * kv_stride + i, f16);
         out[i] = o;
     }
 }
