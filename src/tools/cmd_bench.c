@@ -168,18 +168,18 @@ int cmd_bench(int argc, char **argv) {
     double *tgp = calloc((size_t)reps, sizeof(double)), *ratio = calloc((size_t)reps, sizeof(double));
     double *tg0 = calloc((size_t)reps, sizeof(double)), *kept = calloc((size_t)reps, sizeof(double));
     double *peak = calloc((size_t)reps, sizeof(double)), *pfrac = calloc((size_t)reps, sizeof(double));
+    tp_pool *probe = NULL;
+    int n_peak = 0, rc = 0;
     if (!toks || !pos || !seq || !pp || !tg || !tgp || !ratio || !tg0 || !kept || !peak || !pfrac) {
         fprintf(stderr, "llmscope bench: out of memory\n");
-        return 1;
+        rc = 1;
+        goto done;
     }
-    tp_pool *probe = NULL;
-    int n_peak = 0;
     uint64_t r = 12345;
     for (int32_t i = 0; i <= (need > depth ? need : depth); i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         toks[i] = (int32_t)((r >> 33) % (uint64_t)m->hp.n_vocab);
     }
-    int rc = 0;
     // The context the tests start from: depth tokens at positions 0..d-1,
     // written once (each test writes only above them, so they stay).
     // With --parallel every sequence gets that context.
