@@ -139,7 +139,7 @@ void op_add(float *a, const float *b, int n) {
 // ---- KV cache elements: f32 or f16 -----------------------------------------
 
 static inline __attribute__((always_inline)) const void *kv_ptr(const void *p, int64_t i, bool f16) {
-    return (const char *)p + i * (f16 ? 2 : 4);
+    return (const char *)p + i * (int64_t)op_kv_elem_size(f16);
 }
 
 static inline __attribute__((always_inline)) float kv_get(const void *p, int64_t i, bool f16) {
@@ -152,7 +152,7 @@ static inline __attribute__((always_inline)) float kv_get(const void *p, int64_t
 #define KV_AHEAD 8   // positions ahead
 
 static inline __attribute__((always_inline)) void kv_prefetch(const void *p, int n, bool f16) {
-    const int bytes = n * (f16 ? 2 : 4);
+    const int bytes = n * (int)op_kv_elem_size(f16);
     for (int o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
 }
 
@@ -172,7 +172,7 @@ AVX2_TARGET static void kv_store_avx2(void *dst, const float *src, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) d[i] = fp32_to_fp16(src[i]);
+    for (; i < n; i++) d[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);   // inline, as the tails that read them
 }
 
 void op_kv_store(void *dst, const float *src, int n, bool f16) {

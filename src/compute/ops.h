@@ -6,6 +6,7 @@
 #define LLMSCOPE_OPS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 // out[i] = x[i] / sqrt(mean(x²) + eps) * w[i], i < n. out may alias x.
@@ -35,6 +36,9 @@ typedef struct op_kv {
     int64_t stride;   // elements from one position to the next
     bool f16;
 } op_kv;
+
+// Bytes of one cache element.
+static inline size_t op_kv_elem_size(bool f16) { return f16 ? 2 : sizeof(float); }
 
 // dst (n elements of the cache) = src, converted to f16 (round to nearest
 // even) when f16, else copied.

@@ -341,7 +341,7 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
     const size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, KV = (size_t)hp->kv_dim, F = (size_t)hp->n_ff;
     const size_t kv_elems = (size_t)hp->n_layer * (size_t)n_seq * (size_t)n_ctx * KV;
     c->kv_f16 = p->kv_type != LLAMA_KV_F32;
-    const size_t kv_es = c->kv_f16 ? 2 : sizeof(float);
+    const size_t kv_es = op_kv_elem_size(c->kv_f16);
     c->k_cache = xalloc(kv_es * kv_elems, &ok);
     c->v_cache = xalloc(kv_es * kv_elems, &ok);
     c->x = xalloc(sizeof(float) * B * E, &ok);
@@ -398,7 +398,7 @@ int32_t llama_ctx_n_batch(const llama_ctx *c) { return c->n_batch; }
 int32_t llama_ctx_n_threads(const llama_ctx *c) { return tp_n_threads(c->pool); }
 uint64_t llama_ctx_kv_bytes(const llama_ctx *c) {
     const llama_hparams *hp = &c->m->hp;
-    return 2ull * (c->kv_f16 ? 2u : sizeof(float)) * (uint64_t)hp->n_layer * (uint64_t)c->n_seq * (uint64_t)c->n_ctx *
+    return 2ull * op_kv_elem_size(c->kv_f16) * (uint64_t)hp->n_layer * (uint64_t)c->n_seq * (uint64_t)c->n_ctx *
            (uint64_t)hp->kv_dim;
 }
 
@@ -425,7 +425,7 @@ int32_t llama_n_logits(const llama_ctx *c) { return c->n_out; }
 
 // Element i of a cache (k_cache or v_cache), f32 or f16.
 static inline void *kv_elem(const llama_ctx *c, void *cache, size_t i) {
-    return (char *)cache + i * (c->kv_f16 ? 2 : sizeof(float));
+    return (char *)cache + i * op_kv_elem_size(c->kv_f16);
 }
 
 // The positions of one KV head from cache element `base` on, HD apart.
