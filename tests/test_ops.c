@@ -13,6 +13,14 @@ static fp16_t *halves(float *x, int n) {
     return h;
 }
 
+// The cache a test reads: kc and vc (n elements each) as they are, or with
+// f16 their halves in *k16 and *v16 (kc and vc rounded to match; free them).
+static op_kv test_cache(float *kc, float *vc, int n, int stride, bool f16, fp16_t **k16, fp16_t **v16) {
+    *k16 = f16 ? halves(kc, n) : NULL;
+    *v16 = f16 ? halves(vc, n) : NULL;
+    return f16 ? (op_kv){*k16, *v16, stride, true} : (op_kv){kc, vc, stride, false};
+}
+
 static void test_rmsnorm(void) {
     float x[37], w[37], out[37];
     double ss = 0;
@@ -92,8 +100,8 @@ static void test_attention_group(void) {
         for (int i = 0; i < nrep * hd; i++) q[i] = FRND() * 3;
         for (int i = 0; i < stride * nkv; i++) { kc[i] = FRND(); vc[i] = FRND(); }
         const bool f16 = it % 2;
-        fp16_t *k16 = f16 ? halves(kc, stride * nkv) : NULL, *v16 = f16 ? halves(vc, stride * nkv) : NULL;
-        const op_kv kv = f16 ? (op_kv){k16, v16, stride, true} : (op_kv){kc, vc, stride, false};
+        fp16_t *k16, *v16;
+        const op_kv kv = test_cache(kc, vc, stride * nkv, stride, f16, &k16, &v16);
         cpu_set_level(CPU_LEVEL_SCALAR);
         for (int h = 0; h < nrep; h++) op_attention_head(o0 + h * hd, q + h * hd, &kv, nkv, hd, att);
         for (int lv = CPU_LEVEL_SCALAR; lv <= (int)top; lv++) {
@@ -139,8 +147,8 @@ static void test_attention_queries(void) {
         for (int i = 0; i < nq * qs; i++) q[i] = FRND() * 3;
         for (int i = 0; i < stride * maxkv; i++) { kc[i] = FRND(); vc[i] = FRND(); }
         const bool f16 = it % 2;
-        fp16_t *k16 = f16 ? halves(kc, stride * maxkv) : NULL, *v16 = f16 ? halves(vc, stride * maxkv) : NULL;
-        const op_kv kv = f16 ? (op_kv){k16, v16, stride, true} : (op_kv){kc, vc, stride, false};
+        fp16_t *k16, *v16;
+        const op_kv kv = test_cache(kc, vc, stride * maxkv, stride, f16, &k16, &v16);
         for (int i = 0; i < nq * os; i++) o0[i] = 7.0f;   // the gaps between output rows stay untouched
         cpu_set_level(CPU_LEVEL_SCALAR);
         for (int h = 0; h < nq; h++) op_attention_head(o0 + h * os, q + h * qs, &kv, nkv[h], hd, att);
@@ -195,8 +203,8 @@ static void test_levels(void) {
         op_silu_mul(a0, b, n);
         op_softmax(s0, n);
         const bool f16 = it % 2;   // odd rounds: an f16 cache (kc, vc rounded to the same values)
-        fp16_t *k16 = f16 ? halves(kc, stride * nkv) : NULL, *v16 = f16 ? halves(vc, stride * nkv) : NULL;
-        const op_kv kv = f16 ? (op_kv){k16, v16, stride, true} : (op_kv){kc, vc, stride, false};
+        fp16_t *k16, *v16;
+        const op_kv kv = test_cache(kc, vc, stride * nkv, stride, f16, &k16, &v16);
         op_attention_head(o0, q, &kv, nkv, hd, att);
         if (f16) {   // the scalar f16 path is the f32 one on the widened values, bit for bit
             const op_kv k32 = {kc, vc, stride, false};
