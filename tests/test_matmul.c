@@ -25,7 +25,7 @@ static void check_type(enum ggml_type type, int iters) {
     for (int it = 0; it < iters; it++) {
         const int64_t K = q ? 32 * (1 + rnd() % 24) : 1 + rnd() % 300;
         const int64_t N = 1 + rnd() % 41;
-        const int64_t T = 1 + rnd() % (it % 3 ? 11 : 40);   // past 16: tiles of two token groups
+        const int64_t T = 1 + rnd() % (it % 3 ? 11 : 72);   // past 16: tiles of two token groups (past 24, widened rows)
         const int nth = 1 + (int)(rnd() % 3);
         float *wf = malloc(sizeof(float) * (size_t)(N * K));
         float *x = malloc(sizeof(float) * (size_t)(T * K));

@@ -498,6 +498,45 @@ AVX2_TARGET static ALWAYS_INLINE void pre_block(int R, const int32_t *pre, const
     }
 }
 
+// One block of the 3-row × 2-group q8_0 tile over rows widened ahead
+// (widen_q8: row i's int16 pairs ws bytes after row i − 1's), in asm. Each of
+// the 16 steps loads pair-word h of both groups' 8 tokens, broadcasts pair h
+// of each row and does 6 vpmaddwd + 6 vpaddd. Every address is a base, an
+// index and a constant, so the steps carry no pointer arithmetic and the 6
+// sums stay in registers: compiled from intrinsics, the loop kept address
+// arithmetic and register moves between the products, and this block gives
+// 1.19-1.24x the products' rate (same process, interleaved rounds; K = 288,
+// 2048, 5632, 128 tokens).
+#define Q8W_STEP(h)                                                                                   \
+    "vmovdqa " #h "*32(%[xp]), %[x0]\n\t"                                                             \
+    "vmovdqa " #h "*32(%[xp],%[xg]), %[x1]\n\t"                                                       \
+    "vpbroadcastd " #h "*4(%[wp]), %[w]\n\t"                                                          \
+    "vpmaddwd %[x0], %[w], %[t]\n\t"                                                                  \
+    "vpaddd %[t], %[a00], %[a00]\n\t"                                                                 \
+    "vpmaddwd %[x1], %[w], %[t]\n\t"                                                                  \
+    "vpaddd %[t], %[a01], %[a01]\n\t"                                                                 \
+    "vpbroadcastd " #h "*4(%[wp],%[ws]), %[w]\n\t"                                                    \
+    "vpmaddwd %[x0], %[w], %[t]\n\t"                                                                  \
+    "vpaddd %[t], %[a10], %[a10]\n\t"                                                                 \
+    "vpmaddwd %[x1], %[w], %[t]\n\t"                                                                  \
+    "vpaddd %[t], %[a11], %[a11]\n\t"                                                                 \
+    "vpbroadcastd " #h "*4(%[wp],%[ws],2), %[w]\n\t"                                                  \
+    "vpmaddwd %[x0], %[w], %[t]\n\t"                                                                  \
+    "vpaddd %[t], %[a20], %[a20]\n\t"                                                                 \
+    "vpmaddwd %[x1], %[w], %[t]\n\t"                                                                  \
+    "vpaddd %[t], %[a21], %[a21]\n\t"
+AVX2_TARGET static ALWAYS_INLINE void block_q8w_3x2(const int32_t *wp, size_t ws, const uint8_t *xp, size_t xg,
+                                                    __m256i ia[PRMAX][PG]) {
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, x0, x1, w, t;
+    __asm__(Q8W_STEP(0) Q8W_STEP(1) Q8W_STEP(2) Q8W_STEP(3) Q8W_STEP(4) Q8W_STEP(5) Q8W_STEP(6) Q8W_STEP(7)
+            Q8W_STEP(8) Q8W_STEP(9) Q8W_STEP(10) Q8W_STEP(11) Q8W_STEP(12) Q8W_STEP(13) Q8W_STEP(14) Q8W_STEP(15)
+            : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
+              [x0] "=&x"(x0), [x1] "=&x"(x1), [w] "=&x"(w), [t] "=&x"(t)
+            : [wp] "r"(wp), [ws] "r"(ws), [xp] "r"(xp), [xg] "r"(xg)
+            : "memory");
+    ia[0][0] = a00; ia[0][1] = a01; ia[1][0] = a10; ia[1][1] = a11; ia[2][0] = a20; ia[2][1] = a21;
+}
+
 // res[i*G + k] (8 token lanes) = row_i · tokens of group k, for R weight rows
 // rowb bytes apart at w and G packed token groups gb bytes apart at grp. R
 // and G are constants at every call.
@@ -530,7 +569,9 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q8(int R, int G, const uint8_t *w, s
                 PRAGMA_UNROLL(2) for (int k = 0; k < G; k++) ia[i][k] = _mm256_setzero_si256();
             }
         }
-        PRAGMA_UNROLL(UNROLL_H) for (int h = 0; h < 16; h++) {
+        if (pre && R == 3 && G == 2)
+            block_q8w_3x2(wr[0], (size_t)nb * 64, grp + b * PK8, (size_t)gb, ia);
+        else PRAGMA_UNROLL(UNROLL_H) for (int h = 0; h < 16; h++) {
             __m256i xv[PG];
             PRAGMA_UNROLL(2) for (int k = 0; k < G; k++)
                 xv[k] = _mm256_load_si256((const __m256i *)(grp + k * gb + b * PK8 + h * 32));
