@@ -678,6 +678,22 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
 // (_mm256_maddubs_epi16, pairs within int16: 2·127·127 < 2^15), widened to
 // int32 (_mm256_madd_epi16) and summed: 32 multiply-adds in the operations
 // the int16 path spends on 32 after widening every block first.
+// The 4-row tile's block in asm: per step one load of the 8 tokens' quads, then
+// for each row its broadcast quad, |w| and x·sign(w) (vpsignb), vpmaddubsw,
+// vpmaddwd by ones, vpaddd. As for the prefill blocks, constant offsets
+// from base registers replace the compiled loop's address arithmetic:
+// 1.03-1.18x the products' rate at T = 8 (K = 288-2048, N = 768-32000).
+#define Q8S_ROW(addr, a)                                                                            \
+    "vpbroadcastd " addr ", %[v]\n\t"                                                                 \
+    "vpsignb %[v], %[x], %[t]\n\t"                                                                    \
+    "vpsignb %[v], %[v], %[u]\n\t"                                                                    \
+    "vpmaddubsw %[t], %[u], %[t]\n\t"                                                                 \
+    "vpmaddwd %[one], %[t], %[t]\n\t"                                                                 \
+    "vpaddd %[t], %[" #a "], %[" #a "]\n\t"
+#define Q8S_STEP(g)                                                                                   \
+    "vmovdqa " #g "*32(%[xp]), %[x]\n\t"                                                              \
+    Q8S_ROW(#g "*4(%[wb])", a0) Q8S_ROW(#g "*4(%[wb],%[rb])", a1) Q8S_ROW(#g "*4(%[wb],%[rb],2)", a2)    \
+    Q8S_ROW(#g "*4(%[wb3])", a3)
 AVX2_TARGET static ALWAYS_INLINE void ptile_q8s(int R, const uint8_t *w, size_t rowb, const uint8_t *grp, int64_t nb,
                                                 __m256 *res) {
     __m256 acc[PRMAX];
@@ -692,6 +708,18 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q8s(int R, const uint8_t *w, size_t 
             if (!lin) __builtin_prefetch(w + (size_t)i * rowb + (size_t)b * sizeof(block_q8_0) + span);
             ia[i] = _mm256_setzero_si256();
         }
+        if (R == 4) {
+            const uint8_t *wb = w + (size_t)b * sizeof(block_q8_0) + 2, *wb3 = wb + 3 * rowb;
+            __m256i a0 = ia[0], a1 = ia[1], a2 = ia[2], a3 = ia[3], x, v, u, t;
+            const __m256i one = ones;
+            const uint8_t *xp = grp + b * PK4;
+            __asm__(Q8S_STEP(0) Q8S_STEP(1) Q8S_STEP(2) Q8S_STEP(3) Q8S_STEP(4) Q8S_STEP(5) Q8S_STEP(6) Q8S_STEP(7)
+                    : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [x] "=&x"(x), [v] "=&x"(v),
+                      [u] "=&x"(u), [t] "=&x"(t)
+                    : [wb] "r"(wb), [rb] "r"(rowb), [wb3] "r"(wb3), [xp] "r"(xp), [one] "x"(one)
+                    : "memory");
+            ia[0] = a0; ia[1] = a1; ia[2] = a2; ia[3] = a3;
+        } else
         PRAGMA_UNROLL(UNROLL_G) for (int g = 0; g < 8; g++) {
             const __m256i xv = _mm256_load_si256((const __m256i *)(grp + b * PK4 + g * 32));
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
