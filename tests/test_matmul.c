@@ -83,7 +83,8 @@ static void test_bf16(void) { check_type(GGML_TYPE_BF16, 100); }
 // batch of 13), where the row and token tiles are full.
 static void test_model_shapes(void) {
     const enum cpu_level top = cpu_level();
-    const int64_t shapes[][3] = {{288, 768, 1}, {768, 288, 13}, {2048, 256, 5}, {64, 4 * 8 + 3, 9}, {256, 100, 37}};
+    // {96, 50, 150}: more tokens than one output block of the widened tiles (OB_T).
+    const int64_t shapes[][3] = {{288, 768, 1}, {768, 288, 13}, {2048, 256, 5}, {64, 4 * 8 + 3, 9}, {256, 100, 37}, {96, 50, 150}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ty = 0; ty < 2; ty++) {
             enum ggml_type type = ty ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
