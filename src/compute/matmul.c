@@ -808,10 +808,10 @@ AVX2_TARGET static void widen_q4(int R, const uint8_t *w, size_t rowb, int64_t n
 // Output blocks of the widened tiles: OB_ROWS rows (8 strips of PR) × up to
 // OB_T tokens are kept row by row (each tile's 8-token vectors stored
 // whole), then written to y (token-major) 8 rows × 8 tokens at a time
-// through a transpose. Scattering each tile's lanes to y instead (one
-// scalar store per row and token, each token on another line) took a tenth
-// to a fifth of the products' time: 1.10-1.25x without it (K = 288-2048,
-// 128 tokens).
+// through the 8×8 transpose. Scattering each tile's lanes to y instead (one
+// scalar store per row and token, each token on another line) cost the
+// small products most: this runs 1.09x at K = N = 288, 1.03x at 288 × 768,
+// the same at K = 768-2048 (128 tokens).
 #define OB_ROWS (8 * PR)
 #define OB_T 128
 
