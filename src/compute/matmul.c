@@ -443,6 +443,67 @@ DEF_QRUN(qrun_avx2, AVX2_TARGET, qtile_avx2)
 DEF_QRUN(qrun_avx512vnni, AVX512VNNI_TARGET, qtile_avx512vnni)
 DEF_QRUN(qrun_avxvnni, AVXVNNI_TARGET, qtile_avxvnni)
 
+// Decode (one token) of q8_0 rows, four at a time, written out for AVX2:
+// the generic tile (any type, rows and tokens) compiled with its accumulators
+// and loop counters spilled to the stack and ran at 12-16 G MAC/s on one
+// core with the rows in L2. Per block: the token's 32 values and scale once,
+// then for each row ggml's sign trick (|w| · x·sign(w), vpmaddubsw,
+// vpmaddwd by ones), the four rows' scales widened together (one
+// vcvtph2ps), times the token's scale, and one FMA per row: 1.10-1.14x
+// with the rows in L2 or L3 (K = 288-2048, same-process A/B), 1.03x from
+// DRAM. Broadcasting the scales from a stored vector instead: 0.92x.
+AVX2_TARGET static void qrows4_q8(const uint8_t *w, size_t rowb, const uint8_t *xq, int64_t K, float *out) {
+    const int64_t nb = K / 32;
+    const float *xd = (const float *)(xq + K);
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *w0 = w, *w1 = w + rowb, *w2 = w + 2 * rowb, *w3 = w + 3 * rowb;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const size_t span = 4 * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);
+    const bool lin = rowb <= PF_LINEAR_ROW;
+    for (int64_t b = 0; b < nb; b++, w0 += sizeof(block_q8_0), w1 += sizeof(block_q8_0), w2 += sizeof(block_q8_0),
+                 w3 += sizeof(block_q8_0)) {
+        if (lin) pf_share(w + ahead, span, pf_step, b);
+        else {
+            __builtin_prefetch(w0 + span);
+            __builtin_prefetch(w1 + span);
+            __builtin_prefetch(w2 + span);
+            __builtin_prefetch(w3 + span);
+        }
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+        uint16_t h[4];
+        memcpy(&h[0], w0, 2);
+        memcpy(&h[1], w1, 2);
+        memcpy(&h[2], w2, 2);
+        memcpy(&h[3], w3, 2);
+        __m128i hv = _mm_cvtsi32_si128(h[0] | (uint32_t)h[1] << 16);
+        hv = _mm_insert_epi32(hv, (int)(h[2] | (uint32_t)h[3] << 16), 1);
+        const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(hv), _mm_broadcast_ss(xd + b));
+        const __m256 d44 = _mm256_set_m128(d4, d4);
+#define QR4_ROW(wi, ai, lane)                                                                          \
+        {                                                                                              \
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(wi + 2));                          \
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(x, v)), ones); \
+            ai = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permute_ps(d44, lane * 0x55), ai);     \
+        }
+        QR4_ROW(w0, a0, 0)
+        QR4_ROW(w1, a1, 1)
+        QR4_ROW(w2, a2, 2)
+        QR4_ROW(w3, a3, 3)
+#undef QR4_ROW
+    }
+    out[0] = hsum256(a0);
+    out[1] = hsum256(a1);
+    out[2] = hsum256(a2);
+    out[3] = hsum256(a3);
+}
+
+AVX2_TARGET static void qrun1_q8_avx2(const uint8_t *wd, size_t rowb, const uint8_t *xq, int64_t st, int64_t K,
+                                      int64_t N, long r0, long r1, float *y) {
+    long r = r0;
+    for (; r + 4 <= r1; r += 4) qrows4_q8(wd + (size_t)r * rowb, rowb, xq, K, y + r);
+    if (r < r1) qrun_avx2(GGML_TYPE_Q8_0, wd, rowb, xq, st, K, 1, N, r, r1, y);
+}
+
 // ---- AVX2: packed batches ---------------------------------------------------------
 
 // Packed tile: PR weight rows × PG groups of 8 tokens, the inner loops
@@ -993,7 +1054,10 @@ static void compute_rows(const mm_weight *w, const float *x, const void *wdata, 
             prun_avx2(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
             return;
         }
-        pick_qrun(lv)(w->type, w->data, rowb, wdata, xq_stride(K), K, T, N, r0, r1, y);
+        const qrun_fn fn = pick_qrun(lv);
+        if (T == 1 && w->type == GGML_TYPE_Q8_0 && fn == qrun_avx2)
+            qrun1_q8_avx2(w->data, rowb, wdata, xq_stride(K), K, N, r0, r1, y);
+        else fn(w->type, w->data, rowb, wdata, xq_stride(K), K, T, N, r0, r1, y);
         return;
     }
     dot_f_fn fn = dot_f_scalar_tile;
