@@ -452,7 +452,7 @@ DEF_QRUN(qrun_avxvnni, AVXVNNI_TARGET, qtile_avxvnni)
 // vcvtph2ps), times the token's scale, and one FMA per row: 1.10-1.14x
 // with the rows in L2 or L3 (K = 288-2048, same-process A/B), 1.03x from
 // DRAM. Broadcasting the scales from a stored vector instead: 0.92x.
-AVX2_TARGET static void qrows4_q8(const uint8_t *w, size_t rowb, const uint8_t *xq, int64_t K, float *out) {
+AVX2_TARGET static void qrows4_q8_0(const uint8_t *w, size_t rowb, const uint8_t *xq, int64_t K, float *out) {
     const int64_t nb = K / 32;
     const float *xd = (const float *)(xq + K);
     const __m256i ones = _mm256_set1_epi16(1);
@@ -500,7 +500,7 @@ AVX2_TARGET static void qrows4_q8(const uint8_t *w, size_t rowb, const uint8_t *
 AVX2_TARGET static void qrun1_q8_avx2(const uint8_t *wd, size_t rowb, const uint8_t *xq, int64_t st, int64_t K,
                                       int64_t N, long r0, long r1, float *y) {
     long r = r0;
-    for (; r + 4 <= r1; r += 4) qrows4_q8(wd + (size_t)r * rowb, rowb, xq, K, y + r);
+    for (; r + 4 <= r1; r += 4) qrows4_q8_0(wd + (size_t)r * rowb, rowb, xq, K, y + r);
     if (r < r1) qrun_avx2(GGML_TYPE_Q8_0, wd, rowb, xq, st, K, 1, N, r, r1, y);
 }
 
@@ -878,7 +878,7 @@ AVX2_TARGET static void widen_q4(int R, const uint8_t *w, size_t rowb, int64_t n
 
 // Rows r .. r + rb − 1 of the output block ob (row i's tokens at ob + i·OB_T)
 // into y for the nt tokens from t0.
-AVX2_TARGET static void store_rows_t(const float *ob, long rb, int64_t t0, int64_t nt, int64_t N, long r, float *y) {
+AVX2_TARGET static void prun_store_rows(const float *ob, long rb, int64_t t0, int64_t nt, int64_t N, long r, float *y) {
     long i = 0;
     for (; i + 8 <= rb; i += 8)
         for (int64_t t = 0; t < nt; t += 8) {
@@ -935,7 +935,7 @@ AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint
                                     _mm256_store_ps(ob + (s + i) * OB_T + (g - gt + k) * 8, res[i * PG + k]);
                         }
                     }
-                    store_rows_t(ob, rb, gt * 8, T - gt * 8 < ngt * 8 ? T - gt * 8 : ngt * 8, N, r, y);
+                    prun_store_rows(ob, rb, gt * 8, T - gt * 8 < ngt * 8 ? T - gt * 8 : ngt * 8, N, r, y);
                 }
                 r += rb;
             }
