@@ -25,7 +25,7 @@ static void check_type(enum ggml_type type, int iters) {
     for (int it = 0; it < iters; it++) {
         const int64_t K = q ? 32 * (1 + rnd() % 24) : 1 + rnd() % 300;
         const int64_t N = 1 + rnd() % 41;
-        const int64_t T = 1 + rnd() % (it % 3 ? 11 : 72);   // past 16: tiles of two token groups (past 24, widened rows)
+        const int64_t T = 1 + rnd() % (it % 3 ? 11 : 72);   // from 9: token groups in pairs on widened rows
         const int nth = 1 + (int)(rnd() % 3);
         float *wf = malloc(sizeof(float) * (size_t)(N * K));
         float *x = malloc(sizeof(float) * (size_t)(T * K));
@@ -83,8 +83,13 @@ static void test_bf16(void) { check_type(GGML_TYPE_BF16, 100); }
 // batch of 13), where the row and token tiles are full.
 static void test_model_shapes(void) {
     const enum cpu_level top = cpu_level();
-    // {96, 50, 150}: more tokens than one output block of the widened tiles (OB_T).
-    const int64_t shapes[][3] = {{288, 768, 1}, {768, 288, 13}, {2048, 256, 5}, {64, 4 * 8 + 3, 9}, {256, 100, 37}, {96, 50, 150}};
+    // {96, 50, 150}, {256, 60, 290}: more tokens than one output block of the
+    // widened tiles (OB_T = 128), the second with an odd token group and an
+    // output block of fewer than 24 rows; {8192, 30, 20}: the longest rows
+    // widened ahead (STRIP_K), {8224, 30, 20}: rows widened inside the tile.
+    const int64_t shapes[][3] = {{288, 768, 1},   {768, 288, 13},  {2048, 256, 5},  {64, 4 * 8 + 3, 9},
+                                 {256, 100, 37},  {96, 50, 150},   {256, 60, 290},  {8192, 30, 20},
+                                 {8224, 30, 20}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ty = 0; ty < 2; ty++) {
             enum ggml_type type = ty ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;

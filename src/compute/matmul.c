@@ -8,9 +8,10 @@
 // in registers and, for every block of 32 weights, reuses each weight block
 // for QC tokens and each activation block for QR rows. A thread's weight
 // tile is read from memory once and then from L1 for every token tile, so
-// prefill is bound by arithmetic, not by memory; decode (one token) runs the
-// same kernel with 4 rows at a time, which keeps four independent
-// accumulator chains and four weight streams in flight.
+// prefill is bound by arithmetic, not by memory; decode (one token) runs
+// tiles of 4 rows (q8_0 on AVX2 its own function, qrows4_q8_0), which keep
+// four independent accumulator chains and four weight streams in flight.
+// From 8 tokens on, the AVX2 path packs the activations instead (below).
 //
 // The int8 dot product of a block is ggml's: |w| (unsigned) times x with w's
 // sign (signed), summed in pairs (_mm256_maddubs_epi16, which cannot
@@ -478,12 +479,12 @@ AVX2_TARGET static void qrows4_q8_0(const uint8_t *w, size_t rowb, const uint8_t
         __m128i hv = _mm_cvtsi32_si128(h[0] | (uint32_t)h[1] << 16);
         hv = _mm_insert_epi32(hv, (int)(h[2] | (uint32_t)h[3] << 16), 1);
         const __m128 d4 = _mm_mul_ps(_mm_cvtph_ps(hv), _mm_broadcast_ss(xd + b));
-        const __m256 d44 = _mm256_set_m128(d4, d4);
+        const __m256 dd = _mm256_set_m128(d4, d4);
 #define QR4_ROW(wi, ai, lane)                                                                          \
         {                                                                                              \
             const __m256i v = _mm256_loadu_si256((const __m256i *)(wi + 2));                          \
             const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(x, v)), ones); \
-            ai = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permute_ps(d44, lane * 0x55), ai);     \
+            ai = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_permute_ps(dd, lane * 0x55), ai);     \
         }
         QR4_ROW(w0, a0, 0)
         QR4_ROW(w1, a1, 1)
@@ -753,7 +754,7 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q4(int R, int G, const uint8_t *w, s
     "vpaddd %[t], %[" #a "], %[" #a "]\n\t"
 #define Q8S_STEP(g)                                                                                   \
     "vmovdqa " #g "*32(%[xp]), %[x]\n\t"                                                              \
-    Q8S_ROW(#g "*4(%[wb])", a0) Q8S_ROW(#g "*4(%[wb],%[rb])", a1) Q8S_ROW(#g "*4(%[wb],%[rb],2)", a2)    \
+    Q8S_ROW(#g "*4(%[wb])", a0) Q8S_ROW(#g "*4(%[wb],%[rs])", a1) Q8S_ROW(#g "*4(%[wb],%[rs],2)", a2)    \
     Q8S_ROW(#g "*4(%[wb3])", a3)
 AVX2_TARGET static ALWAYS_INLINE void ptile_q8s(int R, const uint8_t *w, size_t rowb, const uint8_t *grp, int64_t nb,
                                                 __m256 *res) {
@@ -777,7 +778,7 @@ AVX2_TARGET static ALWAYS_INLINE void ptile_q8s(int R, const uint8_t *w, size_t 
             __asm__(Q8S_STEP(0) Q8S_STEP(1) Q8S_STEP(2) Q8S_STEP(3) Q8S_STEP(4) Q8S_STEP(5) Q8S_STEP(6) Q8S_STEP(7)
                     : [a0] "+x"(a0), [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [x] "=&x"(x), [v] "=&x"(v),
                       [u] "=&x"(u), [t] "=&x"(t)
-                    : [wb] "r"(wb), [rb] "r"(rowb), [wb3] "r"(wb3), [xp] "r"(xp), [one] "x"(one)
+                    : [wb] "r"(wb), [rs] "r"(rowb), [wb3] "r"(wb3), [xp] "r"(xp), [one] "x"(one)
                     : "memory");
             ia[0] = a0; ia[1] = a1; ia[2] = a2; ia[3] = a3;
         } else
@@ -816,11 +817,11 @@ AVX2_TARGET static ALWAYS_INLINE void prows_q8s(int R, const uint8_t *wd, size_t
 // the lanes of real tokens.
 AVX2_TARGET static ALWAYS_INLINE void prows(enum ggml_type type, int R, int G, const uint8_t *wd, size_t rowb,
                                             const uint8_t *pack, int64_t gb, int64_t nb, int64_t g, int64_t T,
-                                            int64_t N, long r, const int32_t *pre, const float *pds, float *y) {
+                                            int64_t N, long r, float *y) {
     __m256 res[PRMAX * PG];
     _Alignas(32) float lanes[8];
-    if (type == GGML_TYPE_Q8_0) ptile_q8(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, pre, pds, res);
-    else ptile_q4(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, pre, pds, res);
+    if (type == GGML_TYPE_Q8_0) ptile_q8(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, NULL, NULL, res);
+    else ptile_q4(R, G, wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, NULL, NULL, res);
     for (int k = 0; k < G; k++) {
         const int64_t t0 = (g + k) * 8;
         const int nt = T - t0 < 8 ? (int)(T - t0) : 8;
@@ -833,10 +834,10 @@ AVX2_TARGET static ALWAYS_INLINE void prows(enum ggml_type type, int R, int G, c
 
 AVX2_TARGET static ALWAYS_INLINE void prows_g(enum ggml_type type, int R, const uint8_t *wd, size_t rowb,
                                               const uint8_t *pack, int64_t gb, int64_t nb, int64_t ng, int64_t T,
-                                              int64_t N, long r, const int32_t *pre, const float *pds, float *y) {
+                                              int64_t N, long r, float *y) {
     int64_t g = 0;
-    for (; g + PG <= ng; g += PG) prows(type, R, PG, wd, rowb, pack, gb, nb, g, T, N, r, pre, pds, y);
-    for (; g < ng; g++) prows(type, R, 1, wd, rowb, pack, gb, nb, g, T, N, r, pre, pds, y);
+    for (; g + PG <= ng; g += PG) prows(type, R, PG, wd, rowb, pack, gb, nb, g, T, N, r, y);
+    for (; g < ng; g++) prows(type, R, 1, wd, rowb, pack, gb, nb, g, T, N, r, y);
 }
 
 // q8_0 rows (R of them at w) widened to int16 pairs once, for all the token
@@ -911,7 +912,7 @@ AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint
         const long p1 = p0 + panel < r1 ? p0 + panel : r1;
         long r = p0;
         const int64_t ng2 = ng - ng % PG;
-        // Rows widened once per strip, also for a single pair of groups (16-24
+        // Rows widened once per strip, also for a single pair of groups (9-24
         // tokens: the same widening as inside the tile, and the asm blocks
         // then apply: 1.08-1.30x).
         if (ng2 >= PG && K <= STRIP_K) {
@@ -940,14 +941,14 @@ AVX2_TARGET static ALWAYS_INLINE void prun_typed(enum ggml_type type, const uint
                 r += rb;
             }
         }
-        for (; r + PR <= p1; r += PR) prows_g(type, PR, wd, rowb, pack, gb, nb, ng2, T, N, r, NULL, NULL, y);
-        for (; r < p1; r++) prows_g(type, 1, wd, rowb, pack, gb, nb, ng2, T, N, r, NULL, NULL, y);
+        for (; r + PR <= p1; r += PR) prows_g(type, PR, wd, rowb, pack, gb, nb, ng2, T, N, r, y);
+        for (; r < p1; r++) prows_g(type, 1, wd, rowb, pack, gb, nb, ng2, T, N, r, y);
         if (ng % PG == 0) continue;
         // The odd group last, in taller tiles: with one group the broadcast
         // weights serve a single activation load, so more rows share it.
-        for (r = p0; r + PR1 <= p1; r += PR1) prows(type, PR1, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, NULL, NULL, y);
-        for (; r + PR <= p1; r += PR) prows(type, PR, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, NULL, NULL, y);
-        for (; r < p1; r++) prows(type, 1, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, NULL, NULL, y);
+        for (r = p0; r + PR1 <= p1; r += PR1) prows(type, PR1, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, y);
+        for (; r + PR <= p1; r += PR) prows(type, PR, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, y);
+        for (; r < p1; r++) prows(type, 1, 1, wd, rowb, pack, gb, nb, ng - 1, T, N, r, y);
     }
 }
 
