@@ -599,27 +599,8 @@ AVX2_TARGET static ALWAYS_INLINE void block_q8w_3x2(const int32_t *wp, size_t ws
     ia[0][0] = a00; ia[0][1] = a01; ia[1][0] = a10; ia[1][1] = a11; ia[2][0] = a20; ia[2][1] = a21;
 }
 
-// The q4_0 tile's block likewise: 8 steps of 6 vpmaddubsw (the rows' nibbles
-// unsigned, the tokens' int8 signed) + 6 vpaddw into int16 sums. 1.12-1.18x
-// the products' rate at K = 288, 768, 2048 (1.03x at 5632), 128 tokens.
-// Four rows a tile (4 × 2) was no better: 0.95-1.10x of this.
-#define Q4W_MUL(x, a) "vpmaddubsw %[" #x "], %[w], %[t]\n\tvpaddw %[t], %[" #a "], %[" #a "]\n\t"
-#define Q4W_STEP(g)                                                                                   \
-    "vmovdqa " #g "*32(%[xp]), %[x0]\n\t"                                                             \
-    "vmovdqa " #g "*32(%[xp],%[xg]), %[x1]\n\t"                                                       \
-    "vpbroadcastd " #g "*4(%[wp]), %[w]\n\t" Q4W_MUL(x0, a00) Q4W_MUL(x1, a01)                        \
-    "vpbroadcastd " #g "*4(%[wp],%[ws]), %[w]\n\t" Q4W_MUL(x0, a10) Q4W_MUL(x1, a11)                  \
-    "vpbroadcastd " #g "*4(%[wp],%[ws],2), %[w]\n\t" Q4W_MUL(x0, a20) Q4W_MUL(x1, a21)
-AVX2_TARGET static ALWAYS_INLINE void block_q4w_3x2(const int32_t *wp, size_t ws, const uint8_t *xp, size_t xg,
-                                                    __m256i s16[PRMAX][PG]) {
-    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, x0, x1, w, t;
-    __asm__(Q4W_STEP(0) Q4W_STEP(1) Q4W_STEP(2) Q4W_STEP(3) Q4W_STEP(4) Q4W_STEP(5) Q4W_STEP(6) Q4W_STEP(7)
-            : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
-              [x0] "=&x"(x0), [x1] "=&x"(x1), [w] "=&x"(w), [t] "=&x"(t)
-            : [wp] "r"(wp), [ws] "r"(ws), [xp] "r"(xp), [xg] "r"(xg)
-            : "memory");
-    s16[0][0] = a00; s16[0][1] = a01; s16[1][0] = a10; s16[1][1] = a11; s16[2][0] = a20; s16[2][1] = a21;
-}
+// The q4_0 tile's block (block_q4w_3x2) is in simd.h: Q4_K's packed tile
+// runs it too.
 
 // res[i*G + k] (8 token lanes) = row_i · tokens of group k, for R weight rows
 // rowb bytes apart at w and G packed token groups gb bytes apart at grp. R

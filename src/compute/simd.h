@@ -1,12 +1,13 @@
 // simd.h — what the AVX2 kernels of matmul.c, kquant.c and ops.c share: the
 // function attribute that compiles one function for AVX2/FMA/F16C (chosen at
-// run time, never assumed), the horizontal sum of eight floats, and how far
-// ahead the weights are prefetched.
+// run time, never assumed), the horizontal sum of eight floats, how far
+// ahead the weights are prefetched, and the asm block of the nibble tiles.
 #ifndef LLMSCOPE_SIMD_H
 #define LLMSCOPE_SIMD_H
 
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 
@@ -25,5 +26,33 @@ static inline size_t pf_ahead(size_t span) {
     const size_t n = (PF_MIN_BYTES + span - 1) / span;
     return span * (n > 1 ? n : 1);
 }
+
+// One block of a 3-row × 2-group tile of unsigned nibbles against packed
+// int8 quads (matmul.c's q4_0 tile, kquant.c's Q4_K tile), in asm: 8 steps,
+// each loading quad-word g of both groups' 8 tokens (xp, xp + xg) and
+// broadcasting quad g of each row (wp, wp + ws, wp + 2·ws), 6 vpmaddubsw (the
+// nibbles unsigned, the tokens' int8 signed) + 6 vpaddw into int16 sums
+// s16[row][group] (8·2·15·127 < 2^15). Every address is a base, an index and
+// a constant: 1.12-1.18x the compiled loop for q4_0 at K = 288, 768, 2048
+// (1.03x at 5632), 128 tokens. Four rows a tile (4 × 2) was no better:
+// 0.95-1.10x of this.
+#define Q4W_MUL(x, a) "vpmaddubsw %[" #x "], %[w], %[t]\n\tvpaddw %[t], %[" #a "], %[" #a "]\n\t"
+#define Q4W_STEP(g)                                                                                   \
+    "vmovdqa " #g "*32(%[xp]), %[x0]\n\t"                                                             \
+    "vmovdqa " #g "*32(%[xp],%[xg]), %[x1]\n\t"                                                       \
+    "vpbroadcastd " #g "*4(%[wp]), %[w]\n\t" Q4W_MUL(x0, a00) Q4W_MUL(x1, a01)                        \
+    "vpbroadcastd " #g "*4(%[wp],%[ws]), %[w]\n\t" Q4W_MUL(x0, a10) Q4W_MUL(x1, a11)                  \
+    "vpbroadcastd " #g "*4(%[wp],%[ws],2), %[w]\n\t" Q4W_MUL(x0, a20) Q4W_MUL(x1, a21)
+AVX2_TARGET static inline __attribute__((always_inline)) void block_q4w_3x2(const int32_t *wp, size_t ws, const uint8_t *xp, size_t xg,
+                                                    __m256i (*s16)[2]) {
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, x0, x1, w, t;
+    __asm__(Q4W_STEP(0) Q4W_STEP(1) Q4W_STEP(2) Q4W_STEP(3) Q4W_STEP(4) Q4W_STEP(5) Q4W_STEP(6) Q4W_STEP(7)
+            : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11), [a20] "+x"(a20), [a21] "+x"(a21),
+              [x0] "=&x"(x0), [x1] "=&x"(x1), [w] "=&x"(w), [t] "=&x"(t)
+            : [wp] "r"(wp), [ws] "r"(ws), [xp] "r"(xp), [xg] "r"(xg)
+            : "memory");
+    s16[0][0] = a00; s16[0][1] = a01; s16[1][0] = a10; s16[1][1] = a11; s16[2][0] = a20; s16[2][1] = a21;
+}
+
 
 #endif

@@ -165,7 +165,7 @@ static const char *const KERNEL_FNS[] = {"matmul*", "mm_*", "dot_*", "vec_dot*",
                                          "rmsnorm*", "rope*", "swiglu*", "silu*", "quant*", "dequant*", "_mm*", "_mm256*",
                                          "_mm512*", "*_avx2", "*_avx512", "forward*", "llama_*", "ops_*", "tp_run", "worker_main",
                                          "matmul_group", "op_*", "ggml_*", "embed*", "get_rows*", "compute_rows", "qrun_*", "prun_*",
-                                         "kq_*", "pack_*", "widen_*", "fp16_*", "fp32_*", "bf16_*", NULL};
+                                         "kq_*", "q4K_*", "q6K_*", "pack_*", "widen_*", "fp16_*", "fp32_*", "bf16_*", NULL};
 // The instruments' own frames.
 static const char *const INSTR_FNS[] = {"prof_*", "trace_*", "pmu_*", "get_ring", "heap_*", "bt_*", "unwind*", "symbolize*",
                                         "dwfl_*", "dwarf_*", "elf_*", "gelf_*", "deflate*", "inflate*", "[libz*", "[libdw*",
