@@ -440,16 +440,21 @@ static inline int64_t xk_stride(int64_t K) {   // bytes per prepared activation 
 // (PKK bytes):
 //   [64 quads × 8 tokens × 4 int8] [8 tokens' d (f32)]
 //   [4 pairs of sub-blocks × 8 tokens × (2 int16: Σ x of sub-blocks 2p, 2p+1)]
+// Q6_K packs the same quads and scales, then 8 pairs of 16-value groups:
+// [8 pairs × 8 tokens × (2 int16: Σ x of groups 2p, 2p+1)] (PKK6 bytes).
 #define PACK_MIN 8
 #define PKK (64 * 32 + 32 + 4 * 32)
+#define PKK6 (64 * 32 + 32 + 8 * 32)
+
+static inline int64_t pkk(enum ggml_type type) { return type == GGML_TYPE_Q6_K ? PKK6 : PKK; }
 
 static bool kq_pack(enum ggml_type type, int64_t T) {
-    return type == GGML_TYPE_Q4_K && T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2;
+    return kq_type(type) && T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2;
 }
 
 size_t kq_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
-    const int64_t rows = xk_stride(K) * T, packed = (T + 7) / 8 * (K / QK_K) * PKK;
-    return (size_t)(type == GGML_TYPE_Q4_K && packed > rows ? packed : rows) + 64;
+    const int64_t rows = xk_stride(K) * T, packed = (T + 7) / 8 * (K / QK_K) * pkk(type);
+    return (size_t)(kq_type(type) && packed > rows ? packed : rows) + 64;
 }
 
 void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
@@ -464,14 +469,18 @@ void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, 
 }
 
 // Token x (K values; NULL: a zero padding token) into lane `lane` of a group.
-AVX2_TARGET static void pack_token(const float *x, int64_t K, uint8_t *grp, int lane) {
+AVX2_TARGET static void pack_token(enum ggml_type type, const float *x, int64_t K, uint8_t *grp, int lane) {
     for (int64_t b = 0; b < K / QK_K; b++) {
         block_q8_K q;
         if (x) quantize_row_q8_K_avx2(x + b * QK_K, &q, QK_K);
         else memset(&q, 0, sizeof q);
-        uint8_t *blk = grp + b * PKK;
+        uint8_t *blk = grp + b * pkk(type);
         for (int g = 0; g < 64; g++) memcpy(blk + g * 32 + lane * 4, q.qs + 4 * g, 4);
         memcpy(blk + 64 * 32 + lane * 4, &q.d, 4);
+        if (type == GGML_TYPE_Q6_K) {
+            for (int p = 0; p < 8; p++) memcpy(blk + 64 * 32 + 32 + p * 32 + lane * 4, q.bsums + 2 * p, 4);
+            continue;
+        }
         for (int p = 0; p < 4; p++) {
             const int16_t s[2] = {(int16_t)(q.bsums[4 * p] + q.bsums[4 * p + 1]), (int16_t)(q.bsums[4 * p + 2] + q.bsums[4 * p + 3])};
             memcpy(blk + 64 * 32 + 32 + p * 32 + lane * 4, s, 4);
@@ -483,10 +492,10 @@ void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     long t0, t1;
     kq_prepare_rows(w, T, ith, nth, &t0, &t1);
     if (kq_pack(w->type, T)) {
-        const int64_t gb = (w->K / QK_K) * PKK;
+        const int64_t gb = (w->K / QK_K) * pkk(w->type);
         const long end = t0 < t1 ? (t1 + 7) / 8 * 8 : t1;   // the owner of the last group pads it
         for (long t = t0; t < end; t++)
-            pack_token(t < T ? x + t * w->K : NULL, w->K, (uint8_t *)wdata + t / 8 * gb, (int)(t % 8));
+            pack_token(w->type, t < T ? x + t * w->K : NULL, w->K, (uint8_t *)wdata + t / 8 * gb, (int)(t % 8));
         return;
     }
     const int64_t st = xk_stride(w->K);
@@ -618,9 +627,75 @@ AVX2_TARGET static ALWAYS_INLINE void q4K_ptile3(const uint8_t *w, size_t rowb, 
     for (int r = 0; r < 3; r++) { res[2 * r] = acc[r][0]; res[2 * r + 1] = acc[r][1]; }
 }
 
-AVX2_TARGET static void q4K_prows(const uint8_t *wd, size_t rowb, const uint8_t *pack, int64_t K, int64_t T, int64_t N,
-                                  long r0, long r1, float *y) {
-    const int64_t nb = K / QK_K, ng = (T + 7) / 8, gb = nb * PKK;
+// Q6_K: res[k] = row · group k. Per super-block the row's 6-bit codes are
+// unpacked to a byte each in element order (as q6K_tile_avx2 builds them);
+// per 16-value group two pairs of quads go through vpmaddubsw (the codes
+// 0..63 unsigned: a pair of results, 2·2·63·127, still fits int16) and one
+// madd each applies the group's signed scale; the −32 offset of every code
+// is taken off at the end as 32·Σ_g sc_g·(Σ x over group g), from the
+// packed group sums.
+AVX2_TARGET static ALWAYS_INLINE void q6K_ptile(const block_q6_K *w, const uint8_t *grp, int64_t gb, int G, int64_t nb,
+                                                __m256 *res) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[PG];
+    _Alignas(32) uint8_t wt[8][32];   // the super-block's codes in element order
+    UNROLL(2) for (int k = 0; k < G; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        UNROLL(2) for (int h = 0; h < 2; h++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
+            _mm256_store_si256((__m256i *)wt[4 * h], _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)));
+            _mm256_store_si256((__m256i *)wt[4 * h + 1], _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)));
+            _mm256_store_si256((__m256i *)wt[4 * h + 2], _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)));
+            _mm256_store_si256((__m256i *)wt[4 * h + 3], _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)));
+        }
+        const uint8_t *xb = grp + i * PKK6, *wq = &wt[0][0];
+        __m256i sumi[PG], summ[PG];
+        UNROLL(2) for (int k = 0; k < G; k++) { sumi[k] = _mm256_setzero_si256(); summ[k] = _mm256_setzero_si256(); }
+        for (int gi = 0; gi < 16; gi++) {
+            const __m256i scv = _mm256_set1_epi16(w[i].scales[gi]);
+            UNROLL(2) for (int half = 0; half < 2; half++) {
+                const int q0 = 4 * gi + 2 * half;   // quad index of the pair
+                int32_t a, b;
+                memcpy(&a, wq + 4 * q0, 4);
+                memcpy(&b, wq + 4 * q0 + 4, 4);
+                const __m256i wa = _mm256_set1_epi32(a), wb = _mm256_set1_epi32(b);
+                UNROLL(2) for (int k = 0; k < G; k++) {
+                    const uint8_t *xq = xb + k * gb + q0 * 32;
+                    const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(wa, _mm256_load_si256((const __m256i *)xq)),
+                                                         _mm256_maddubs_epi16(wb, _mm256_load_si256((const __m256i *)(xq + 32))));
+                    sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(s16, scv));
+                }
+            }
+        }
+        UNROLL(8) for (int p = 0; p < 8; p++) {
+            const uint32_t s0 = (uint16_t)(int16_t)w[i].scales[2 * p], s1 = (uint16_t)(int16_t)w[i].scales[2 * p + 1];
+            const __m256i mv = _mm256_set1_epi32((int)(s0 | s1 << 16));
+            UNROLL(2) for (int k = 0; k < G; k++)
+                summ[k] = _mm256_add_epi32(summ[k], _mm256_madd_epi16(mv, _mm256_load_si256(
+                                                        (const __m256i *)(xb + k * gb + 64 * 32 + 32 + p * 32))));
+        }
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(w[i].d));
+        UNROLL(2) for (int k = 0; k < G; k++) {
+            const __m256 dx = _mm256_load_ps((const float *)(xb + k * gb + 64 * 32));
+            const __m256i tot = _mm256_sub_epi32(sumi[k], _mm256_slli_epi32(summ[k], 5));
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(d, dx), acc[k]);
+        }
+    }
+    UNROLL(2) for (int k = 0; k < G; k++) res[k] = acc[k];
+}
+
+// One row × G groups of either type.
+AVX2_TARGET static ALWAYS_INLINE void kq_ptile1(enum ggml_type type, const uint8_t *row, const uint8_t *grp, int64_t gb,
+                                                int G, int64_t nb, __m256 *res) {
+    if (type == GGML_TYPE_Q4_K) q4K_ptile((const block_q4_K *)row, grp, gb, G, nb, res);
+    else q6K_ptile((const block_q6_K *)row, grp, gb, G, nb, res);
+}
+
+AVX2_TARGET static void kq_prows(enum ggml_type type, const uint8_t *wd, size_t rowb, const uint8_t *pack, int64_t K,
+                                 int64_t T, int64_t N, long r0, long r1, float *y) {
+    const int64_t nb = K / QK_K, ng = (T + 7) / 8, gb = nb * pkk(type);
     long panel = (long)(64 * 1024 / rowb);
     if (panel < 1) panel = 1;
     _Alignas(32) float lanes[8];
@@ -629,7 +704,7 @@ AVX2_TARGET static void q4K_prows(const uint8_t *wd, size_t rowb, const uint8_t 
         for (int64_t g = 0; g < ng;) {
             const int G = ng - g >= PG ? PG : 1;
             long r = p0;
-            if (G == PG)
+            if (G == PG && type == GGML_TYPE_Q4_K)
                 for (; r + 3 <= p1; r += 3) {
                     __m256 res[6];
                     q4K_ptile3(wd + (size_t)r * rowb, rowb, pack + g * gb, gb, nb, res);
@@ -643,8 +718,8 @@ AVX2_TARGET static void q4K_prows(const uint8_t *wd, size_t rowb, const uint8_t 
                 }
             for (; r < p1; r++) {
                 __m256 res[PG];
-                if (G == PG) q4K_ptile((const block_q4_K *)(wd + (size_t)r * rowb), pack + g * gb, gb, PG, nb, res);
-                else q4K_ptile((const block_q4_K *)(wd + (size_t)r * rowb), pack + g * gb, gb, 1, nb, res);
+                if (G == PG) kq_ptile1(type, wd + (size_t)r * rowb, pack + g * gb, gb, PG, nb, res);
+                else kq_ptile1(type, wd + (size_t)r * rowb, pack + g * gb, gb, 1, nb, res);
                 for (int k = 0; k < G; k++) {
                     _mm256_store_ps(lanes, res[k]);
                     const int64_t t0 = (g + k) * 8;
@@ -673,7 +748,8 @@ void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int 
     long r0, r1;
     tp_split(N, ith, nth, 4, &r0, &r1);
     if (kq_pack(w->type, T)) {
-        q4K_prows(w->data, rowb, wdata, K, T, N, r0, r1, y);
+        if (w->type == GGML_TYPE_Q4_K) kq_prows(GGML_TYPE_Q4_K, w->data, rowb, wdata, K, T, N, r0, r1, y);
+        else kq_prows(GGML_TYPE_Q6_K, w->data, rowb, wdata, K, T, N, r0, r1, y);
         return;
     }
     long panel = (long)(32 * 1024 / rowb);
