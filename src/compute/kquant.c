@@ -324,13 +324,50 @@ AVX2_TARGET static inline float hsum4(__m128 s) {
 #define UNROLL(n) DO_PRAGMA(GCC unroll n)   // loops over the tile's tokens: unrolled, so accumulators stay in registers
 #define KQ_C 4                              // tokens per tile (prefill)
 
-// out[j] = row · x_j for C activation rows (C a compile-time constant at each
-// call): a weight super-block is unpacked once (scales, nibbles) and used for
-// all C tokens.
+// A Q4_K super-block's 6-bit scales and mins as four words of 4 bytes each:
+// sm[0], sm[1] the 8 scales, sm[2], sm[3] the 8 mins (the layout in kquant.h).
+static inline __attribute__((always_inline)) void q4K_scale_words(const uint8_t *scales, uint32_t sm[4]) {
+    uint32_t u[3];
+    memcpy(u, scales, 12);
+    const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
+    sm[0] = u[0] & k1;
+    sm[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+    sm[2] = u[1] & k1;
+    sm[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+}
+
+// A Q4_K super-block's 256 nibbles, a byte each, sub-block by sub-block in
+// element order.
+AVX2_TARGET static inline __attribute__((always_inline)) void q4K_nibbles(const block_q4_K *b, uint8_t wt[8][32]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int c = 0; c < 4; c++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
+        _mm256_store_si256((__m256i *)wt[2 * c], _mm256_and_si256(q, m4));
+        _mm256_store_si256((__m256i *)wt[2 * c + 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+    }
+}
+
+// Half h (values 128h .. 128h + 127) of a Q6_K super-block's codes (0..63),
+// a byte each: v[k] holds values 128h + 32k .. 128h + 32k + 31.
+AVX2_TARGET static inline __attribute__((always_inline)) void q6K_codes(const block_q6_K *b, int h, __m256i v[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
+    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    v[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    v[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+    v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+}
+
 // The AVX2 tiles widen the super-block scales with F16C (_cvtsh_ss): the
 // portable fp16_to_fp32 is a call with branches, and per super-block of one
 // token it cost a fifth of decode (with F16C: Q4_K decode 1.25-1.37x, Q6_K
 // 1.18-1.21x, one thread, K = 768-2048, same-process A/B, bit-identical).
+
+// out[j] = row · x_j for C activation rows (C a compile-time constant at each
+// call): a weight super-block is unpacked once (scales, nibbles) and used for
+// all C tokens.
 AVX2_TARGET static ALWAYS_INLINE void q4K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
                                                     float *out) {
     const block_q4_K *w = row;
@@ -339,14 +376,10 @@ AVX2_TARGET static ALWAYS_INLINE void q4K_tile_avx2(const void *row, const block
     __m128 accm[KQ_C];
     UNROLL(4) for (int j = 0; j < C; j++) { acc[j] = _mm256_setzero_ps(); accm[j] = _mm_setzero_ps(); }
     for (int64_t i = 0; i < nb; i++) {
-        // The 6-bit scales and mins as 8 + 8 bytes (the layout in kquant.h).
-        uint32_t u[3];
-        memcpy(u, w[i].scales, 12);
-        const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
-        const uint32_t sc_lo = u[0] & k1, sc_hi = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
-        const uint32_t mn_lo = u[1] & k1, mn_hi = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
-        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo));
-        const __m128i mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo));
+        uint32_t sm[4];
+        q4K_scale_words(w[i].scales, sm);
+        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[1], (int)sm[0]));
+        const __m128i mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[3], (int)sm[2]));
         const __m256i S = _mm256_broadcastsi128_si256(sc16);
         const float d = _cvtsh_ss(w[i].d), dmin = _cvtsh_ss(w[i].dmin);
         UNROLL(4) for (int j = 0; j < C; j++) {
@@ -378,7 +411,6 @@ AVX2_TARGET static ALWAYS_INLINE void q4K_tile_avx2(const void *row, const block
 AVX2_TARGET static ALWAYS_INLINE void q6K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
                                                     float *out) {
     const block_q6_K *w = row;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     __m256 acc[KQ_C];
     UNROLL(4) for (int j = 0; j < C; j++) acc[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
@@ -390,14 +422,8 @@ AVX2_TARGET static ALWAYS_INLINE void q6K_tile_avx2(const void *row, const block
         UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_sub_epi32(_mm256_setzero_si256(), sumi[j]);
         UNROLL(2) for (int h = 0; h < 2; h++) {
             const __m256i S = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
             __m256i v[4], sv[4];
-            v[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            v[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            q6K_codes(&w[i], h, v);
             sv[0] = _mm256_shuffle_epi8(S, PICK16(0, 1));
             sv[1] = _mm256_shuffle_epi8(S, PICK16(2, 3));
             sv[2] = _mm256_shuffle_epi8(S, PICK16(4, 5));
@@ -512,23 +538,15 @@ void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
 // res[k] (8 token lanes) = row · group k, for G (≤ PG) groups gb bytes apart.
 AVX2_TARGET static ALWAYS_INLINE void q4K_ptile(const block_q4_K *w, const uint8_t *grp, int64_t gb, int G, int64_t nb,
                                                 __m256 *res) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc[PG];
     _Alignas(32) uint8_t wt[8][32];   // the super-block's nibbles, sub-block by sub-block, in element order
     UNROLL(2) for (int k = 0; k < G; k++) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        uint32_t u[3];
-        memcpy(u, w[i].scales, 12);
-        const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
-        uint32_t sm[4] = {u[0] & k1, (u[2] & k2) | (((u[0] >> 6) & k3) << 4),       // scales 0..7
-                          u[1] & k1, ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4)}; // mins 0..7
+        uint32_t sm[4];   // scales 0..7, then mins 0..7
+        q4K_scale_words(w[i].scales, sm);
         uint8_t sc[16];
         memcpy(sc, sm, 16);
-        UNROLL(4) for (int c = 0; c < 4; c++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
-            _mm256_store_si256((__m256i *)wt[2 * c], _mm256_and_si256(q, m4));
-            _mm256_store_si256((__m256i *)wt[2 * c + 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
-        }
+        q4K_nibbles(&w[i], wt);
         __m256i sumi[PG], summ[PG];
         UNROLL(2) for (int k = 0; k < G; k++) { sumi[k] = _mm256_setzero_si256(); summ[k] = _mm256_setzero_si256(); }
         for (int j = 0; j < 8; j++) {
@@ -571,7 +589,6 @@ AVX2_TARGET static ALWAYS_INLINE void q4K_ptile(const block_q4_K *w, const uint8
 // thread, same-process A/B, bit-identical).
 AVX2_TARGET static ALWAYS_INLINE void q4K_ptile3(const uint8_t *w, size_t rowb, const uint8_t *grp, int64_t gb,
                                                  int64_t nb, __m256 *res) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc[3][2];
     _Alignas(32) uint8_t wt[3][8][32];   // each row's nibbles, sub-block by sub-block, in element order
     uint8_t sc[3][16];                    // each row's 8 scales, then 8 mins
@@ -580,17 +597,10 @@ AVX2_TARGET static ALWAYS_INLINE void q4K_ptile3(const uint8_t *w, size_t rowb, 
         float d[3], dmin[3];
         for (int r = 0; r < 3; r++) {
             const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * rowb) + i;
-            uint32_t u[3];
-            memcpy(u, b->scales, 12);
-            const uint32_t k1 = 0x3f3f3f3fu, k2 = 0x0f0f0f0fu, k3 = 0x03030303u;
-            const uint32_t sm[4] = {u[0] & k1, (u[2] & k2) | (((u[0] >> 6) & k3) << 4),
-                                    u[1] & k1, ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4)};
+            uint32_t sm[4];
+            q4K_scale_words(b->scales, sm);
             memcpy(sc[r], sm, 16);
-            UNROLL(4) for (int c = 0; c < 4; c++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-                _mm256_store_si256((__m256i *)wt[r][2 * c], _mm256_and_si256(q, m4));
-                _mm256_store_si256((__m256i *)wt[r][2 * c + 1], _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
-            }
+            q4K_nibbles(b, wt[r]);
             d[r] = _cvtsh_ss(b->d);
             dmin[r] = _cvtsh_ss(b->dmin);
         }
@@ -636,19 +646,14 @@ AVX2_TARGET static ALWAYS_INLINE void q4K_ptile3(const uint8_t *w, size_t rowb, 
 // packed group sums.
 AVX2_TARGET static ALWAYS_INLINE void q6K_ptile(const block_q6_K *w, const uint8_t *grp, int64_t gb, int G, int64_t nb,
                                                 __m256 *res) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m30 = _mm256_set1_epi8(0x30);
     __m256 acc[PG];
     _Alignas(32) uint8_t wt[8][32];   // the super-block's codes in element order
     UNROLL(2) for (int k = 0; k < G; k++) acc[k] = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         UNROLL(2) for (int h = 0; h < 2; h++) {
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * h));
-            _mm256_store_si256((__m256i *)wt[4 * h], _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)));
-            _mm256_store_si256((__m256i *)wt[4 * h + 1], _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)));
-            _mm256_store_si256((__m256i *)wt[4 * h + 2], _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)));
-            _mm256_store_si256((__m256i *)wt[4 * h + 3], _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)));
+            __m256i v[4];
+            q6K_codes(&w[i], h, v);
+            for (int k = 0; k < 4; k++) _mm256_store_si256((__m256i *)wt[4 * h + k], v[k]);
         }
         const uint8_t *xb = grp + i * PKK6, *wq = &wt[0][0];
         __m256i sumi[PG], summ[PG];
@@ -748,8 +753,7 @@ void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int 
     long r0, r1;
     tp_split(N, ith, nth, 4, &r0, &r1);
     if (kq_pack(w->type, T)) {
-        if (w->type == GGML_TYPE_Q4_K) kq_prows(GGML_TYPE_Q4_K, w->data, rowb, wdata, K, T, N, r0, r1, y);
-        else kq_prows(GGML_TYPE_Q6_K, w->data, rowb, wdata, K, T, N, r0, r1, y);
+        kq_prows(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
         return;
     }
     long panel = (long)(32 * 1024 / rowb);
