@@ -569,13 +569,7 @@ AVX2_TARGET static ALWAYS_INLINE void pre_block(int R, const int32_t *pre, const
 // arithmetic and register moves between the products, and this block gives
 // 1.19-1.24x the products' rate (same process, interleaved rounds; K = 288,
 // 2048, 5632, 128 tokens).
-#define Q8W_MUL(x, a) "vpmaddwd %[" #x "], %[w], %[t]\n\tvpaddd %[t], %[" #a "], %[" #a "]\n\t"
-#define Q8W_STEP(h)                                                                                   \
-    "vmovdqa " #h "*32(%[xp]), %[x0]\n\t"                                                             \
-    "vmovdqa " #h "*32(%[xp],%[xg]), %[x1]\n\t"                                                       \
-    "vpbroadcastd " #h "*4(%[wp]), %[w]\n\t" Q8W_MUL(x0, a00) Q8W_MUL(x1, a01)                        \
-    "vpbroadcastd " #h "*4(%[wp],%[ws]), %[w]\n\t" Q8W_MUL(x0, a10) Q8W_MUL(x1, a11)                  \
-    "vpbroadcastd " #h "*4(%[wp],%[ws],2), %[w]\n\t" Q8W_MUL(x0, a20) Q8W_MUL(x1, a21)
+#define Q8W_STEP(h) T3X2_STEP(h, "vpmaddwd", "vpaddd")   // simd.h
 AVX2_TARGET static ALWAYS_INLINE void block_q8w_3x2(const int32_t *wp, size_t ws, const uint8_t *xp, size_t xg,
                                                     __m256i ia[PRMAX][PG]) {
     __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, x0, x1, w, t;

@@ -1,7 +1,7 @@
 // simd.h — what the AVX2 kernels of matmul.c, kquant.c and ops.c share: the
 // function attribute that compiles one function for AVX2/FMA/F16C (chosen at
 // run time, never assumed), the horizontal sum of eight floats, how far
-// ahead the weights are prefetched, and the asm block of the nibble tiles.
+// ahead the weights are prefetched, and the asm of the 3-row × 2-group tiles.
 #ifndef LLMSCOPE_SIMD_H
 #define LLMSCOPE_SIMD_H
 
@@ -36,13 +36,17 @@ static inline size_t pf_ahead(size_t span) {
 // a constant: 1.12-1.18x the compiled loop for q4_0 at K = 288, 768, 2048
 // (1.03x at 5632), 128 tokens. Four rows a tile (4 × 2) was no better:
 // 0.95-1.10x of this.
-#define Q4W_MUL(x, a) "vpmaddubsw %[" #x "], %[w], %[t]\n\tvpaddw %[t], %[" #a "], %[" #a "]\n\t"
-#define Q4W_STEP(g)                                                                                   \
+// One step of a 3-row × 2-group asm block, for the nibble tile here and
+// matmul.c's int16 tile: load word g of both groups' activations, broadcast
+// word g of each row, MUL it with both, ADD the products into a[row][group].
+#define T3X2_MUL(MUL, ADD, x, a) MUL " %[" #x "], %[w], %[t]\n\t" ADD " %[t], %[" #a "], %[" #a "]\n\t"
+#define T3X2_STEP(g, MUL, ADD)                                                                        \
     "vmovdqa " #g "*32(%[xp]), %[x0]\n\t"                                                             \
     "vmovdqa " #g "*32(%[xp],%[xg]), %[x1]\n\t"                                                       \
-    "vpbroadcastd " #g "*4(%[wp]), %[w]\n\t" Q4W_MUL(x0, a00) Q4W_MUL(x1, a01)                        \
-    "vpbroadcastd " #g "*4(%[wp],%[ws]), %[w]\n\t" Q4W_MUL(x0, a10) Q4W_MUL(x1, a11)                  \
-    "vpbroadcastd " #g "*4(%[wp],%[ws],2), %[w]\n\t" Q4W_MUL(x0, a20) Q4W_MUL(x1, a21)
+    "vpbroadcastd " #g "*4(%[wp]), %[w]\n\t" T3X2_MUL(MUL, ADD, x0, a00) T3X2_MUL(MUL, ADD, x1, a01)  \
+    "vpbroadcastd " #g "*4(%[wp],%[ws]), %[w]\n\t" T3X2_MUL(MUL, ADD, x0, a10) T3X2_MUL(MUL, ADD, x1, a11) \
+    "vpbroadcastd " #g "*4(%[wp],%[ws],2), %[w]\n\t" T3X2_MUL(MUL, ADD, x0, a20) T3X2_MUL(MUL, ADD, x1, a21)
+#define Q4W_STEP(g) T3X2_STEP(g, "vpmaddubsw", "vpaddw")
 AVX2_TARGET static inline __attribute__((always_inline)) void block_q4w_3x2(const int32_t *wp, size_t ws, const uint8_t *xp, size_t xg,
                                                     __m256i (*s16)[2]) {
     __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, x0, x1, w, t;
