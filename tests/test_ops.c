@@ -263,6 +263,45 @@ static void test_kv_store(void) {
     cpu_set_level(top);
 }
 
+// The AVX2 row operations (norm, rope, add) give the scalar loops' bits,
+// in place or not, for lengths with and without a tail of 8.
+static void test_row_ops_levels(void) {
+    const enum cpu_level top = cpu_level();
+    uint32_t r = 4242;
+#define RND() ((r = r * 1664525u + 1013904223u) >> 8)
+#define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
+    for (int it = 0; it < 200; it++) {
+        const int n = it < 80 ? 1 + it : (int[]){288, 768, 2048, 4096, 5632}[it % 5] + (int)(RND() % 9);
+        float *x = malloc(sizeof(float) * (size_t)n), *w = malloc(sizeof(float) * (size_t)n);
+        float *o[2], *a[2], *ro[2];
+        for (int i = 0; i < n; i++) { x[i] = FRND() * (1 + it % 7) * 10; w[i] = 0.5f + FRND(); }
+        const int hd = 2 * (1 + (int)(RND() % 64)), nh = 1 + (int)(RND() % 4), nrot = 2 * (1 + (int)(RND() % (hd / 2)));
+        float *cs = malloc(sizeof(float) * (size_t)nrot);
+        op_rope_table(cs, nrot, (int)(RND() % 4096), 10000.0f);
+        for (int k = 0; k < 2; k++) {   // k = 0: scalar, 1: the top level
+            cpu_set_level(k ? top : CPU_LEVEL_SCALAR);
+            o[k] = malloc(sizeof(float) * (size_t)n);
+            op_rmsnorm(o[k], x, w, n, 1e-5f);
+            a[k] = malloc(sizeof(float) * (size_t)n);
+            memcpy(a[k], x, sizeof(float) * (size_t)n);
+            op_add(a[k], w, n);
+            op_rmsnorm(a[k], a[k], w, n, 1e-6f);   // in place
+            ro[k] = malloc(sizeof(float) * (size_t)(nh * hd));
+            for (int i = 0; i < nh * hd; i++) ro[k][i] = x[i % n] + (float)i;
+            op_rope(ro[k], nh, hd, nrot, cs);
+        }
+        cpu_set_level(top);
+        CHECKF(!memcmp(o[0], o[1], sizeof(float) * (size_t)n), "rmsnorm n=%d: levels differ", n);
+        CHECKF(!memcmp(a[0], a[1], sizeof(float) * (size_t)n), "add + rmsnorm in place n=%d: levels differ", n);
+        CHECKF(!memcmp(ro[0], ro[1], sizeof(float) * (size_t)(nh * hd)), "rope heads=%d hd=%d n_rot=%d: levels differ", nh,
+               hd, nrot);
+        for (int k = 0; k < 2; k++) { free(o[k]); free(a[k]); free(ro[k]); }
+        free(x); free(w); free(cs);
+    }
+#undef RND
+#undef FRND
+}
+
 int main(void) {
     RUN(test_rmsnorm);
     RUN(test_rope);
@@ -272,5 +311,6 @@ int main(void) {
     RUN(test_attention_group);
     RUN(test_attention_queries);
     RUN(test_kv_store);
+    RUN(test_row_ops_levels);
     return harness_done();
 }

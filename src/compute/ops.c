@@ -73,18 +73,47 @@ AVX2_TARGET static void softmax_avx2(float *x, int n) {
     for (; i < n; i++) x[i] *= (float)(1.0 / sum);
 }
 
-void op_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    // Eight partial sums: one chain of dependent double adds cost 4 cycles
-    // an element (3% of a stories15M prefill); the compiler may not reorder
-    // the sum itself.
+// The sum of squares in eight double partial sums, part[j] over elements
+// 8k + j: one chain of dependent double adds cost 4 cycles an element (3% of
+// a stories15M prefill); the compiler may not reorder the sum itself. The
+// AVX2 path keeps the same eight sums in two vectors of four, so its result
+// is bit-identical to the loop's.
+static double sumsq_scalar(const float *x, int n) {
     double part[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) part[j] += (double)x[i + j] * x[i + j];
     double ss = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
     for (; i < n; i++) ss += (double)x[i] * x[i];
+    return ss;
+}
+
+AVX2_TARGET static void rmsnorm_avx2(float *out, const float *x, const float *w, int n, float eps) {
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();   // part[0..3], part[4..7]
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256d a = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), b = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+        lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));   // a float's square is exact in double: no fma needed
+        hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
+    }
+    _Alignas(32) double part[8];
+    _mm256_store_pd(part, lo);
+    _mm256_store_pd(part + 4, hi);
+    double ss = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+    for (int j = i; j < n; j++) ss += (double)x[j] * x[j];
+    const float scale = (float)(1.0 / sqrt(ss / n + eps));
+    const __m256 sv = _mm256_set1_ps(scale);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
+    for (; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+void op_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
+    if (cpu_level() >= CPU_LEVEL_AVX2) { rmsnorm_avx2(out, x, w, n, eps); return; }
+    double ss = sumsq_scalar(x, n);
     float scale = (float)(1.0 / sqrt(ss / n + eps));
-    for (i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
 void op_rope_table(float *cs, int n_rot, int pos, float theta) {
@@ -96,7 +125,28 @@ void op_rope_table(float *cs, int n_rot, int pos, float theta) {
     }
 }
 
+// Four pairs at a time: v·(c, c) ∓ swap(v)·(s, s) with addsub, the same
+// products and sums as the loop (bit-identical).
+AVX2_TARGET static void rope_avx2(float *x, int n_heads, int head_dim, int n_rot, const float *cs) {
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        int i = 0;
+        for (; i + 8 <= n_rot; i += 8) {
+            const __m256 t = _mm256_loadu_ps(cs + i), a = _mm256_loadu_ps(v + i);
+            const __m256 c = _mm256_moveldup_ps(t), s = _mm256_movehdup_ps(t);
+            _mm256_storeu_ps(v + i, _mm256_addsub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(_mm256_permute_ps(a, 0xb1), s)));
+        }
+        for (; i < n_rot; i += 2) {
+            float c = cs[i], s = cs[i + 1];
+            float v0 = v[i], v1 = v[i + 1];
+            v[i] = v0 * c - v1 * s;
+            v[i + 1] = v0 * s + v1 * c;
+        }
+    }
+}
+
 void op_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs) {
+    if (cpu_level() >= CPU_LEVEL_AVX2) { rope_avx2(x, n_heads, head_dim, n_rot, cs); return; }
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (int64_t)h * head_dim;
         for (int i = 0; i < n_rot; i += 2) {
@@ -132,7 +182,14 @@ void op_silu_mul(float *a, const float *b, int n) {
     }
 }
 
+AVX2_TARGET static void add_avx2(float *a, const float *b, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    for (; i < n; i++) a[i] += b[i];
+}
+
 void op_add(float *a, const float *b, int n) {
+    if (cpu_level() >= CPU_LEVEL_AVX2) { add_avx2(a, b, n); return; }
     for (int i = 0; i < n; i++) a[i] += b[i];
 }
 

@@ -486,7 +486,7 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
     for (int l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &m->layers[l];
         const size_t lb = (size_t)l * layer_stride;   // the layer's first cache element
-        if (l > 0) for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];   // the previous layer's FFN output
+        if (l > 0) op_add(x, c->xb, (int)(T * E));   // the previous layer's FFN output
         for (int64_t t = 0; t < T; t++) op_rmsnorm(xn + t * E, x + t * E, L->attn_norm, (int)E, hp->rms_eps);
         const mm_weight *qkv[] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[] = {c->q, c->k, c->v};
@@ -518,7 +518,7 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
         mm_prepare(&L->wo, c->xb2, T, wd, 0, 1);
         mm_compute_shared(&L->wo, c->xb2, wd, T, c->xb, tp_shared_counter(c->pool), ith, nth);
         tp_barrier(c->pool);
-        for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];
+        op_add(x, c->xb, (int)(T * E));
         for (int64_t t = 0; t < T; t++) op_rmsnorm(xn + t * E, x + t * E, L->ffn_norm, (int)E, hp->rms_eps);
         mm_prepare(&L->w_gate, xn, T, wd, 0, 1);
         mm_compute_shared(&L->w_gate, xn, wd, T, c->hb, tp_shared_counter(c->pool), ith, nth);
@@ -531,7 +531,7 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
         mm_compute_shared(&L->w_down, xn, wd, T, c->xb, tp_shared_counter(c->pool), ith, nth);
         tp_barrier(c->pool);
     }
-    for (int64_t i = 0; i < T * E; i++) x[i] += c->xb[i];
+    op_add(x, c->xb, (int)(T * E));
     for (int32_t j = 0; j < c->n_out; j++)
         op_rmsnorm(xn + j * E, x + (int64_t)c->out_idx[j] * E, m->output_norm, (int)E, hp->rms_eps);
     mm_prepare(&m->output, xn, c->n_out, wd, 0, 1);
