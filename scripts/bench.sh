@@ -35,7 +35,7 @@ for shape in $shapes; do
       mv "$f.tmp" "$f"
     fi
     echo "bench $shape $type ($threads threads), pass $pass of $passes"
-    "$bin" bench -m "$f" -p 128 -n 64 -t "$threads" -r 3 --json \
+    "$bin" bench -m "$f" -p 128 -n 64 -t "$threads" -r 5 --json \
       | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
