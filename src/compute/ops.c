@@ -2,7 +2,8 @@
 // Plain loops are the reference; attention, softmax and SwiGLU, which cost a
 // visible share of a small model's pass (an exp per score and per hidden
 // unit), also have AVX2 paths chosen from cpu_level(), with an exp accurate
-// to a few ulp.
+// to a few ulp; RMSNorm, RoPE and the residual add have AVX2 paths that give
+// the loops' bits.
 #include "ops.h"
 #include <immintrin.h>
 #include <math.h>
