@@ -186,6 +186,90 @@ static void test_shared_rows(void) {
     tp_free(pool);
 }
 
+// The activation quantizer's rule (matmul.c's scalar path): scale amax/127
+// rounded through fp16, |x/scale| + 0.5 truncated, the sign put back.
+static float act_quant_ref(const float *v, int8_t q[32]) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = fabsf(v[j]) > amax ? fabsf(v[j]) : amax;
+    const float d = fp16_to_fp32(fp32_to_fp16(amax / 127.0f)), id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int j = 0; j < 32; j++) {
+        const float p = v[j] * id;
+        q[j] = (int8_t)(p >= 0 ? (int)(p + 0.5f) : -(int)(-p + 0.5f));
+    }
+    return d;
+}
+
+// The packed activations of a batch (AVX2, from 8 tokens) hold exactly that
+// rule's values and scales, in the layout matmul.c documents:
+// with q8_0 weights and more than 8 tokens, per block and group of 8 tokens
+// 16 words of [8 tokens × 2 int16] then the 8 scales (f32); with q4_0
+// weights, or q8_0 weights and 8 tokens, 8 quads of [8 tokens × 4 int8],
+// the 8 scales, then 8·Σq per token. Lanes past the last token are zero
+// tokens with scale 0.
+static void test_packed_activations(void) {
+    if (cpu_level() < CPU_LEVEL_AVX2) {
+        fprintf(stderr, "  no AVX2 here: the packed layout is not used, nothing to check\n");
+        return;
+    }
+    int checked = 0;
+    for (int it = 0; it < 80; it++) {
+        const enum ggml_type type = it % 2 ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
+        const int64_t K = 32 * (1 + rnd() % 24), T = it % 4 == 0 ? 8 : 8 + rnd() % 30;
+        const bool wide = type == GGML_TYPE_Q8_0 && T > 8;   // int16 pairs, else int8 quads
+        const int64_t nb = K / 32, pk = wide ? 16 * 32 + 32 : 8 * 32 + 32 + 32, gb = nb * pk;
+        float *x = malloc(sizeof(float) * (size_t)(T * K));
+        int8_t *rq = malloc((size_t)K);
+        float *rd = malloc(sizeof(float) * (size_t)nb);
+        const size_t wds = mm_wdata_size(type, K, T);
+        uint8_t *wd = aligned_alloc(64, (wds + 63) & ~(size_t)63);
+        REQUIRE(x && rq && rd && wd);
+        for (int64_t i = 0; i < T * K; i++) {
+            x[i] = frnd() * (rnd() % 40 == 0 ? 50.0f : 1.0f);
+            if (it % 5 == 0) x[i] = (float)((int)(x[i] * 8)) / 4.0f;   // ties of the rounding
+        }
+        if (K >= 64) memset(x + K + 32, 0, 32 * sizeof(float));   // a zero block (token 1)
+        memset(wd, 0xA5, wds);
+        const mm_weight w = {.type = type, .data = NULL, .K = K, .N = 1};
+        mm_prepare(&w, x, T, wd, 0, 2);   // the two threads' shares of the groups
+        mm_prepare(&w, x, T, wd, 1, 2);
+        for (int64_t t = 0; t < (T + 7) / 8 * 8; t++) {
+            if (t < T)
+                for (int64_t b = 0; b < nb; b++) rd[b] = act_quant_ref(x + t * K + b * 32, rq + b * 32);
+            const int j = (int)(t % 8);
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = wd + (t / 8) * gb + b * pk;
+                float d;
+                memcpy(&d, blk + (wide ? 16 : 8) * 32 + j * 4, 4);
+                const float dref = t < T ? rd[b] : 0.0f;
+                CHECKF(d == dref, "%s K=%lld T=%lld token %lld block %lld: scale %g, the rule's %g",
+                       ggml_type_name(type), (long long)K, (long long)T, (long long)t, (long long)b, d, dref);
+                int32_t sum = 0;
+                for (int e = 0; e < 32; e++) {
+                    int v;
+                    if (wide) {
+                        int16_t h;
+                        memcpy(&h, blk + (e / 2) * 32 + j * 4 + (e % 2) * 2, 2);
+                        v = h;
+                    } else v = (int8_t)blk[(e / 4) * 32 + j * 4 + e % 4];
+                    const int vref = t < T ? rq[b * 32 + e] : 0;
+                    sum += v;
+                    CHECKF(v == vref, "%s K=%lld T=%lld token %lld block %lld element %d: %d, the rule's %d",
+                           ggml_type_name(type), (long long)K, (long long)T, (long long)t, (long long)b, e, v, vref);
+                    checked++;
+                }
+                if (!wide) {
+                    int32_t s8;
+                    memcpy(&s8, blk + 8 * 32 + 32 + j * 4, 4);
+                    CHECKF(s8 == 8 * sum, "%s K=%lld T=%lld token %lld block %lld: 8·Σq %d, expected %d",
+                           ggml_type_name(type), (long long)K, (long long)T, (long long)t, (long long)b, s8, 8 * sum);
+                }
+            }
+        }
+        free(x); free(rq); free(rd); free(wd);
+    }
+    fprintf(stderr, "  packed activations: %d values equal to the rule's\n", checked);
+}
+
 int main(void) {
     char cpu[256];
     cpu_describe(cpu, sizeof cpu);
@@ -197,5 +281,6 @@ int main(void) {
     RUN(test_bf16);
     RUN(test_model_shapes);
     RUN(test_shared_rows);
+    RUN(test_packed_activations);
     return harness_done();
 }

@@ -431,23 +431,20 @@ AVX2_TARGET static inline __attribute__((always_inline)) void attention_group_co
     for (int t0 = 0; t0 < n_kv; t0 += TB) {
         const int t1 = n_kv - t0 < TB ? n_kv : t0 + TB;
         for (int t = t1; t < t1 + TB && t < n_kv; t++) kv_prefetch(kv_ptr(kv->v, t * kv_stride, f16), hd, f16);
-        const void *vs = kv->v;
-        int64_t vstride = kv_stride;
-        if (widen) {
+        if (widen)   // position t0 + i at vb + i·hd
             for (int t = t0; t < t1; t++)
 #pragma GCC unroll 8
                 for (int c = 0; c < hd; c += 8)
                     _mm256_store_ps(vb + (t - t0) * hd + c, kv_load8(kv_ptr(kv->v, t * kv_stride + c, true), true));
-            vs = vb - (int64_t)t0 * hd;   // position t at vs + t·hd
-            vstride = hd;
-        }
         for (int r = 0; r < nr; r++) {
             const int e1 = t1 < lim[r] ? t1 : lim[r];   // a query's positions end at its own limit
             if (e1 <= t0) continue;
             for (int c = 0; c < hd; c += 64) {
                 const int w = hd - c < 64 ? (hd - c) / 8 : 8;
-                wsum_chunk(out + r * os + c, att + r, 8, kv_ptr(vs, c, f16 && !widen), f16 && !widen, vstride, t0, e1, w,
-                           t0 > 0);
+                if (widen)   // the block's positions counted from t0: weights att[8(t0 + i) + r]
+                    wsum_chunk(out + r * os + c, att + r + 8 * t0, 8, vb + c, false, hd, 0, e1 - t0, w, t0 > 0);
+                else
+                    wsum_chunk(out + r * os + c, att + r, 8, kv_ptr(kv->v, c, f16), f16, kv_stride, t0, e1, w, t0 > 0);
             }
         }
     }
