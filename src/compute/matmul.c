@@ -1073,21 +1073,24 @@ void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T
 }
 
 // Rows per work item of a shared product: about 8 items per thread, in whole
-// tiles and whole 64-byte lines of y (a multiple of 48 = lcm of the 3- and
-// 4-row tiles and of 16 floats), and at least 32 KiB of weights per token of
-// the batch, so drawing an item (an atomic on a shared line) stays a small
-// fraction of computing it. (Per token: a fixed 32 KiB gave a 288-row
-// product of a small model 3 items, 108 + 108 + 72 rows, and two threads
-// split a 128-token prefill 180 : 108.) Items of 12 or 24 rows made two
-// threads write the same lines of each token's output row: 48-row items ran
-// prefill of a 288-wide model 1.02x (paired rounds in one process).
+// tiles, and at least 32 KiB of weights per token of the batch, so drawing
+// an item (an atomic on a shared line) stays a small fraction of computing
+// it. (Per token: a fixed 32 KiB gave a 288-row product of a small model 3
+// items, 108 + 108 + 72 rows, and two threads split a 128-token prefill
+// 180 : 108.) Items are a multiple of 48 rows (lcm of the 3- and 4-row
+// tiles and of 16 floats), so no line of a token's output row is written by
+// two threads, when that still leaves at least two items per thread; else a
+// multiple of 12. 48-row items ran prefill of a 288-wide model 1.02x on 2
+// threads (paired rounds in one process), where 12- and 24-row items had two
+// threads writing the same lines.
 static long chunk_rows(const mm_weight *w, int64_t T, int nth) {
     const long rowb = (long)ggml_nbytes(w->type, w->K);
     long rows = (long)w->N / (8L * nth);
     const int64_t per_row = (int64_t)rowb * (T > 0 ? T : 1);
     const long min_rows = (long)((32 * 1024 + per_row - 1) / per_row);
     if (rows < min_rows) rows = min_rows;
-    return (rows + 47) / 48 * 48;
+    const long r48 = (rows + 47) / 48 * 48;
+    return (long)w->N / r48 >= 2L * nth ? r48 : (rows + 11) / 12 * 12;
 }
 
 void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
