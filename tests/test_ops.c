@@ -90,8 +90,11 @@ static void test_attention_group(void) {
 #define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
     double worst = 0;
     for (int it = 0; it < 150; it++) {
-        const int nrep = 1 + (int)(RND() % 12), nkv = 1 + (int)(RND() % (it % 5 == 0 ? 700 : 70));
-        const int hd = it % 3 == 0 ? 1 + (int)(RND() % 140) : 8 * (1 + (int)(RND() % 20));
+        // The first 8: the kernel's copies for head_dim 48 and 64, over more
+        // than one block of 32 positions (the f16 values widened per block).
+        const int nrep = 1 + (int)(RND() % 12);
+        const int nkv = it < 8 ? 33 + (int)(RND() % 300) : 1 + (int)(RND() % (it % 5 == 0 ? 700 : 70));
+        const int hd = it < 8 ? (it % 2 ? 48 : 64) : it % 3 == 0 ? 1 + (int)(RND() % 140) : 8 * (1 + (int)(RND() % 20));
         const int spread = 1 + (int)(RND() % 3);
         const int stride = hd * spread + (int)(RND() % 9);
         float *q = malloc(sizeof(float) * (size_t)(nrep * hd)), *kc = malloc(sizeof(float) * (size_t)(stride * nkv));
@@ -133,10 +136,12 @@ static void test_attention_queries(void) {
     double worst = 0;
     for (int it = 0; it < 150; it++) {
         const int nq = 1 + (int)(RND() % 19);
-        const int hd = it % 4 == 0 ? 1 + (int)(RND() % 70) : 8 * (1 + (int)(RND() % (it % 7 == 0 ? 40 : 16)));
+        // The first 8: head_dim 48 and 64 (the kernel's own copies), past 32 positions.
+        const int hd = it < 8 ? (it % 2 ? 48 : 64)
+                     : it % 4 == 0 ? 1 + (int)(RND() % 70) : 8 * (1 + (int)(RND() % (it % 7 == 0 ? 40 : 16)));
         const int spread = 1 + (int)(RND() % 3), pad = (int)(RND() % 5);
         const int qs = hd * spread + pad, os = hd + (int)(RND() % 9);
-        const int first = 1 + (int)(RND() % (it % 5 == 0 ? 300 : 30));
+        const int first = it < 8 ? 33 + (int)(RND() % 200) : 1 + (int)(RND() % (it % 5 == 0 ? 300 : 30));
         int nkv[19];
         for (int i = 0; i < nq; i++) nkv[i] = first + i;   // a prompt: each token one position further
         if (it % 6 == 5) for (int i = 0; i < nq; i++) nkv[i] = 1 + (int)(RND() % (first + nq));   // any limits
