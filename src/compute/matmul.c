@@ -84,33 +84,41 @@ static void prep_row_scalar(const float *x, int64_t K, uint8_t *dst) {
 
 #define ALWAYS_INLINE __attribute__((always_inline)) inline
 
-// One block of 32 values, bit-identical to prep_row_scalar: the same float
-// operations in the same order per element (|q| + 0.5 truncated, sign put
-// back). Returns the block's scale; q gets the 32 int8 values.
-AVX2_TARGET static inline __attribute__((always_inline)) float quant_block_avx2(const float *v, __m256i *q) {
+// A block's 32 values: lane i = max over k of |v[i + 8k]|.
+AVX2_TARGET static ALWAYS_INLINE __m256 block_absmax_avx2(const float *v) {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    const __m256 half = _mm256_set1_ps(0.5f);
-    __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8);
-    __m256 v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
-                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+    const __m256 a = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v), absmask), _mm256_and_ps(_mm256_loadu_ps(v + 8), absmask));
+    const __m256 c = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v + 16), absmask), _mm256_and_ps(_mm256_loadu_ps(v + 24), absmask));
+    return _mm256_max_ps(a, c);
+}
+
+// A block's 32 values times vid (the reciprocal scale) as int8 in element
+// order, bit-identical to prep_row_scalar: the same float operations in the
+// same order per element (|q| + 0.5 truncated, sign put back).
+AVX2_TARGET static ALWAYS_INLINE __m256i block_quant_avx2(const float *v, __m256 vid) {
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), half = _mm256_set1_ps(0.5f);
+    __m256i qi[4];
+    PRAGMA_UNROLL(4) for (int k = 0; k < 4; k++) {
+        const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(v + 8 * k), vid);
+        const __m256 sign = _mm256_andnot_ps(absmask, p);
+        const __m256 r = _mm256_round_ps(_mm256_add_ps(_mm256_and_ps(p, absmask), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        qi[k] = _mm256_cvttps_epi32(_mm256_or_ps(r, sign));
+    }
+    const __m256i s01 = _mm256_packs_epi32(qi[0], qi[1]), s23 = _mm256_packs_epi32(qi[2], qi[3]);
+    return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// One block of 32 values as prep_row_scalar quantizes it. Returns the
+// block's scale; q gets the 32 int8 values.
+AVX2_TARGET static inline __attribute__((always_inline)) float quant_block_avx2(const float *v, __m256i *q) {
+    const __m256 m = block_absmax_avx2(v);
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
     const float amax = _mm_cvtss_f32(m4);
     const float d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    const __m256 vid = _mm256_set1_ps(id);
-    __m256i qi[4];
-    const __m256 vs[4] = {v0, v1, v2, v3};
-    PRAGMA_UNROLL(4) for (int k = 0; k < 4; k++) {
-        __m256 p = _mm256_mul_ps(vs[k], vid);
-        __m256 sign = _mm256_andnot_ps(absmask, p);
-        __m256 r = _mm256_round_ps(_mm256_add_ps(_mm256_and_ps(p, absmask), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-        qi[k] = _mm256_cvttps_epi32(_mm256_or_ps(r, sign));
-    }
-    __m256i s01 = _mm256_packs_epi32(qi[0], qi[1]), s23 = _mm256_packs_epi32(qi[2], qi[3]);
-    *q = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    *q = block_quant_avx2(v, _mm256_set1_ps(id));
     return d;
 }
 
@@ -177,34 +185,20 @@ AVX2_TARGET static ALWAYS_INLINE void transpose8x32(__m256i r[8]) {
 // as quant_block_avx2 per token.
 AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int64_t K, int n, uint8_t *grp) {
     _Alignas(32) static const float zeros[32];
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), half = _mm256_set1_ps(0.5f);
     const int64_t nb = K / 32;
     for (int64_t b = 0; b < nb; b++) {
         const float *v[8];
         __m256i q[8], mx[8];
         PRAGMA_UNROLL(8) for (int j = 0; j < 8; j++) {
             v[j] = j < n ? x + j * K + b * 32 : zeros;
-            const __m256 a = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v[j]), absmask), _mm256_and_ps(_mm256_loadu_ps(v[j] + 8), absmask));
-            const __m256 c = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(v[j] + 16), absmask), _mm256_and_ps(_mm256_loadu_ps(v[j] + 24), absmask));
-            mx[j] = _mm256_castps_si256(_mm256_max_ps(a, c));
+            mx[j] = _mm256_castps_si256(block_absmax_avx2(v[j]));
         }
         transpose8x32(mx);   // lane j of mx[h]: lane h of token j's maxima
         __m256 amax = _mm256_castsi256_ps(mx[0]);
         PRAGMA_UNROLL(8) for (int h = 1; h < 8; h++) amax = _mm256_max_ps(amax, _mm256_castsi256_ps(mx[h]));
         const __m256 d = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_div_ps(amax, _mm256_set1_ps(127.0f)), _MM_FROUND_TO_NEAREST_INT));
         const __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_OQ));
-        PRAGMA_UNROLL(8) for (int j = 0; j < 8; j++) {
-            const __m256 vid = _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(j));
-            __m256i qi[4];
-            PRAGMA_UNROLL(4) for (int k = 0; k < 4; k++) {
-                const __m256 p = _mm256_mul_ps(_mm256_loadu_ps(v[j] + 8 * k), vid);
-                const __m256 sign = _mm256_andnot_ps(absmask, p);
-                const __m256 r = _mm256_round_ps(_mm256_add_ps(_mm256_and_ps(p, absmask), half), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-                qi[k] = _mm256_cvttps_epi32(_mm256_or_ps(r, sign));
-            }
-            const __m256i s01 = _mm256_packs_epi32(qi[0], qi[1]), s23 = _mm256_packs_epi32(qi[2], qi[3]);
-            q[j] = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(s01, s23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        }
+        PRAGMA_UNROLL(8) for (int j = 0; j < 8; j++) q[j] = block_quant_avx2(v[j], _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(j)));
         if (type == GGML_TYPE_Q8_0) {
             uint8_t *blk = grp + b * PK8;
             __m256i hi[8];
