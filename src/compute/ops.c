@@ -77,19 +77,16 @@ AVX2_TARGET static void softmax_avx2(float *x, int n) {
 // The sum of squares in eight double partial sums, part[j] over elements
 // 8k + j: one chain of dependent double adds cost 4 cycles an element (3% of
 // a stories15M prefill); the compiler may not reorder the sum itself. The
-// AVX2 path keeps the same eight sums in two vectors of four, so its result
-// is bit-identical to the loop's.
-static double sumsq_scalar(const float *x, int n) {
-    double part[8] = {0};
+// AVX2 path keeps the same eight sums in two vectors of four, so the norm is
+// bit-identical at both levels. Returns the elements summed (a multiple of 8).
+static int sumsq_parts(const float *x, int n, double part[8]) {
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) part[j] += (double)x[i + j] * x[i + j];
-    double ss = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
-    for (; i < n; i++) ss += (double)x[i] * x[i];
-    return ss;
+    return i;
 }
 
-AVX2_TARGET static void rmsnorm_avx2(float *out, const float *x, const float *w, int n, float eps) {
+AVX2_TARGET static int sumsq_parts_avx2(const float *x, int n, double part[8]) {
     __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();   // part[0..3], part[4..7]
     int i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -98,23 +95,28 @@ AVX2_TARGET static void rmsnorm_avx2(float *out, const float *x, const float *w,
         lo = _mm256_add_pd(lo, _mm256_mul_pd(a, a));   // a float's square is exact in double: no fma needed
         hi = _mm256_add_pd(hi, _mm256_mul_pd(b, b));
     }
-    _Alignas(32) double part[8];
-    _mm256_store_pd(part, lo);
-    _mm256_store_pd(part + 4, hi);
-    double ss = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
-    for (int j = i; j < n; j++) ss += (double)x[j] * x[j];
-    const float scale = (float)(1.0 / sqrt(ss / n + eps));
+    _mm256_storeu_pd(part, lo);
+    _mm256_storeu_pd(part + 4, hi);
+    return i;
+}
+
+// out = x · scale · w over whole vectors; returns the elements done.
+AVX2_TARGET static int scale_mul_avx2(float *out, const float *x, float scale, const float *w, int n) {
     const __m256 sv = _mm256_set1_ps(scale);
-    for (i = 0; i + 8 <= n; i += 8)
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
-    for (; i < n; i++) out[i] = x[i] * scale * w[i];
+    return i;
 }
 
 void op_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
-    if (cpu_level() >= CPU_LEVEL_AVX2) { rmsnorm_avx2(out, x, w, n, eps); return; }
-    double ss = sumsq_scalar(x, n);
-    float scale = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+    const bool simd = cpu_level() >= CPU_LEVEL_AVX2;
+    double part[8] = {0};
+    int i = simd ? sumsq_parts_avx2(x, n, part) : sumsq_parts(x, n, part);
+    double ss = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (i = simd ? scale_mul_avx2(out, x, scale, w, n) : 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
 void op_rope_table(float *cs, int n_rot, int pos, float theta) {
@@ -127,30 +129,22 @@ void op_rope_table(float *cs, int n_rot, int pos, float theta) {
 }
 
 // Four pairs at a time: v·(c, c) ∓ swap(v)·(s, s) with addsub, the same
-// products and sums as the loop (bit-identical).
-AVX2_TARGET static void rope_avx2(float *x, int n_heads, int head_dim, int n_rot, const float *cs) {
-    for (int h = 0; h < n_heads; h++) {
-        float *v = x + (int64_t)h * head_dim;
-        int i = 0;
-        for (; i + 8 <= n_rot; i += 8) {
-            const __m256 t = _mm256_loadu_ps(cs + i), a = _mm256_loadu_ps(v + i);
-            const __m256 c = _mm256_moveldup_ps(t), s = _mm256_movehdup_ps(t);
-            _mm256_storeu_ps(v + i, _mm256_addsub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(_mm256_permute_ps(a, 0xb1), s)));
-        }
-        for (; i < n_rot; i += 2) {
-            float c = cs[i], s = cs[i + 1];
-            float v0 = v[i], v1 = v[i + 1];
-            v[i] = v0 * c - v1 * s;
-            v[i + 1] = v0 * s + v1 * c;
-        }
+// products and sums as the loop (bit-identical). Returns the elements done.
+AVX2_TARGET static int rope_avx2(float *v, int n_rot, const float *cs) {
+    int i = 0;
+    for (; i + 8 <= n_rot; i += 8) {
+        const __m256 t = _mm256_loadu_ps(cs + i), a = _mm256_loadu_ps(v + i);
+        const __m256 c = _mm256_moveldup_ps(t), s = _mm256_movehdup_ps(t);
+        _mm256_storeu_ps(v + i, _mm256_addsub_ps(_mm256_mul_ps(a, c), _mm256_mul_ps(_mm256_permute_ps(a, 0xb1), s)));
     }
+    return i;
 }
 
 void op_rope(float *x, int n_heads, int head_dim, int n_rot, const float *cs) {
-    if (cpu_level() >= CPU_LEVEL_AVX2) { rope_avx2(x, n_heads, head_dim, n_rot, cs); return; }
+    const bool simd = cpu_level() >= CPU_LEVEL_AVX2;
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (int64_t)h * head_dim;
-        for (int i = 0; i < n_rot; i += 2) {
+        for (int i = simd ? rope_avx2(v, n_rot, cs) : 0; i < n_rot; i += 2) {
             float c = cs[i], s = cs[i + 1];
             float v0 = v[i], v1 = v[i + 1];
             v[i] = v0 * c - v1 * s;
@@ -183,15 +177,15 @@ void op_silu_mul(float *a, const float *b, int n) {
     }
 }
 
-AVX2_TARGET static void add_avx2(float *a, const float *b, int n) {
+// Returns the elements done.
+AVX2_TARGET static int add_avx2(float *a, const float *b, int n) {
     int i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
-    for (; i < n; i++) a[i] += b[i];
+    return i;
 }
 
 void op_add(float *a, const float *b, int n) {
-    if (cpu_level() >= CPU_LEVEL_AVX2) { add_avx2(a, b, n); return; }
-    for (int i = 0; i < n; i++) a[i] += b[i];
+    for (int i = cpu_level() >= CPU_LEVEL_AVX2 ? add_avx2(a, b, n) : 0; i < n; i++) a[i] += b[i];
 }
 
 // ---- KV cache elements: f32 or f16 -----------------------------------------
