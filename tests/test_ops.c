@@ -21,6 +21,11 @@ static op_kv test_cache(float *kc, float *vc, int n, int stride, bool f16, fp16_
     return f16 ? (op_kv){*k16, *v16, stride, true} : (op_kv){kc, vc, stride, false};
 }
 
+// The randomized tests' generator: a linear congruential step of the
+// calling test's own state r.
+#define RND() ((r = r * 1664525u + 1013904223u) >> 8)
+#define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
+
 static void test_rmsnorm(void) {
     float x[37], w[37], out[37];
     double ss = 0;
@@ -86,8 +91,6 @@ static void test_softmax_attention(void) {
 static void test_attention_group(void) {
     const enum cpu_level top = cpu_level();
     uint32_t r = 777;
-#define RND() ((r = r * 1664525u + 1013904223u) >> 8)
-#define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
     double worst = 0;
     for (int it = 0; it < 150; it++) {
         // The first 8: the kernel's copies for head_dim 48 and 64, over more
@@ -121,8 +124,6 @@ static void test_attention_group(void) {
         free(q); free(kc); free(vc); free(o0); free(o1); free(att); free(k16); free(v16);
     }
     printf("  grouped attention: max abs error %.2g against the scalar heads\n", worst);
-#undef RND
-#undef FRND
 }
 
 // Consecutive tokens of one sequence as the queries: each attends to its own
@@ -131,8 +132,6 @@ static void test_attention_group(void) {
 static void test_attention_queries(void) {
     const enum cpu_level top = cpu_level();
     uint32_t r = 4242;
-#define RND() ((r = r * 1664525u + 1013904223u) >> 8)
-#define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
     double worst = 0;
     for (int it = 0; it < 150; it++) {
         const int nq = 1 + (int)(RND() % 19);
@@ -173,8 +172,6 @@ static void test_attention_queries(void) {
         free(q); free(kc); free(vc); free(o0); free(o1); free(att); free(k16); free(v16);
     }
     printf("  attention of consecutive queries: max abs error %.2g against the scalar heads\n", worst);
-#undef RND
-#undef FRND
 }
 
 static void test_silu_add(void) {
@@ -191,8 +188,6 @@ static void test_silu_add(void) {
 static void test_levels(void) {
     const enum cpu_level top = cpu_level();
     uint32_t r = 12345;
-#define RND() ((r = r * 1664525u + 1013904223u) >> 8)
-#define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
     for (int it = 0; it < 200; it++) {
         const int n = 1 + (int)(RND() % 300), hd = 1 + (int)(RND() % 140), nkv = 1 + (int)(RND() % 70);
         const int stride = hd + (int)(RND() % 9);
@@ -240,8 +235,6 @@ static void test_levels(void) {
         free(a); free(b); free(a0); free(s0); free(s1); free(q); free(kc); free(vc); free(o0); free(o1); free(att);
         free(k16); free(v16);
     }
-#undef RND
-#undef FRND
 }
 
 // Writing the cache: f16 elements are fp32_to_fp16's (round to nearest
@@ -273,8 +266,6 @@ static void test_kv_store(void) {
 static void test_row_ops_levels(void) {
     const enum cpu_level top = cpu_level();
     uint32_t r = 4242;
-#define RND() ((r = r * 1664525u + 1013904223u) >> 8)
-#define FRND() ((float)RND() / (float)(1u << 24) * 2.0f - 1.0f)
     for (int it = 0; it < 200; it++) {
         const int n = it < 80 ? 1 + it : (int[]){288, 768, 2048, 4096, 5632}[it % 5] + (int)(RND() % 9);
         float *x = malloc(sizeof(float) * (size_t)n), *w = malloc(sizeof(float) * (size_t)n);
@@ -303,8 +294,6 @@ static void test_row_ops_levels(void) {
         for (int k = 0; k < 2; k++) { free(o[k]); free(a[k]); free(ro[k]); }
         free(x); free(w); free(cs);
     }
-#undef RND
-#undef FRND
 }
 
 int main(void) {
