@@ -79,7 +79,7 @@ AVX2_TARGET static void softmax_avx2(float *x, int n) {
 // a stories15M prefill); the compiler may not reorder the sum itself. The
 // AVX2 path keeps the same eight sums in two vectors of four, so the norm is
 // bit-identical at both levels. Returns the elements summed (a multiple of 8).
-static int sumsq_parts(const float *x, int n, double part[8]) {
+static int sumsq_parts_scalar(const float *x, int n, double part[8]) {
     int i = 0;
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) part[j] += (double)x[i + j] * x[i + j];
@@ -112,7 +112,7 @@ AVX2_TARGET static int scale_mul_avx2(float *out, const float *x, float scale, c
 void op_rmsnorm(float *out, const float *x, const float *w, int n, float eps) {
     const bool simd = cpu_level() >= CPU_LEVEL_AVX2;
     double part[8] = {0};
-    int i = simd ? sumsq_parts_avx2(x, n, part) : sumsq_parts(x, n, part);
+    int i = simd ? sumsq_parts_avx2(x, n, part) : sumsq_parts_scalar(x, n, part);
     double ss = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
     for (; i < n; i++) ss += (double)x[i] * x[i];
     const float scale = (float)(1.0 / sqrt(ss / n + eps));
