@@ -57,11 +57,17 @@ func main() {
 		panic(err)
 	}
 	// Burn 300 ms of CPU time (at most 3 s of wall time on a busy machine).
+	// The rounds' lengths vary: a fixed alpha + beta round can last as long
+	// as the profiler's 10-ms period, and then every sample lands in the same
+	// function.
 	sink := 0.0
 	var ru syscall.Rusage
+	r := uint32(1)
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
-		sink += burnAlpha(2000000)
-		sink += burnBeta(1000000)
+		r = r*1664525 + 1013904223
+		sink += burnAlpha(1000000 + int(r>>12)%2000000)
+		r = r*1664525 + 1013904223
+		sink += burnBeta(500000 + int(r>>12)%1000000)
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		if ru.Utime.Sec*1000000+ru.Utime.Usec >= 300000 {
 			break
