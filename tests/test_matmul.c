@@ -46,6 +46,8 @@ static void check_type(enum ggml_type type, int iters) {
         cpu_set_level(CPU_LEVEL_SCALAR);
         memset(wd0, 0, wds + 64);
         run_split(&w, x, T, ref, wd0, 1);
+        float *y2 = malloc(sizeof(float) * (size_t)(T * N));
+        REQUIRE(y2);
         for (int lv = CPU_LEVEL_AVX2; lv <= (int)top; lv++) {
             cpu_set_level((enum cpu_level)lv);
             memset(wd1, 0, wds + 64);
@@ -67,9 +69,22 @@ static void check_type(enum ggml_type type, int iters) {
             CHECKF(worst < 1e-5, "%s K=%lld N=%lld T=%lld threads=%d level %s: relative error %g",
                    ggml_type_name(type), (long long)K, (long long)N, (long long)T, nth,
                    cpu_level_name((enum cpu_level)lv), worst);
+            // Batches (packed activations): the AVX-512 kernels (VNNI where
+            // present) give the AVX2 kernels' results bit for bit: exact
+            // integer block sums, the same float steps in the same order.
+            if (q && T >= 8 && lv == CPU_LEVEL_AVX2) memcpy(y2, y, sizeof(float) * (size_t)(T * N));
+            if (q && T >= 8 && lv > CPU_LEVEL_AVX2) {
+                int64_t diff = -1;
+                for (int64_t i = 0; i < T * N && diff < 0; i++)
+                    if (memcmp(&y[i], &y2[i], sizeof(float))) diff = i;
+                CHECKF(diff < 0, "%s K=%lld N=%lld T=%lld level %s: token %lld row %lld is %.9g, AVX2's %.9g",
+                       ggml_type_name(type), (long long)K, (long long)N, (long long)T,
+                       cpu_level_name((enum cpu_level)lv), (long long)(diff / N), (long long)(diff % N),
+                       diff < 0 ? 0.0 : y[diff], diff < 0 ? 0.0 : y2[diff]);
+            }
         }
         cpu_set_level(top);
-        free(wf); free(x); free(wq); free(ref); free(y); free(wd0); free(wd1);
+        free(wf); free(x); free(wq); free(ref); free(y); free(y2); free(wd0); free(wd1);
     }
 }
 
@@ -199,23 +214,26 @@ static float act_quant_ref(const float *v, int8_t q[32]) {
     return d;
 }
 
-// The packed activations of a batch (AVX2, from 8 tokens) hold exactly that
-// rule's values and scales, in the layout matmul.c documents:
-// with q8_0 weights and more than 8 tokens, per block and group of 8 tokens
-// 16 words of [8 tokens × 2 int16] then the 8 scales (f32); with q4_0
-// weights, or q8_0 weights and 8 tokens, 8 quads of [8 tokens × 4 int8],
-// the 8 scales, then 8·Σq per token. Lanes past the last token are zero
-// tokens with scale 0.
+// The packed activations of a batch (AVX2 and up, from 8 tokens) hold
+// exactly that rule's values and scales, in the layout matmul.c documents:
+// with q8_0 weights and more than 8 tokens on AVX2 (no AVX-512 VNNI), per
+// block and group of 8 tokens 16 words of [8 tokens × 2 int16] then the 8
+// scales (f32); else 8 quads of [8 tokens × 4 int8], the 8 scales, then
+// 8·Σq per token. Lanes past the last token are zero tokens with scale 0.
 static void test_packed_activations(void) {
-    if (cpu_level() < CPU_LEVEL_AVX2) {
+    const enum cpu_level top = cpu_level();
+    if (top < CPU_LEVEL_AVX2) {
         fprintf(stderr, "  no AVX2 here: the packed layout is not used, nothing to check\n");
         return;
     }
     int checked = 0;
-    for (int it = 0; it < 80; it++) {
+    for (int it = 0; it < 160; it++) {
+        const enum cpu_level lv = it % 4 >= 2 && top >= CPU_LEVEL_AVX512 ? CPU_LEVEL_AVX512 : CPU_LEVEL_AVX2;
+        cpu_set_level(lv);
+        const bool vnni = lv >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
         const enum ggml_type type = it % 2 ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
-        const int64_t K = 32 * (1 + rnd() % 24), T = it % 4 == 0 ? 8 : 8 + rnd() % 30;
-        const bool wide = type == GGML_TYPE_Q8_0 && T > 8;   // int16 pairs, else int8 quads
+        const int64_t K = 32 * (1 + rnd() % 24), T = it % 8 < 2 ? 8 : 8 + rnd() % 30;
+        const bool wide = type == GGML_TYPE_Q8_0 && T > 8 && !vnni;   // int16 pairs, else int8 quads
         const int64_t nb = K / 32, pk = wide ? 16 * 32 + 32 : 8 * 32 + 32 + 32, gb = nb * pk;
         float *x = malloc(sizeof(float) * (size_t)(T * K));
         int8_t *rq = malloc((size_t)K);
@@ -267,6 +285,7 @@ static void test_packed_activations(void) {
         }
         free(x); free(rq); free(rd); free(wd);
     }
+    cpu_set_level(top);
     fprintf(stderr, "  packed activations: %d values equal to the rule's\n", checked);
 }
 
