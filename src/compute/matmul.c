@@ -1154,6 +1154,58 @@ AVX512VNNI_TARGET static void vrun_avx512vnni(enum ggml_type type, const uint8_t
     else vrun_typed(GGML_TYPE_Q4_0, VR, VG, wd, rowb, pack, K, T, N, r0, r1, y);
 }
 
+// Decode (one token) with AVX-512 VNNI, 4 rows at a time (q8_0 and q4_0):
+// per block the token's 32 values, and its offset term once for all rows
+// (vpdpbusd of the constant 128 or 8 bytes with the values: per lane 128 or
+// 8 times the sum of a quad, negated); then per row the block made
+// unsigned (q8_0 xor 0x80, q4_0's nibbles), one vpdpbusd into the offset
+// term, its scale (vpbroadcastw, vcvtph2ps) times the token's, one convert
+// and one FMA. The generic tile spent vpabsb, vpsignb and a zeroed vpdpbusd
+// (q8_0) or a subtraction (q4_0) per row and block. Same integers per lane,
+// same float steps: the same results. One Zen 4 core, same-process rounds:
+// q8_0 1.12-1.18x with the rows in L2 or L3, q4_0 1.05-1.06x, about the same
+// from DRAM. 8 rows ran 1.2-1.3x in L2 but 0.74x from DRAM (8 streams);
+// the scales of 8 rows in one vpgatherdd 0.83x (the gather is slow here).
+AVX512VNNI_TARGET static ALWAYS_INLINE void vrows_dec(enum ggml_type type, int R, const uint8_t *w, size_t rowb,
+                                                      const uint8_t *xq, int64_t K, float *out) {
+    const int64_t nb = K / 32;
+    const float *xd = (const float *)(xq + K);
+    const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    const __m256i off = _mm256_set1_epi8(type == GGML_TYPE_Q8_0 ? (char)0x80 : 8);
+    __m256 acc[8];
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_ps();
+    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);
+    const bool lin = rowb <= PF_LINEAR_ROW;
+    for (int64_t b = 0; b < nb; b++) {
+        if (lin) pf_share(w + ahead, span, pf_step, b);
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+        const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), off, x));
+        const __m256 dx = _mm256_set1_ps(xd[b]);
+        PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
+            const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * bs;
+            if (!lin) __builtin_prefetch(blk + span);
+            int16_t h;
+            memcpy(&h, blk, 2);
+            const __m256 dd = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi16(h)), dx);
+            const __m256i ia = _mm256_dpbusd_epi32(neg, load_wu8(type, blk), x);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia), dd, acc[i]);
+        }
+    }
+    PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) out[i] = hsum256(acc[i]);
+}
+
+AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, size_t rowb, const uint8_t *xq,
+                                       int64_t K, long r0, long r1, float *y) {
+    long r = r0;
+    if (type == GGML_TYPE_Q8_0) {
+        for (; r + 4 <= r1; r += 4) vrows_dec(GGML_TYPE_Q8_0, 4, wd + (size_t)r * rowb, rowb, xq, K, y + r);
+        for (; r < r1; r++) vrows_dec(GGML_TYPE_Q8_0, 1, wd + (size_t)r * rowb, rowb, xq, K, y + r);
+    } else {
+        for (; r + 4 <= r1; r += 4) vrows_dec(GGML_TYPE_Q4_0, 4, wd + (size_t)r * rowb, rowb, xq, K, y + r);
+        for (; r < r1; r++) vrows_dec(GGML_TYPE_Q4_0, 1, wd + (size_t)r * rowb, rowb, xq, K, y + r);
+    }
+}
+
 // ---- AVX2: float weights -------------------------------------------------------
 
 AVX2_TARGET static inline __m256 load8_avx2(enum ggml_type type, const void *row, int64_t k) {
@@ -1262,7 +1314,9 @@ static void compute_rows(const mm_weight *w, const float *x, const void *wdata, 
             return;
         }
         const qrun_fn fn = pick_qrun(lv);
-        if (T == 1 && w->type == GGML_TYPE_Q8_0 && fn == qrun_avx2)
+        if (T == 1 && fn == qrun_avx512vnni)
+            vrun_dec(w->type, w->data, rowb, wdata, K, r0, r1, y);
+        else if (T == 1 && w->type == GGML_TYPE_Q8_0 && fn == qrun_avx2)
             qrun1_q8_avx2(w->data, rowb, wdata, xq_stride(K), K, N, r0, r1, y);
         else fn(w->type, w->data, rowb, wdata, xq_stride(K), K, T, N, r0, r1, y);
         return;
