@@ -58,11 +58,14 @@ int mm_simple(const mm_weight *w, const float *x, int64_t T, float *y);
 struct tp_pool;
 double mm_measure_read_bw(struct tp_pool *pool, size_t bytes, int reps);
 
-// The rate of the pool's threads at independent 256-bit int16 multiply-add
-// pairs (vpmaddwd + vpaddd: what the packed q8_0 prefill kernel issues), in
+// The rate of the pool's threads at the independent 256-bit integer
+// multiply-adds the packed q8_0 prefill kernel issues (vpmaddwd + vpaddd on
+// int16 pairs; vpdpbusd on int8 quads where AVX-512 VNNI is used), in
 // multiply-adds per second, from one short run (~10 ms) on every thread; 0
 // without AVX2. It is the machine's speed at the moment: on a virtual machine
 // whose core is shared with another guest's thread it drops by up to half.
 double mm_measure_madd_peak(struct tp_pool *pool);
+// Which instruction mm_measure_madd_peak times, for reports.
+const char *mm_madd_probe_name(void);
 
 #endif

@@ -258,6 +258,7 @@ int cmd_bench(int argc, char **argv) {
         if (o) json_object_set_new(o, "kv_type", json_string(llama_ctx_kv_type(c)));
         if (o && n_peak) {
             json_object_set_new(o, "madd_peak_per_s", json_real(peak_med));
+            json_object_set_new(o, "madd_probe", json_string(mm_madd_probe_name()));
             json_object_set_new(o, "pp_madd_fraction", json_real(pfrac_med));
         }
         if (o && npar > 1)
@@ -301,9 +302,9 @@ int cmd_bench(int argc, char **argv) {
                    "paired rounds; %.0f-%.0f%%)\n", depth, 100 * kept_med, (long long)reps, 100 * kept[0],
                    100 * kept[reps - 1]);
         if (n_peak)
-            printf("vector multiply-add rate: %.1f G/s (%d threads; int16 pairs, median of %d probes after the pp "
+            printf("vector multiply-add rate: %.1f G/s (%d threads; %s, median of %d probes after the pp "
                    "runs); prefill's products ran at %.0f%% of it (median of the paired ratios)\n",
-                   peak_med / 1e9, nth, n_peak, 100 * pfrac_med);
+                   peak_med / 1e9, nth, mm_madd_probe_name(), n_peak, 100 * pfrac_med);
         if (bw > 0)
             printf("memory read bandwidth: %.1f GB/s (%d threads); decode streams %.1f MB of weights per token "
                    "= %.1f GB/s, %.0f%% of it\n",
