@@ -1031,7 +1031,7 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vtile(enum ggml_type type, int R, in
     const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
     PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
         PRAGMA_UNROLL(4) for (int k = 0; k < G; k++) acc[i][k] = _mm256_setzero_ps();
-    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);
+    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pre ? 0 : pf_ahead(span);   // pre: rows not read here (rowb 0)
     const bool lin = rowb <= PF_LINEAR_ROW;
     for (int64_t b = 0; b < nb; b++) {
         __m256i ia[VR1][VGMAX];
