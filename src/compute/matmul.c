@@ -971,8 +971,6 @@ AVX2_TARGET static void prun_avx2(enum ggml_type type, const uint8_t *wd, size_t
 #define VR 4
 #define VG 3
 #define VR1 8   // rows of the tile for a lone token group
-#define VGMAX 4   // arrays hold a tile of up to VGMAX groups
-#define VRMAX 6   // and strips of up to VRMAX rows
 
 // The 4 bytes at p in all 8 lanes (any of the 32 registers).
 AVX512VNNI_TARGET static ALWAYS_INLINE __m256i bcast32v(const void *p) {
@@ -986,8 +984,7 @@ AVX512VNNI_TARGET static ALWAYS_INLINE __m256i bcast32v(const void *p) {
 AVX512VNNI_TARGET static ALWAYS_INLINE __m256i load_wu8(enum ggml_type type, const uint8_t *blk) {
     if (type == GGML_TYPE_Q8_0)
         return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), _mm256_set1_epi8((char)0x80));
-    const __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
+    return load_wnib(blk, 0);
 }
 
 // R rows at w (rowb apart) as unsigned bytes, 32 a block (row i's block b at
@@ -1025,7 +1022,7 @@ AVX512VNNI_TARGET static void widen_u8(enum ggml_type type, int R, const uint8_t
 AVX512VNNI_TARGET static ALWAYS_INLINE void vtile(enum ggml_type type, int R, int G, const uint8_t *w, size_t rowb,
                                                   const uint8_t *pre, const float *pds, const uint8_t *grp,
                                                   int64_t gb, int64_t nb, __m256 *res) {
-    __m256 acc[VR1][VGMAX];
+    __m256 acc[VR1][VG];
     _Alignas(32) uint8_t wt[VR1][32];
     const int shift = type == GGML_TYPE_Q8_0 ? 4 : 0;   // 8·Σq → 128·Σq
     const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
@@ -1034,7 +1031,7 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vtile(enum ggml_type type, int R, in
     const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb), ahead = pre ? 0 : pf_ahead(span);   // pre: rows not read here (rowb 0)
     const bool lin = rowb <= PF_LINEAR_ROW;
     for (int64_t b = 0; b < nb; b++) {
-        __m256i ia[VR1][VGMAX];
+        __m256i ia[VR1][VG];
         const uint8_t *wr[VR1];
         float dw[VR1];
         if (pre) {
@@ -1072,7 +1069,7 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vtile(enum ggml_type type, int R, in
             ia[4][0] = a4; ia[5][0] = a5; ia[6][0] = a6; ia[7][0] = a7;
         } else
         PRAGMA_UNROLL(8) for (int g = 0; g < 8; g++) {
-            __m256i xv[VGMAX];
+            __m256i xv[VG];
             PRAGMA_UNROLL(4) for (int k = 0; k < G; k++)
                 xv[k] = _mm256_load_si256((const __m256i *)(grp + k * gb + b * PK4 + g * 32));
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
@@ -1109,28 +1106,27 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vrows1(enum ggml_type type, int R, c
 // The tiles of one strip (R rows widened in pre) over token groups
 // [g0, g0 + ng), into the output block (row s + i's token lanes at
 // ob + (s + i)·OB_T + (g − gt)·8).
-AVX512VNNI_TARGET static ALWAYS_INLINE void vstrip(enum ggml_type type, int R, int G, const uint8_t *pre, const float *pds,
+AVX512VNNI_TARGET static ALWAYS_INLINE void vstrip(enum ggml_type type, int R, const uint8_t *pre, const float *pds,
                                                    const uint8_t *pack, int64_t gb, int64_t nb, int64_t g0,
                                                    int64_t ng, int64_t gt, long s, float *ob) {
-    __m256 res[VR1 * VGMAX];
+    __m256 res[VR * VG];
     int64_t g = g0;
-    for (; g + G <= g0 + ng; g += G) {
-        vtile(type, R, G, NULL, 0, pre, pds, pack + g * gb, gb, nb, res);
+    for (; g + VG <= g0 + ng; g += VG) {
+        vtile(type, R, VG, NULL, 0, pre, pds, pack + g * gb, gb, nb, res);
         for (int i = 0; i < R; i++)
-            for (int k = 0; k < G; k++) _mm256_store_ps(ob + (s + i) * OB_T + (g - gt + k) * 8, res[i * G + k]);
+            for (int k = 0; k < VG; k++) _mm256_store_ps(ob + (s + i) * OB_T + (g - gt + k) * 8, res[i * VG + k]);
     }
-    const int rest = (int)(g0 + ng - g);
+    const int rest = (int)(g0 + ng - g);   // 0 .. VG - 1
     if (rest == 0) return;
     if (rest == 1) vtile(type, R, 1, NULL, 0, pre, pds, pack + g * gb, gb, nb, res);
-    else if (rest == 2) vtile(type, R, 2, NULL, 0, pre, pds, pack + g * gb, gb, nb, res);
-    else vtile(type, R, 3, NULL, 0, pre, pds, pack + g * gb, gb, nb, res);
+    else vtile(type, R, 2, NULL, 0, pre, pds, pack + g * gb, gb, nb, res);
     for (int i = 0; i < R; i++)
         for (int k = 0; k < rest; k++) _mm256_store_ps(ob + (s + i) * OB_T + (g - gt + k) * 8, res[i * rest + k]);
 }
 
 // One thread's rows [r0, r1): as prun_typed, panels of rows that stay in L2
 // while every token group passes over them, strips of VR rows widened once.
-AVX512VNNI_TARGET static ALWAYS_INLINE void vrun_typed(enum ggml_type type, int SR, int SG, const uint8_t *wd, size_t rowb,
+AVX512VNNI_TARGET static ALWAYS_INLINE void vrun_typed(enum ggml_type type, const uint8_t *wd, size_t rowb,
                                                        const uint8_t *pack, int64_t K, int64_t T, int64_t N, long r0,
                                                        long r1, float *y) {
     const int64_t nb = K / 32, ng = (T + 7) / 8, gb = pack_bytes(GGML_TYPE_Q4_0, K);
@@ -1143,10 +1139,10 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vrun_typed(enum ggml_type type, int 
         }
         return;
     }
-    long panel = (long)((128 * 1024) / rowb) / SR * SR;
-    if (panel < SR) panel = SR;
-    _Alignas(32) uint8_t pre[VRMAX * STRIP_K];
-    float pds[VRMAX * STRIP_K / 32];
+    long panel = (long)((128 * 1024) / rowb) / VR * VR;
+    if (panel < VR) panel = VR;
+    _Alignas(32) uint8_t pre[VR * STRIP_K];
+    float pds[VR * STRIP_K / 32];
     _Alignas(32) float ob[OB_ROWS * OB_T];
     for (long p0 = r0; p0 < r1; p0 += panel) {
         const long p1 = p0 + panel < r1 ? p0 + panel : r1;
@@ -1155,13 +1151,13 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vrun_typed(enum ggml_type type, int 
             for (int64_t gt = 0; gt < ng; gt += OB_T / 8) {   // a block of up to OB_T tokens
                 const int64_t ngt = ng - gt < OB_T / 8 ? ng - gt : OB_T / 8;
                 long s = 0;
-                for (; s + SR <= rb; s += SR) {
-                    widen_u8(type, SR, wd + (size_t)(r + s) * rowb, rowb, nb, pre, pds);
-                    vstrip(type, SR, SG, pre, pds, pack, gb, nb, gt, ngt, gt, s, ob);
+                for (; s + VR <= rb; s += VR) {
+                    widen_u8(type, VR, wd + (size_t)(r + s) * rowb, rowb, nb, pre, pds);
+                    vstrip(type, VR, pre, pds, pack, gb, nb, gt, ngt, gt, s, ob);
                 }
                 for (; s < rb; s++) {
                     widen_u8(type, 1, wd + (size_t)(r + s) * rowb, rowb, nb, pre, pds);
-                    vstrip(type, 1, SG, pre, pds, pack, gb, nb, gt, ngt, gt, s, ob);
+                    vstrip(type, 1, pre, pds, pack, gb, nb, gt, ngt, gt, s, ob);
                 }
                 prun_store_rows(ob, rb, gt * 8, T - gt * 8 < ngt * 8 ? T - gt * 8 : ngt * 8, N, r, y);
             }
@@ -1173,8 +1169,8 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vrun_typed(enum ggml_type type, int 
 AVX512VNNI_TARGET static void vrun_avx512vnni(enum ggml_type type, const uint8_t *wd, size_t rowb,
                                               const uint8_t *pack, int64_t K, int64_t T, int64_t N, long r0, long r1,
                                               float *y) {
-    if (type == GGML_TYPE_Q8_0) vrun_typed(GGML_TYPE_Q8_0, VR, VG, wd, rowb, pack, K, T, N, r0, r1, y);
-    else vrun_typed(GGML_TYPE_Q4_0, VR, VG, wd, rowb, pack, K, T, N, r0, r1, y);
+    if (type == GGML_TYPE_Q8_0) vrun_typed(GGML_TYPE_Q8_0, wd, rowb, pack, K, T, N, r0, r1, y);
+    else vrun_typed(GGML_TYPE_Q4_0, wd, rowb, pack, K, T, N, r0, r1, y);
 }
 
 // Decode (one token) with AVX-512 VNNI, 4 rows at a time (q8_0 and q4_0):
