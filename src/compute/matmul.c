@@ -1256,7 +1256,6 @@ AVX2_TARGET static void dot_f_avx2(enum ggml_type type, const void *row, const f
 
 // ---- AVX-512: float weights ------------------------------------------------------
 
-#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 
 AVX512_TARGET static inline __m512 load16_avx512(enum ggml_type type, const void *row, int64_t k) {
     if (type == GGML_TYPE_F32) return _mm512_loadu_ps((const float *)row + k);

@@ -1,6 +1,6 @@
 // simd.h — what the AVX2 kernels of matmul.c, kquant.c and ops.c share: the
-// function attribute that compiles one function for AVX2/FMA/F16C (chosen at
-// run time, never assumed), the horizontal sum of eight floats, how far
+// function attributes that compile one function for AVX2/FMA/F16C or for
+// AVX-512 (chosen at run time, never assumed), the horizontal sum of eight floats, how far
 // ahead the weights are prefetched, and the asm of the 3-row × 2-group tiles.
 #ifndef LLMSCOPE_SIMD_H
 #define LLMSCOPE_SIMD_H
@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 
 AVX2_TARGET static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
