@@ -79,7 +79,7 @@ static void finish_locked(srv_req *r) {
     if (r->done) return;
     r->done = true;
     r->visible = r->out_len;
-    r->t_done = util_now_ns();
+    if (!r->t_done) r->t_done = util_now_ns();   // complete() may have stamped it already
     prof_cond_broadcast(&r->cv);
 }
 
@@ -304,16 +304,19 @@ static void complete(sched *s, srv_req *r, const char *finish) {
         r->status = shutdown ? 503 : 499;
         snprintf(r->err, sizeof r->err, "%s", shutdown ? "the server is shutting down" : "cancelled");
     }
-    finish_locked(r);
-    prof_mutex_unlock(&r->mu);
-    if (__builtin_expect(lab_case == LAB_HEAP_GROWTH, 0)) session_retain(r->prompt, r->prompt_len, r->out, r->out_len);
-    if (r->status == 200) {
+    // The request's metrics too are recorded before the client is told:
+    // a client that reads /metrics right after its answer finds them there.
+    if (!r->done && r->status == 200) {
+        r->t_done = util_now_ns();
         met_observe(MET_E2E, (double)(r->t_done - r->t_arrive) / 1e9);
         met_observe(MET_GEN_LEN, (double)r->n_gen);
         met_add_tokens((uint64_t)r->n_prompt, (uint64_t)r->n_gen);
         if (r->t_first) met_observe(MET_TTFT, (double)(r->t_first - r->t_arrive) / 1e9);
         if (r->n_gen > 1) met_observe(MET_TPOT, (double)(r->t_last - r->t_first) / 1e9 / (r->n_gen - 1));
     }
+    finish_locked(r);
+    prof_mutex_unlock(&r->mu);
+    if (__builtin_expect(lab_case == LAB_HEAP_GROWTH, 0)) session_retain(r->prompt, r->prompt_len, r->out, r->out_len);
 }
 
 static bool admit(sched *s, srv_req *r) {
