@@ -353,7 +353,6 @@ AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const op
     else attention_head_core(out, q, kv, n_kv, head_dim, att, false);
 }
 
-
 // out_r[0 .. 16W) (+)= Σ_{t < nt} p[8t + r] · v[t·vs + 0 .. 16W), for the NQ
 // (1..4) queries r, out_r at out + r·os: the weighted sum of wsum_avx2 in
 // zmm registers, four queries at once, so that each value row loaded serves

@@ -1,7 +1,8 @@
 // simd.h — what the AVX2 kernels of matmul.c, kquant.c and ops.c share: the
 // function attributes that compile one function for AVX2/FMA/F16C or for
-// AVX-512 (chosen at run time, never assumed), the horizontal sum of eight floats, how far
-// ahead the weights are prefetched, and the asm of the 3-row × 2-group tiles.
+// AVX-512 (chosen at run time, never assumed), the horizontal sum of eight
+// floats, how far ahead the weights are prefetched, and the asm of the 3-row
+// × 2-group tiles.
 #ifndef LLMSCOPE_SIMD_H
 #define LLMSCOPE_SIMD_H
 
