@@ -41,6 +41,13 @@ static void check_type(enum ggml_type type, int iters) {
         for (int64_t i = 0; i < T * K; i++) x[i] = frnd() * (rnd() % 50 == 0 ? 40.0f : 1.0f);
         if (K >= 64 && rnd() % 2) memset(x + 32, 0, 32 * sizeof(float));
         for (int64_t r = 0; r < N; r++) quantize_row(type, wf + r * K, wq + (size_t)r * rowb, K);
+        // A file may hold q8_0 values of −128, which quantize_row never writes.
+        if (type == GGML_TYPE_Q8_0 && rnd() % 2)
+            for (int64_t i = 0; i < N * K / 16; i++) {
+                const int64_t e = rnd() % (N * K);
+                ((block_q8_0 *)wq)[e / 32].qs[e % 32] = -128;
+                wf[e] = -128.0f * fp16_to_fp32(((block_q8_0 *)wq)[e / 32].d);
+            }
         mm_weight w = {.type = type, .data = wq, .K = K, .N = N};
 
         cpu_set_level(CPU_LEVEL_SCALAR);
@@ -84,6 +91,25 @@ static void check_type(enum ggml_type type, int iters) {
             }
         }
         cpu_set_level(top);
+        // With the block sums attached (the model loader does it where the
+        // kernels use them): the same bits again.
+        const size_t sb = mm_block_sums_size(&w);
+        if (sb && T >= 8) {
+            int32_t *bsum = malloc(sb);
+            REQUIRE(bsum);
+            mm_block_sums(&w, bsum);
+            w.bsum = bsum;
+            memset(wd1, 0, wds + 64);
+            for (int64_t i = 0; i < T * N; i++) y[i] = NAN;
+            run_split(&w, x, T, y, wd1, nth);
+            int64_t diff = -1;
+            for (int64_t i = 0; i < T * N && diff < 0; i++)
+                if (memcmp(&y[i], &y2[i], sizeof(float))) diff = i;
+            CHECKF(diff < 0, "q8_0 with block sums K=%lld N=%lld T=%lld: token %lld row %lld is %.9g, AVX2's %.9g",
+                   (long long)K, (long long)N, (long long)T, (long long)(diff / N), (long long)(diff % N),
+                   diff < 0 ? 0.0 : y[diff], diff < 0 ? 0.0 : y2[diff]);
+            free(bsum);
+        }
         free(wf); free(x); free(wq); free(ref); free(y); free(y2); free(wd0); free(wd1);
     }
 }
@@ -104,7 +130,7 @@ static void test_model_shapes(void) {
     // widened ahead (STRIP_K), {8224, 30, 20}: rows widened inside the tile.
     const int64_t shapes[][3] = {{288, 768, 1},   {768, 288, 13},  {2048, 256, 5},  {64, 4 * 8 + 3, 9},
                                  {256, 100, 37},  {96, 50, 150},   {256, 60, 290},  {8192, 30, 20},
-                                 {8224, 30, 20}};
+                                 {8224, 30, 20},  {768, 64, 8}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ty = 0; ty < 2; ty++) {
             enum ggml_type type = ty ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
@@ -121,7 +147,14 @@ static void test_model_shapes(void) {
             cpu_set_level(CPU_LEVEL_SCALAR);
             REQUIRE(mm_simple(&w, x, T, ref) == 0);
             cpu_set_level(top);
+            int32_t *bsum = NULL;   // q8_0: as the model loader attaches them
+            if (mm_block_sums_size(&w)) {
+                REQUIRE((bsum = malloc(mm_block_sums_size(&w))));
+                mm_block_sums(&w, bsum);
+                w.bsum = bsum;
+            }
             REQUIRE(mm_simple(&w, x, T, y) == 0);
+            free(bsum);
             double worst = 0;
             for (int64_t i = 0; i < T * N; i++) {
                 double e = fabs((double)y[i] - ref[i]) / (fabs(ref[i]) + 1.0);

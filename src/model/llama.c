@@ -91,6 +91,22 @@ static int load_weight(llama_model *m, const char *name, int64_t K, int64_t N, m
     return 0;
 }
 
+// The block sums the batched q8_0 kernel reads (mm_weight.bsum), where this
+// machine's kernels use them: 4 bytes per 32-value block, 12% of the weight.
+static int attach_block_sums(llama_model *m, mm_weight *w, char *err, size_t errlen) {
+    const size_t bytes = mm_block_sums_size(w);
+    if (!bytes) return 0;
+    int32_t *s = model_own(m, bytes);
+    if (!s) {
+        seterr(err, errlen, "%s: out of memory for the block sums of a %lld x %lld weight", gguf_path(m->gguf),
+               (long long)w->N, (long long)w->K);
+        return -1;
+    }
+    mm_block_sums(w, s);
+    w->bsum = s;
+    return 0;
+}
+
 // A vector weight (norm) as f32, converted when the file stores another type.
 static const float *load_vector(llama_model *m, const char *name, int64_t n, char *err, size_t errlen) {
     mm_weight w;
@@ -228,6 +244,13 @@ llama_model *llama_load(const char *path, char *err, size_t errlen) {
         W(w_down, "ffn_down", F, E)
 #undef W
 #undef NV
+    }
+    if (attach_block_sums(m, &m->output, err, errlen)) goto fail;
+    for (int l = 0; l < hp->n_layer; l++) {
+        llama_layer *L = &m->layers[l];
+        mm_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (attach_block_sums(m, ws[i], err, errlen)) goto fail;
     }
     // A pass reads one embedding row per token, not the whole table (unless
     // the table is also the classifier).
