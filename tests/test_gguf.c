@@ -29,7 +29,7 @@ enum bad {
     KEY_LEN_HUGE, KEY_EMPTY, UNKNOWN_KV_TYPE, STRING_PAST_END, ARRAY_HUGE, ARRAY_NESTED, ARRAY_TRUNCATED,
     DUP_KEY, ALIGN_ZERO, ALIGN_NOT_POW2, ALIGN_WRONG_TYPE, BOOL_BAD, NDIMS_ZERO, NDIMS_FIVE, NE_NEGATIVE,
     NE_OVERFLOW, NOT_BLOCK_MULTIPLE, KQ4_ROW_32, KQ6_ROW_288, TYPE_Q5_K, TYPE_999, OFFSET_MISALIGNED, OFFSET_PAST_END, SIZE_PAST_END,
-    OVERLAP, DUP_TENSOR, TENSOR_NAME_NUL, DATA_MISSING, ARRAY_UNKNOWN_TYPE, N_BAD
+    OVERLAP, DUP_TENSOR, TENSOR_NAME_NUL, DATA_MISSING, ARRAY_UNKNOWN_TYPE, DATA_UNALIGNED, N_BAD
 };
 
 static const struct { const char *name, *want; } bad_info[N_BAD] = {
@@ -69,6 +69,7 @@ static const struct { const char *name, *want; } bad_info[N_BAD] = {
     [TENSOR_NAME_NUL] = {"NUL in a tensor name", "contains a NUL byte"},
     [DATA_MISSING] = {"data section missing", "extends past the end of the file"},
     [ARRAY_UNKNOWN_TYPE] = {"array of unknown type", "array of unknown type 77"},
+    [DATA_UNALIGNED] = {"q8_0 data at an odd address (alignment 1)", "tensor 'b' data is not aligned to 2 bytes"},
 };
 
 // Builds the reference file with one defect; *at receives the offset the
@@ -97,7 +98,7 @@ static buf build(enum bad c, uint64_t *at) {
     if (c == ALIGN_ZERO || c == ALIGN_NOT_POW2 || c == ALIGN_WRONG_TYPE) *at = b.n;
     str(&b, "general.alignment");
     if (c == ALIGN_WRONG_TYPE) { u32(&b, GGUF_TYPE_UINT64); u64(&b, 32); }
-    else { u32(&b, GGUF_TYPE_UINT32); u32(&b, c == ALIGN_ZERO ? 0 : c == ALIGN_NOT_POW2 ? 48 : 32); }
+    else { u32(&b, GGUF_TYPE_UINT32); u32(&b, c == ALIGN_ZERO ? 0 : c == ALIGN_NOT_POW2 ? 48 : c == DATA_UNALIGNED ? 1 : 32); }
     // kv 2: tokenizer.ggml.tokens = ["a", "b", "c"]
     str(&b, "tokenizer.ggml.tokens");
     u32(&b, GGUF_TYPE_ARRAY);
@@ -123,6 +124,7 @@ static buf build(enum bad c, uint64_t *at) {
     if (c == NE_OVERFLOW) { u64(&b, 1ull << 40); *at = b.n; u64(&b, 1ull << 40); }   // the second overflows
     else u64(&b, c == NE_NEGATIVE ? (uint64_t)-8 : 8);
     u32(&b, GGML_TYPE_F32);
+    const size_t off_a = b.n;
     u64(&b, 0);
     // tensor 1: "b", q8_0 [32, 2] at 32
     uint64_t t1 = b.n;
@@ -136,9 +138,21 @@ static buf build(enum bad c, uint64_t *at) {
     if (c == TYPE_Q5_K || c == TYPE_999) *at = b.n;
     u32(&b, c == TYPE_Q5_K ? GGML_TYPE_Q5_K : c == TYPE_999 ? 999 : c == KQ4_ROW_32 ? GGML_TYPE_Q4_K
             : c == KQ6_ROW_288 ? GGML_TYPE_Q6_K : GGML_TYPE_Q8_0);
-    if (c == OFFSET_MISALIGNED || c == OFFSET_PAST_END || c == SIZE_PAST_END || c == OVERLAP) *at = t1;
+    if (c == OFFSET_MISALIGNED || c == OFFSET_PAST_END || c == SIZE_PAST_END || c == OVERLAP || c == DATA_UNALIGNED) *at = t1;
+    const size_t off_b = b.n;
     u64(&b, c == OFFSET_MISALIGNED ? 36 : c == OFFSET_PAST_END ? 4096 : c == OVERLAP ? 0 : 32);
     if (c == DUP_TENSOR) { *at = b.n; str(&b, "a"); u32(&b, 1); u64(&b, 8); u32(&b, GGML_TYPE_F32); u64(&b, 128); }
+    if (c == DATA_UNALIGNED) {
+        // With alignment 1 the data section starts right after the header:
+        // "a" (f32) placed at a multiple of 4 in the buffer, "b" (q8_0,
+        // whose blocks hold an f16) at an odd byte.
+        const uint64_t he = b.n, oa = (4 - he % 4) % 4, ob = 40 + (he % 2 == 0);
+        memcpy(b.p + off_a, &oa, 8);
+        memcpy(b.p + off_b, &ob, 8);
+        uint8_t z[128] = {0};
+        put(&b, z, sizeof z);
+        return b;
+    }
     pad(&b, 32);
     if (c == DATA_MISSING) return b;
     float a[8] = {1, 2, 3, 4, 5, 6, 7, 8};

@@ -389,6 +389,17 @@ static int parse(rd *r) {
                            t->name, (unsigned long long)t->offset, (unsigned long long)t->nbytes);
         }
         t->data = r->c.p + data + t->offset;
+        // The codecs read f32 values, and the f16 scales of blocks, in place:
+        // the data must sit at a multiple of its element or block size's
+        // power-of-two part, up to 4 (f32 4, f16 and q8_0 2). Only files whose
+        // general.alignment is below 4 can miss it.
+        const size_t tsz = ggml_type_size(t->type), need = tsz % 4 == 0 ? 4 : tsz % 2 == 0 ? 2 : 1;
+        if ((uintptr_t)t->data % need) {
+            free(sp);
+            return fail_at(r, t->file_offset,
+                           "tensor '%s' data is not aligned to %zu bytes, which type %s needs (offset %llu, alignment %llu)",
+                           t->name, need, ggml_type_name(t->type), (unsigned long long)t->offset, (unsigned long long)a);
+        }
         sp[i] = (span){t->offset, t->nbytes, i};
     }
     qsort(sp, nt, sizeof(span), span_cmp);
