@@ -105,6 +105,13 @@ static void test_roundtrip(void) {
     free(x); free(y); free(buf);
 }
 
+// The first output of n where a and b differ in their bits, or -1.
+static int64_t first_diff(const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof a[i])) return i;
+    return -1;
+}
+
 static void run_split(const mm_weight *w, const float *x, int64_t T, float *y, void *wd, int nth) {
     for (int i = 0; i < nth; i++) mm_prepare(w, x, T, wd, i, nth);
     for (int i = 0; i < nth; i++) mm_compute(w, x, wd, T, y, i, nth);
@@ -125,9 +132,10 @@ static void check_kernels(enum ggml_type type, int iters, bool model_shapes) {
         const size_t rowb = ggml_nbytes(type, K);
         uint8_t *wq = malloc(rowb * (size_t)N);
         float *ref = malloc(sizeof(float) * (size_t)(T * N)), *y = malloc(sizeof(float) * (size_t)(T * N));
+        float *y2 = malloc(sizeof(float) * (size_t)(T * N));
         const size_t wds = mm_wdata_size(type, K, T), wda = (wds + 63) & ~(size_t)63;
         uint8_t *wd0 = aligned_alloc(64, wda), *wd1 = aligned_alloc(64, wda);
-        REQUIRE(wf && x && wdq && wq && ref && y && wd0 && wd1);
+        REQUIRE(wf && x && wdq && wq && ref && y && y2 && wd0 && wd1);
         for (int64_t i = 0; i < N * K; i++) wf[i] = grnd() * 0.02f;
         for (int64_t i = 0; i < T * K; i++) x[i] = grnd() * (rnd() % 50 == 0 ? 40.0f : 1.0f);
         if (rnd() % 2) memset(x, 0, 256 * sizeof(float));   // a zero super-block
@@ -164,6 +172,15 @@ static void check_kernels(enum ggml_type type, int iters, bool model_shapes) {
             memset(wd1, 0, wda);
             for (int64_t i = 0; i < T * N; i++) y[i] = NAN;
             run_split(&w, x, T, y, wd1, nth);
+            // The AVX-512 VNNI tiles compute the AVX2 tiles' integers and
+            // float steps: the same bits.
+            if (lv == CPU_LEVEL_AVX2) memcpy(y2, y, sizeof(float) * (size_t)(T * N));
+            else {
+                const int64_t at = first_diff(y, y2, T * N);
+                CHECKF(at < 0, "%s K=%lld N=%lld T=%lld level %s: output %lld is %.9g, the AVX2 path's %.9g", ggml_type_name(type),
+                       (long long)K, (long long)N, (long long)T, cpu_level_name((enum cpu_level)lv), (long long)at,
+                       at < 0 ? 0.0 : (double)y[at], at < 0 ? 0.0 : (double)y2[at]);
+            }
             // (Batches of 8+ tokens are packed in another layout on the SIMD path.)
             CHECKF(T >= 8 || !memcmp(wd0, wd1, wds), "%s K=%lld T=%lld: activation blocks differ at level %s", ggml_type_name(type),
                    (long long)K, (long long)T, cpu_level_name((enum cpu_level)lv));
@@ -179,7 +196,7 @@ static void check_kernels(enum ggml_type type, int iters, bool model_shapes) {
                    (long long)K, (long long)N, (long long)T, nth, cpu_level_name((enum cpu_level)lv), worst);
         }
         cpu_set_level(top);
-        free(wf); free(x); free(wdq); free(wq); free(ref); free(y); free(wd0); free(wd1);
+        free(wf); free(x); free(wdq); free(wq); free(ref); free(y); free(y2); free(wd0); free(wd1);
     }
 }
 

@@ -333,7 +333,6 @@ static float dot_q_scalar(enum ggml_type type, const void *row, const uint8_t *x
 
 // ---- AVX2: quantized tiles -----------------------------------------------------
 
-#define AVX512VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define AVXVNNI_TARGET __attribute__((target("avxvnni,avx2,fma,f16c")))
 
 // Signed int8 values of block b of a weight row.
@@ -380,12 +379,6 @@ AVXVNNI_TARGET static ALWAYS_INLINE __m256i udot_avxvnni(__m256i a, __m256i b) {
 // runs whole tiles ahead, at least 4 KiB: one q4_0 tile of K = 768 (1.7
 // KiB) ahead arrived too late (12-15 G MAC/s against 16.5).
 #define PF_LINEAR_ROW 2304
-static inline size_t pf_step_of(size_t span, int64_t nb) {
-    return ((span + 63) / 64 + (size_t)nb - 1) / (size_t)nb * 64;
-}
-static ALWAYS_INLINE void pf_share(const uint8_t *nxt, size_t span, size_t pf_step, int64_t b) {
-    for (size_t o = (size_t)b * pf_step, e = o + pf_step; o < e && o < span; o += 64) __builtin_prefetch(nxt + o);
-}
 
 // out[i*C + j] = row_i · x_j for R weight rows (rowb bytes apart, starting at
 // w) and C prepared activation rows xq[j]. R and C are compile-time constants

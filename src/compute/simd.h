@@ -1,8 +1,8 @@
-// simd.h — what the AVX2 kernels of matmul.c, kquant.c and ops.c share: the
+// simd.h — what the SIMD kernels of matmul.c, kquant.c and ops.c share: the
 // function attributes that compile one function for AVX2/FMA/F16C or for
-// AVX-512 (chosen at run time, never assumed), the horizontal sum of eight
-// floats, how far ahead the weights are prefetched, and the asm of the 3-row
-// × 2-group tiles.
+// AVX-512, with or without VNNI (chosen at run time, never assumed), the
+// horizontal sum of eight floats, how far ahead the weights are prefetched,
+// and the asm of the 3-row × 2-group tiles.
 #ifndef LLMSCOPE_SIMD_H
 #define LLMSCOPE_SIMD_H
 
@@ -12,6 +12,7 @@
 
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define AVX512VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 AVX2_TARGET static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -27,6 +28,15 @@ AVX2_TARGET static inline float hsum256(__m256 v) {
 static inline size_t pf_ahead(size_t span) {
     const size_t n = (PF_MIN_BYTES + span - 1) / span;
     return span * (n > 1 ? n : 1);
+}
+
+// The next `span` bytes at nxt prefetched in address order, a share of
+// pf_step bytes (pf_step_of: span over nb steps, in whole lines) at step b.
+static inline size_t pf_step_of(size_t span, int64_t nb) {
+    return ((span + 63) / 64 + (size_t)nb - 1) / (size_t)nb * 64;
+}
+static inline __attribute__((always_inline)) void pf_share(const uint8_t *nxt, size_t span, size_t pf_step, int64_t b) {
+    for (size_t o = (size_t)b * pf_step, e = o + pf_step; o < e && o < span; o += 64) __builtin_prefetch(nxt + o);
 }
 
 // One block of a 3-row × 2-group tile of unsigned nibbles against packed
