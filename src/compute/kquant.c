@@ -857,6 +857,172 @@ AVX2_TARGET static void kq_prows(enum ggml_type type, const uint8_t *wd, size_t 
     }
 }
 
+// ---- K-quant batches with AVX-512 VNNI -------------------------------------------
+//
+// The packed activations above, against strips of KV_R rows widened once:
+// each row's codes as bytes in element order (Q4_K's nibbles, Q6_K's 6-bit
+// codes), each scaled unit's scale as a dword (Q4_K: 8 sub-blocks of 32
+// values, Q6_K: 16 groups of 16), the pairs of mins (Q4_K) or of scales
+// (Q6_K, for the −32 offset) as the dwords vpdpwssd takes, and d (and
+// dmin) as floats. The tile broadcasts a row's quad and adds it times a
+// group's 8 tokens with one vpdpbusd per row and group (the AVX2 tiles: a
+// vpmaddubsw and a vpaddw, or more); each unit's sums are scaled by one
+// vpmulld. The int32 lanes hold the AVX2 tiles' sums (Σ over a lane's 4
+// products in the unit, times the scale) and the float steps are the same,
+// so the results are their bits.
+#define KV_R 4        // rows a strip
+#define KV_K 16384    // longest rows widened: 4 × 16 KiB of bytes on the stack; longer rows take the AVX2 tiles
+
+static inline int kv_units(enum ggml_type type) { return type == GGML_TYPE_Q6_K ? 16 : 8; }   // scales a super-block
+static inline int kv_pairs(enum ggml_type type) { return type == GGML_TYPE_Q6_K ? 8 : 4; }    // packed pair sums
+
+AVX512VNNI_TARGET static void kq_widen(enum ggml_type type, int R, const uint8_t *w, size_t rowb, int64_t nb,
+                                       uint8_t *pre, int32_t *sc, int32_t *mn, float *dd, float *dm) {
+    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, R * nb);
+    const size_t bs = type == GGML_TYPE_Q6_K ? sizeof(block_q6_K) : sizeof(block_q4_K);
+    const int nu = kv_units(type), np = kv_pairs(type);
+    for (int i = 0; i < R; i++)
+        for (int64_t b = 0; b < nb; b++) {
+            const size_t ib = (size_t)i * (size_t)nb + (size_t)b;
+            pf_share(w + span, span, pf_step, (int64_t)ib);   // the next strip
+            const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * bs;
+            int32_t *s = sc + ib * (size_t)nu, *m = mn + ib * (size_t)np;
+            if (type == GGML_TYPE_Q6_K) {
+                const block_q6_K *q = (const block_q6_K *)blk;
+                for (int h = 0; h < 2; h++) {
+                    __m256i v[4];
+                    q6K_codes(q, h, v);
+                    for (int k = 0; k < 4; k++) _mm256_store_si256((__m256i *)(pre + ib * QK_K + 128 * h + 32 * k), v[k]);
+                }
+                for (int u = 0; u < 16; u++) s[u] = q->scales[u];
+                for (int p = 0; p < 8; p++)
+                    m[p] = (int32_t)((uint32_t)(uint16_t)(int16_t)q->scales[2 * p] | (uint32_t)(uint16_t)(int16_t)q->scales[2 * p + 1] << 16);
+                dd[ib] = _cvtsh_ss(q->d);
+                continue;
+            }
+            const block_q4_K *q = (const block_q4_K *)blk;
+            uint32_t sm[4];
+            q4K_scale_words(q->scales, sm);
+            uint8_t s8[16];
+            memcpy(s8, sm, 16);
+            for (int j = 0; j < 8; j++) s[j] = s8[j];
+            for (int p = 0; p < 4; p++) m[p] = (int32_t)((uint32_t)s8[8 + 2 * p] | (uint32_t)s8[9 + 2 * p] << 16);
+            q4K_nibbles(q, (uint8_t(*)[32])(pre + ib * QK_K));
+            dd[ib] = _cvtsh_ss(q->d);
+            dm[ib] = _cvtsh_ss(q->dmin);
+        }
+}
+
+// res[i*G + k] (8 token lanes) = row i · group k, R widened rows, G groups.
+AVX512VNNI_TARGET static ALWAYS_INLINE void kq_vptile(enum ggml_type type, int R, int G, const uint8_t *pre,
+                                                      const int32_t *sc, const int32_t *mn, const float *dd,
+                                                      const float *dm, int64_t nb, const uint8_t *grp, int64_t gb,
+                                                      __m256 *res) {
+    const bool q6 = type == GGML_TYPE_Q6_K;
+    const int nu = kv_units(type), np = kv_pairs(type), qu = 64 / nu;   // quads a unit
+    const int64_t pk = q6 ? PKK6 : PKK;
+    __m256 acc[KV_R][PG];
+    UNROLL(4) for (int i = 0; i < R; i++)
+        UNROLL(2) for (int k = 0; k < G; k++) acc[i][k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *xb = grp + b * pk;
+        __m256i sumi[KV_R][PG];
+        UNROLL(4) for (int i = 0; i < R; i++)
+            UNROLL(2) for (int k = 0; k < G; k++) sumi[i][k] = _mm256_setzero_si256();
+        for (int u = 0; u < nu; u++) {
+            __m256i ia[KV_R][PG];
+            UNROLL(4) for (int i = 0; i < R; i++)
+                UNROLL(2) for (int k = 0; k < G; k++) ia[i][k] = _mm256_setzero_si256();
+            UNROLL(8) for (int g = 0; g < qu; g++) {
+                __m256i xv[PG];
+                UNROLL(2) for (int k = 0; k < G; k++) xv[k] = _mm256_load_si256((const __m256i *)(xb + k * gb + (qu * u + g) * 32));
+                UNROLL(4) for (int i = 0; i < R; i++) {
+                    int32_t quad;
+                    memcpy(&quad, pre + ((size_t)i * (size_t)nb + (size_t)b) * QK_K + 4 * (qu * u + g), 4);
+                    const __m256i wv = _mm256_set1_epi32(quad);
+                    UNROLL(2) for (int k = 0; k < G; k++) ia[i][k] = _mm256_dpbusd_epi32(ia[i][k], wv, xv[k]);
+                }
+            }
+            UNROLL(4) for (int i = 0; i < R; i++) {
+                const __m256i s = _mm256_set1_epi32(sc[((size_t)i * (size_t)nb + (size_t)b) * (size_t)nu + (size_t)u]);
+                UNROLL(2) for (int k = 0; k < G; k++) sumi[i][k] = _mm256_add_epi32(sumi[i][k], _mm256_mullo_epi32(ia[i][k], s));
+            }
+        }
+        __m256 dx[PG];
+        UNROLL(2) for (int k = 0; k < G; k++) dx[k] = _mm256_load_ps((const float *)(xb + k * gb + 64 * 32));
+        UNROLL(4) for (int i = 0; i < R; i++) {
+            const size_t ib = (size_t)i * (size_t)nb + (size_t)b;
+            __m256i summ[PG];
+            UNROLL(2) for (int k = 0; k < G; k++) summ[k] = _mm256_setzero_si256();
+            UNROLL(8) for (int p = 0; p < np; p++) {
+                const __m256i mv = _mm256_set1_epi32(mn[ib * (size_t)np + (size_t)p]);
+                UNROLL(2) for (int k = 0; k < G; k++)
+                    summ[k] = _mm256_dpwssd_epi32(summ[k], mv, _mm256_load_si256((const __m256i *)(xb + k * gb + 64 * 32 + 32 + p * 32)));
+            }
+            const __m256 dr = _mm256_set1_ps(dd[ib]);
+            if (q6) {
+                UNROLL(2) for (int k = 0; k < G; k++) {
+                    const __m256i tot = _mm256_sub_epi32(sumi[i][k], _mm256_slli_epi32(summ[k], 5));
+                    acc[i][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dr, dx[k]), acc[i][k]);
+                }
+                continue;
+            }
+            const __m256 mr = _mm256_set1_ps(dm[ib]);
+            UNROLL(2) for (int k = 0; k < G; k++) {
+                acc[i][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[i][k]), _mm256_mul_ps(dr, dx[k]), acc[i][k]);
+                acc[i][k] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ[k]), _mm256_mul_ps(mr, dx[k]), acc[i][k]);
+            }
+        }
+    }
+    UNROLL(4) for (int i = 0; i < R; i++)
+        UNROLL(2) for (int k = 0; k < G; k++) res[i * G + k] = acc[i][k];
+}
+
+// Rows r.. (R of them, widened) against groups g.. (G of them): the tile,
+// then the lanes of real tokens to y.
+AVX512VNNI_TARGET static ALWAYS_INLINE void kq_vpstore(enum ggml_type type, int R, int G, const uint8_t *pre,
+                                                       const int32_t *sc, const int32_t *mn, const float *dd,
+                                                       const float *dm, int64_t nb, const uint8_t *pack, int64_t gb,
+                                                       int64_t g, int64_t T, int64_t N, long r, float *y) {
+    __m256 res[KV_R * PG];
+    _Alignas(32) float lanes[8];
+    kq_vptile(type, R, G, pre, sc, mn, dd, dm, nb, pack + g * gb, gb, res);
+    for (int i = 0; i < R; i++)
+        for (int k = 0; k < G; k++) {
+            _mm256_store_ps(lanes, res[i * G + k]);
+            const int64_t t0 = (g + k) * 8;
+            const int nt = T - t0 < 8 ? (int)(T - t0) : 8;
+            for (int j = 0; j < nt; j++) y[(t0 + j) * N + r + i] = lanes[j];
+        }
+}
+
+AVX512VNNI_TARGET static ALWAYS_INLINE void kq_vprows_typed(enum ggml_type type, const uint8_t *wd, size_t rowb,
+                                                            const uint8_t *pack, int64_t K, int64_t T, int64_t N,
+                                                            long r0, long r1, float *y) {
+    const int64_t nb = K / QK_K, ng = (T + 7) / 8, gb = nb * pkk(type);
+    _Alignas(32) uint8_t pre[KV_R * KV_K];
+    int32_t sc[KV_R * KV_K / 16], mn[KV_R * KV_K / 32];
+    float dd[KV_R * KV_K / QK_K], dm[KV_R * KV_K / QK_K];
+    for (long r = r0; r < r1;) {
+        const int R = r1 - r >= KV_R ? KV_R : 1;
+        kq_widen(type, R, wd + (size_t)r * rowb, rowb, nb, pre, sc, mn, dd, dm);
+        for (int64_t g = 0; g < ng; g += PG) {
+            const int G = ng - g >= PG ? PG : 1;
+            if (R == KV_R && G == PG) kq_vpstore(type, KV_R, PG, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y);
+            else if (R == KV_R) kq_vpstore(type, KV_R, 1, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y);
+            else if (G == PG) kq_vpstore(type, 1, PG, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y);
+            else kq_vpstore(type, 1, 1, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y);
+        }
+        r += R;
+    }
+}
+
+AVX512VNNI_TARGET static void kq_vprows(enum ggml_type type, const uint8_t *wd, size_t rowb, const uint8_t *pack,
+                                        int64_t K, int64_t T, int64_t N, long r0, long r1, float *y) {
+    if (type == GGML_TYPE_Q6_K) kq_vprows_typed(GGML_TYPE_Q6_K, wd, rowb, pack, K, T, N, r0, r1, y);
+    else kq_vprows_typed(GGML_TYPE_Q4_K, wd, rowb, pack, K, T, N, r0, r1, y);
+}
+
 typedef void (*ktile_fn)(const void *row, const block_q8_K *const *xs, int64_t nb, float *out);
 
 static void q4K_scalar(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { o[0] = dot_q4K_scalar(r, x[0], nb); }
@@ -876,7 +1042,8 @@ void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int 
     long r0, r1;
     tp_split(N, ith, nth, 4, &r0, &r1);
     if (kq_pack(w->type, T)) {
-        kq_prows(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
+        if (vnni && K <= KV_K) kq_vprows(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
+        else kq_prows(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
         return;
     }
     long panel = T == 1 ? r1 - r0 : (long)(32 * 1024 / rowb);
