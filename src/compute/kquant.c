@@ -1,7 +1,7 @@
 // kquant.c — Q4_K and Q6_K weights (see kquant.h): reference codecs, the
-// activation quantizer (Q8_K), and y = x · Wᵀ with a scalar reference and an
-// AVX2 path chosen per call from cpu_level(). Pure functions; no allocation,
-// no locks.
+// activation quantizer (Q8_K), and y = x · Wᵀ with a scalar reference, an
+// AVX2 path and an AVX-512 VNNI path chosen per call from cpu_level() and
+// the CPU's features. Pure functions; no allocation, no locks.
 //
 // Both products work per super-block of 256 values in integers, as ggml does:
 //   Q4_K: Σ_j sc_j·Σ q·x  (q unsigned 0..15: _mm256_maddubs_epi16 with x)
@@ -14,11 +14,14 @@
 //
 // Rows are computed in panels of weights small enough to stay in L1/L2
 // while a batch of tokens passes over them, so prefill reads each weight
-// byte from memory once; decode is the same loop with one token. The AVX2
-// row kernel takes 4 tokens per weight row, so a super-block's scales and
-// codes are unpacked once for 4 tokens; Q4_K batches of 8+ tokens use
-// activations packed with tokens in lanes instead (below), in tiles of 3
-// rows × 2 token groups whose inner block is the q4_0 tile's asm (simd.h).
+// byte from memory once; decode is the same loop with one token. The row
+// tiles take 4 tokens per weight row (a super-block's scales and codes
+// unpacked once for 4 tokens) or 4 rows per token (decode). Batches of 8+
+// tokens use activations packed with tokens in lanes instead (below): in
+// AVX2, tiles of 3 rows × 2 token groups whose inner block is the q4_0
+// tile's asm (simd.h); with AVX-512 VNNI, strips of 4 rows widened once and
+// vpdpbusd tiles of 4 rows × 2 groups. Both SIMD levels compute the same
+// integers with the same float steps, so they give the same bits.
 #include "kquant.h"
 
 #include <immintrin.h>
@@ -365,191 +368,120 @@ AVX2_TARGET static inline __attribute__((always_inline)) void q6K_codes(const bl
 // token it cost a fifth of decode (with F16C: Q4_K decode 1.25-1.37x, Q6_K
 // 1.18-1.21x, one thread, K = 768-2048, same-process A/B, bit-identical).
 
-// out[j] = row · x_j for C activation rows (C a compile-time constant at each
-// call): a weight super-block is unpacked once (scales, nibbles) and used for
-// all C tokens.
-AVX2_TARGET static ALWAYS_INLINE void q4K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
-                                                    float *out) {
-    const block_q4_K *w = row;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc[KQ_C];
-    __m128 accm[KQ_C];
-    UNROLL(4) for (int j = 0; j < C; j++) { acc[j] = _mm256_setzero_ps(); accm[j] = _mm_setzero_ps(); }
-    for (int64_t i = 0; i < nb; i++) {
-        uint32_t sm[4];
-        q4K_scale_words(w[i].scales, sm);
-        const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[1], (int)sm[0]));
-        const __m128i mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[3], (int)sm[2]));
-        const __m256i S = _mm256_broadcastsi128_si256(sc16);
-        const float d = _cvtsh_ss(w[i].d), dmin = _cvtsh_ss(w[i].dmin);
-        UNROLL(4) for (int j = 0; j < C; j++) {
-            const block_q8_K *x = xs[j] + i;
-            const __m128i b32 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)x->bsums),
-                                               _mm_loadu_si128((const __m128i *)(x->bsums + 8)));
-            accm[j] = _mm_fmadd_ps(_mm_set1_ps(dmin * x->d), _mm_cvtepi32_ps(_mm_madd_epi16(mn16, b32)), accm[j]);
-        }
-        __m256i sumi[KQ_C];
-        UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_setzero_si256();
-        UNROLL(4) for (int c = 0; c < 4; c++) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(w[i].qs + 32 * c));
-            const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            const __m256i s0 = _mm256_shuffle_epi8(S, PICK16(2 * c, 2 * c));
-            const __m256i s1 = _mm256_shuffle_epi8(S, PICK16(2 * c + 1, 2 * c + 1));
-            UNROLL(4) for (int j = 0; j < C; j++) {
-                const int8_t *a = xs[j][i].qs + 64 * c;
-                const __m256i p0 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a));
-                const __m256i p1 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
-                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
-            }
-        }
-        UNROLL(4) for (int j = 0; j < C; j++)
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
-    }
-    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum256(acc[j]) - hsum4(accm[j]);
-}
-
-AVX2_TARGET static ALWAYS_INLINE void q6K_tile_avx2(const void *row, const block_q8_K *const *xs, int C, int64_t nb,
-                                                    float *out) {
-    const block_q6_K *w = row;
-    __m256 acc[KQ_C];
-    UNROLL(4) for (int j = 0; j < C; j++) acc[j] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-        __m256i sumi[KQ_C];
-        // Start from −32·Σ_g sc_g·(Σ x over group g): the offset of every value.
-        UNROLL(4) for (int j = 0; j < C; j++)
-            sumi[j] = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xs[j][i].bsums), sc16), 5);
-        UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_sub_epi32(_mm256_setzero_si256(), sumi[j]);
-        UNROLL(2) for (int h = 0; h < 2; h++) {
-            const __m256i S = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
-            __m256i v[4], sv[4];
-            q6K_codes(&w[i], h, v);
-            sv[0] = _mm256_shuffle_epi8(S, PICK16(0, 1));
-            sv[1] = _mm256_shuffle_epi8(S, PICK16(2, 3));
-            sv[2] = _mm256_shuffle_epi8(S, PICK16(4, 5));
-            sv[3] = _mm256_shuffle_epi8(S, PICK16(6, 7));
-            UNROLL(4) for (int j = 0; j < C; j++) {
-                const int8_t *a = xs[j][i].qs + 128 * h;
-                UNROLL(4) for (int k = 0; k < 4; k++) {
-                    const __m256i p = _mm256_maddubs_epi16(v[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k)));
-                    sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(p, sv[k]));
-                }
-            }
-        }
-        const float d = _cvtsh_ss(w[i].d);
-        UNROLL(4) for (int j = 0; j < C; j++)
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
-    }
-    UNROLL(4) for (int j = 0; j < C; j++) out[j] = hsum256(acc[j]);
-}
-
-AVX2_TARGET static void q4K_tile1(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q4K_tile_avx2(r, x, 1, nb, o); }
-AVX2_TARGET static void q4K_tile4(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q4K_tile_avx2(r, x, KQ_C, nb, o); }
-AVX2_TARGET static void q6K_tile1(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q6K_tile_avx2(r, x, 1, nb, o); }
-AVX2_TARGET static void q6K_tile4(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { q6K_tile_avx2(r, x, KQ_C, nb, o); }
-
-// ---- AVX-512 VNNI: R rows × C tokens -----------------------------------------
+// ---- Row tiles: R rows × C tokens -------------------------------------------
 //
-// The same integers as the AVX2 tiles, in fewer instructions: each pair of
-// maddubs results is scaled and added by one vpdpwssd (the AVX2 tiles spend a
-// vpmaddwd and a vpaddd), and a sub-block's scale is a dword broadcast from a
-// small table (sc·0x10001, built once per row and super-block) instead of a
-// vpshufb. Four rows of one token share its activation loads and its
-// sub-block sums. Every int32 lane holds the same sum as in the AVX2 tile and
-// the float steps are the same, so the outputs are the AVX2 tiles' bits
-// (test_kquant checks it).
-AVX512VNNI_TARGET static ALWAYS_INLINE void q4K_vtile(int R, int C, const uint8_t *w, size_t rowb,
-                                                      const block_q8_K *const *xs, int64_t nb, size_t ahead,
-                                                      float *out) {
-    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb);
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc[4][KQ_C];
-    __m128 accm[4][KQ_C];
-    UNROLL(4) for (int r = 0; r < R; r++)
-        UNROLL(4) for (int j = 0; j < C; j++) { acc[r][j] = _mm256_setzero_ps(); accm[r][j] = _mm_setzero_ps(); }
-    for (int64_t i = 0; i < nb; i++) {
-        if (ahead) pf_share(w + ahead, span, pf_step, i);
-        __m128i b32[KQ_C];   // each token's 8 sub-block sums (int16)
-        UNROLL(4) for (int j = 0; j < C; j++)
-            b32[j] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xs[j][i].bsums),
-                                    _mm_loadu_si128((const __m128i *)(xs[j][i].bsums + 8)));
-        UNROLL(4) for (int r = 0; r < R; r++) {
-            const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * rowb) + i;
-            uint32_t sm[4];
-            q4K_scale_words(b->scales, sm);
-            const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[1], (int)sm[0]));
-            const __m128i mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[3], (int)sm[2]));
-            _Alignas(32) int32_t s32[8];   // scale j in both halves of dword j
-            _mm_store_si128((__m128i *)s32, _mm_unpacklo_epi16(sc16, sc16));
-            _mm_store_si128((__m128i *)(s32 + 4), _mm_unpackhi_epi16(sc16, sc16));
-            const float d = _cvtsh_ss(b->d), dmin = _cvtsh_ss(b->dmin);
-            UNROLL(4) for (int j = 0; j < C; j++)
-                accm[r][j] = _mm_fmadd_ps(_mm_set1_ps(dmin * xs[j][i].d), _mm_cvtepi32_ps(_mm_madd_epi16(mn16, b32[j])),
-                                          accm[r][j]);
-            __m256i sumi[KQ_C];
-            UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_setzero_si256();
-            UNROLL(4) for (int c = 0; c < 4; c++) {
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));
-                const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                const __m256i s0 = _mm256_set1_epi32(s32[2 * c]), s1 = _mm256_set1_epi32(s32[2 * c + 1]);
-                UNROLL(4) for (int j = 0; j < C; j++) {
-                    const int8_t *a = xs[j][i].qs + 64 * c;
-                    sumi[j] = _mm256_dpwssd_epi32(sumi[j], _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)), s0);
-                    sumi[j] = _mm256_dpwssd_epi32(sumi[j], _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))), s1);
-                }
-            }
-            UNROLL(4) for (int j = 0; j < C; j++)
-                acc[r][j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[r][j]);
-        }
+// out[r*C + j] = row r · x_j (R, C compile-time constants at each instance):
+// a weight super-block is unpacked once (scales, codes) for all C tokens,
+// and the R rows of one token share its activation loads and sub-block sums.
+// Each pair of maddubs results is scaled and added by DPW: one vpdpwssd with
+// AVX-512 VNNI, a vpmaddwd and a vpaddd in AVX2 (the same int32 sums, so the
+// two levels give the same bits; test_kquant checks it). Q4_K's sub-block
+// scales are dwords (sc·0x10001) broadcast from a small table built once per
+// row and super-block. One token takes 4 rows a tile; in AVX2 these tiles
+// replaced a 1-row kernel that picked the scales by vpshufb and prefetched
+// each row whole as it started it: TinyLlama Q4_K decode, 2 threads,
+// alternating runs, AVX2 31-34 → 40-49 tok/s, AVX-512 VNNI 33-35 → 47-53.
+#define KQ_DPW_AVX2(acc, p, s) _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))   // vpdpwssd's sum, in AVX2
+#define DEF_Q4K_VTILE(NAME, TARGET, DPW)                                                                                 \
+    TARGET static ALWAYS_INLINE void NAME(int R, int C, const uint8_t *w, size_t rowb,                                       \
+                                                          const block_q8_K *const *xs, int64_t nb, size_t ahead,             \
+                                                          float *out) {                                                      \
+        const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb);                                                \
+        const __m256i m4 = _mm256_set1_epi8(0x0f);                                                                           \
+        __m256 acc[4][KQ_C];                                                                                                 \
+        __m128 accm[4][KQ_C];                                                                                                \
+        UNROLL(4) for (int r = 0; r < R; r++)                                                                                \
+            UNROLL(4) for (int j = 0; j < C; j++) { acc[r][j] = _mm256_setzero_ps(); accm[r][j] = _mm_setzero_ps(); }        \
+        for (int64_t i = 0; i < nb; i++) {                                                                                   \
+            if (ahead) pf_share(w + ahead, span, pf_step, i);                                                                \
+            __m128i b32[KQ_C];   /* each token's 8 sub-block sums (int16) */                                                 \
+            UNROLL(4) for (int j = 0; j < C; j++)                                                                            \
+                b32[j] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xs[j][i].bsums),                                    \
+                                        _mm_loadu_si128((const __m128i *)(xs[j][i].bsums + 8)));                             \
+            UNROLL(4) for (int r = 0; r < R; r++) {                                                                          \
+                const block_q4_K *b = (const block_q4_K *)(w + (size_t)r * rowb) + i;                                        \
+                uint32_t sm[4];                                                                                              \
+                q4K_scale_words(b->scales, sm);                                                                              \
+                const __m128i sc16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[1], (int)sm[0]));                         \
+                const __m128i mn16 = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)sm[3], (int)sm[2]));                         \
+                _Alignas(32) int32_t s32[8];   /* scale j in both halves of dword j */                                       \
+                _mm_store_si128((__m128i *)s32, _mm_unpacklo_epi16(sc16, sc16));                                             \
+                _mm_store_si128((__m128i *)(s32 + 4), _mm_unpackhi_epi16(sc16, sc16));                                       \
+                const float d = _cvtsh_ss(b->d), dmin = _cvtsh_ss(b->dmin);                                                  \
+                UNROLL(4) for (int j = 0; j < C; j++)                                                                        \
+                    accm[r][j] = _mm_fmadd_ps(_mm_set1_ps(dmin * xs[j][i].d), _mm_cvtepi32_ps(_mm_madd_epi16(mn16, b32[j])), \
+                                              accm[r][j]);                                                                   \
+                __m256i sumi[KQ_C];                                                                                          \
+                UNROLL(4) for (int j = 0; j < C; j++) sumi[j] = _mm256_setzero_si256();                                      \
+                UNROLL(4) for (int c = 0; c < 4; c++) {                                                                      \
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * c));                                 \
+                    const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);          \
+                    const __m256i s0 = _mm256_set1_epi32(s32[2 * c]), s1 = _mm256_set1_epi32(s32[2 * c + 1]);                \
+                    UNROLL(4) for (int j = 0; j < C; j++) {                                                                  \
+                        const int8_t *a = xs[j][i].qs + 64 * c;                                                              \
+                        sumi[j] = DPW(sumi[j], _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)), s0);        \
+                        sumi[j] = DPW(sumi[j], _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))), s1); \
+                    }                                                                                                        \
+                }                                                                                                            \
+                UNROLL(4) for (int j = 0; j < C; j++)                                                                        \
+                    acc[r][j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[r][j]);     \
+            }                                                                                                                \
+        }                                                                                                                    \
+        UNROLL(4) for (int r = 0; r < R; r++)                                                                                \
+            UNROLL(4) for (int j = 0; j < C; j++) out[r * C + j] = hsum256(acc[r][j]) - hsum4(accm[r][j]);                   \
     }
-    UNROLL(4) for (int r = 0; r < R; r++)
-        UNROLL(4) for (int j = 0; j < C; j++) out[r * C + j] = hsum256(acc[r][j]) - hsum4(accm[r][j]);
-}
 
-// Q6_K: the codes unpacked as q6K_tile_avx2 does (the compiler merges the
+DEF_Q4K_VTILE(q4K_vtile, AVX512VNNI_TARGET, _mm256_dpwssd_epi32)
+DEF_Q4K_VTILE(q4K_vtile2, AVX2_TARGET, KQ_DPW_AVX2)
+
+// Q6_K: the codes unpacked by q6K_codes (with AVX-512 the compiler merges the
 // masks into vpternlogd here), the group scales picked by vpshufb, and each
 // pair of maddubs results scaled and added by one vpdpwssd.
-AVX512VNNI_TARGET static ALWAYS_INLINE void q6K_vtile(int R, int C, const uint8_t *w, size_t rowb,
-                                                      const block_q8_K *const *xs, int64_t nb, size_t ahead,
-                                                      float *out) {
-    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb);
-    __m256 acc[4][KQ_C];
-    UNROLL(4) for (int r = 0; r < R; r++)
-        UNROLL(4) for (int j = 0; j < C; j++) acc[r][j] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        if (ahead) pf_share(w + ahead, span, pf_step, i);
-        __m256i bs[KQ_C];   // each token's 16 group sums (int16)
-        UNROLL(4) for (int j = 0; j < C; j++) bs[j] = _mm256_loadu_si256((const __m256i *)xs[j][i].bsums);
-        UNROLL(4) for (int r = 0; r < R; r++) {
-            const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * rowb) + i;
-            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
-            __m256i sumi[KQ_C];
-            // Start from −32·Σ_g sc_g·(Σ x over group g): the offset of every value.
-            UNROLL(4) for (int j = 0; j < C; j++)
-                sumi[j] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bs[j], sc16), 5));
-            UNROLL(2) for (int h = 0; h < 2; h++) {
-                const __m256i S = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16));
-                __m256i v[4], sv[4];
-                q6K_codes(b, h, v);
-                sv[0] = _mm256_shuffle_epi8(S, PICK16(0, 1));
-                sv[1] = _mm256_shuffle_epi8(S, PICK16(2, 3));
-                sv[2] = _mm256_shuffle_epi8(S, PICK16(4, 5));
-                sv[3] = _mm256_shuffle_epi8(S, PICK16(6, 7));
-                UNROLL(4) for (int j = 0; j < C; j++) {
-                    const int8_t *a = xs[j][i].qs + 128 * h;
-                    UNROLL(4) for (int k = 0; k < 4; k++)
-                        sumi[j] = _mm256_dpwssd_epi32(sumi[j], _mm256_maddubs_epi16(v[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k))),
-                                                      sv[k]);
-                }
-            }
-            const float d = _cvtsh_ss(b->d);
-            UNROLL(4) for (int j = 0; j < C; j++)
-                acc[r][j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[r][j]);
-        }
+#define DEF_Q6K_VTILE(NAME, TARGET, DPW)                                                                                             \
+    TARGET static ALWAYS_INLINE void NAME(int R, int C, const uint8_t *w, size_t rowb,                                                   \
+                                                          const block_q8_K *const *xs, int64_t nb, size_t ahead,                         \
+                                                          float *out) {                                                                  \
+        const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb);                                                            \
+        __m256 acc[4][KQ_C];                                                                                                             \
+        UNROLL(4) for (int r = 0; r < R; r++)                                                                                            \
+            UNROLL(4) for (int j = 0; j < C; j++) acc[r][j] = _mm256_setzero_ps();                                                       \
+        for (int64_t i = 0; i < nb; i++) {                                                                                               \
+            if (ahead) pf_share(w + ahead, span, pf_step, i);                                                                            \
+            __m256i bs[KQ_C];   /* each token's 16 group sums (int16) */                                                                 \
+            UNROLL(4) for (int j = 0; j < C; j++) bs[j] = _mm256_loadu_si256((const __m256i *)xs[j][i].bsums);                           \
+            UNROLL(4) for (int r = 0; r < R; r++) {                                                                                      \
+                const block_q6_K *b = (const block_q6_K *)(w + (size_t)r * rowb) + i;                                                    \
+                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));                                  \
+                __m256i sumi[KQ_C];                                                                                                      \
+                /* Start from −32·Σ_g sc_g·(Σ x over group g): the offset of every value. */                                             \
+                UNROLL(4) for (int j = 0; j < C; j++)                                                                                    \
+                    sumi[j] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bs[j], sc16), 5));            \
+                UNROLL(2) for (int h = 0; h < 2; h++) {                                                                                  \
+                    const __m256i S = _mm256_broadcastsi128_si256(h ? _mm256_extracti128_si256(sc16, 1) : _mm256_castsi256_si128(sc16)); \
+                    __m256i v[4], sv[4];                                                                                                 \
+                    q6K_codes(b, h, v);                                                                                                  \
+                    sv[0] = _mm256_shuffle_epi8(S, PICK16(0, 1));                                                                        \
+                    sv[1] = _mm256_shuffle_epi8(S, PICK16(2, 3));                                                                        \
+                    sv[2] = _mm256_shuffle_epi8(S, PICK16(4, 5));                                                                        \
+                    sv[3] = _mm256_shuffle_epi8(S, PICK16(6, 7));                                                                        \
+                    UNROLL(4) for (int j = 0; j < C; j++) {                                                                              \
+                        const int8_t *a = xs[j][i].qs + 128 * h;                                                                         \
+                        UNROLL(4) for (int k = 0; k < 4; k++)                                                                            \
+                            sumi[j] = DPW(sumi[j], _mm256_maddubs_epi16(v[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k))),        \
+                                                          sv[k]);                                                                        \
+                    }                                                                                                                    \
+                }                                                                                                                        \
+                const float d = _cvtsh_ss(b->d);                                                                                         \
+                UNROLL(4) for (int j = 0; j < C; j++)                                                                                    \
+                    acc[r][j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xs[j][i].d), _mm256_cvtepi32_ps(sumi[j]), acc[r][j]);                 \
+            }                                                                                                                            \
+        }                                                                                                                                \
+        UNROLL(4) for (int r = 0; r < R; r++)                                                                                            \
+            UNROLL(4) for (int j = 0; j < C; j++) out[r * C + j] = hsum256(acc[r][j]);                                                   \
     }
-    UNROLL(4) for (int r = 0; r < R; r++)
-        UNROLL(4) for (int j = 0; j < C; j++) out[r * C + j] = hsum256(acc[r][j]);
-}
+
+DEF_Q6K_VTILE(q6K_vtile, AVX512VNNI_TARGET, _mm256_dpwssd_epi32)
+DEF_Q6K_VTILE(q6K_vtile2, AVX2_TARGET, KQ_DPW_AVX2)
 
 // The instances kq_compute calls: 4 rows × 1 token (decode), 1 row × 4
 // tokens (short batches) and 1 × 1 (the rest). With `ahead`, the tile's
@@ -557,17 +489,23 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void q6K_vtile(int R, int C, const uint8_
 // super-block.
 typedef void (*kvtile_fn)(const uint8_t *w, size_t rowb, const block_q8_K *const *xs, int64_t nb, size_t ahead,
                           float *out);
-#define DEF_KV(NAME, TILE, R, C)                                                                                   \
-    AVX512VNNI_TARGET static void NAME(const uint8_t *w, size_t rs, const block_q8_K *const *x, int64_t nb, size_t a, \
+#define DEF_KV(NAME, TARGET, TILE, R, C)                                                                           \
+    TARGET static void NAME(const uint8_t *w, size_t rs, const block_q8_K *const *x, int64_t nb, size_t a, \
                                        float *o) {                                                                 \
         TILE(R, C, w, rs, x, nb, a, o);                                                                            \
     }
-DEF_KV(q4K_v41, q4K_vtile, 4, 1)
-DEF_KV(q4K_v14, q4K_vtile, 1, KQ_C)
-DEF_KV(q4K_v11, q4K_vtile, 1, 1)
-DEF_KV(q6K_v41, q6K_vtile, 4, 1)
-DEF_KV(q6K_v14, q6K_vtile, 1, KQ_C)
-DEF_KV(q6K_v11, q6K_vtile, 1, 1)
+DEF_KV(q4K_v41, AVX512VNNI_TARGET, q4K_vtile, 4, 1)
+DEF_KV(q4K_a41, AVX2_TARGET, q4K_vtile2, 4, 1)
+DEF_KV(q4K_v14, AVX512VNNI_TARGET, q4K_vtile, 1, KQ_C)
+DEF_KV(q4K_a14, AVX2_TARGET, q4K_vtile2, 1, KQ_C)
+DEF_KV(q4K_v11, AVX512VNNI_TARGET, q4K_vtile, 1, 1)
+DEF_KV(q4K_a11, AVX2_TARGET, q4K_vtile2, 1, 1)
+DEF_KV(q6K_v41, AVX512VNNI_TARGET, q6K_vtile, 4, 1)
+DEF_KV(q6K_a41, AVX2_TARGET, q6K_vtile2, 4, 1)
+DEF_KV(q6K_v14, AVX512VNNI_TARGET, q6K_vtile, 1, KQ_C)
+DEF_KV(q6K_a14, AVX2_TARGET, q6K_vtile2, 1, KQ_C)
+DEF_KV(q6K_v11, AVX512VNNI_TARGET, q6K_vtile, 1, 1)
+DEF_KV(q6K_a11, AVX2_TARGET, q6K_vtile2, 1, 1)
 // ---- the matmul.h contract -------------------------------------------------
 
 static inline int64_t xk_stride(int64_t K) {   // bytes per prepared activation row
@@ -758,7 +696,7 @@ AVX2_TARGET static ALWAYS_INLINE void q4K_ptile3(const uint8_t *w, size_t rowb, 
 }
 
 // Q6_K: res[k] = row · group k. Per super-block the row's 6-bit codes are
-// unpacked to a byte each in element order (as q6K_tile_avx2 builds them);
+// unpacked to a byte each in element order (q6K_codes);
 // per 16-value group two pairs of quads go through vpmaddubsw (the codes
 // 0..63 unsigned: a pair of results, 2·2·63·127, still fits int16) and one
 // madd each applies the group's signed scale; the −32 offset of every code
@@ -1023,72 +961,62 @@ AVX512VNNI_TARGET static void kq_vprows(enum ggml_type type, const uint8_t *wd, 
     else kq_vprows_typed(GGML_TYPE_Q4_K, wd, rowb, pack, K, T, N, r0, r1, y);
 }
 
-typedef void (*ktile_fn)(const void *row, const block_q8_K *const *xs, int64_t nb, float *out);
-
-static void q4K_scalar(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { o[0] = dot_q4K_scalar(r, x[0], nb); }
-static void q6K_scalar(const void *r, const block_q8_K *const *x, int64_t nb, float *o) { o[0] = dot_q6K_scalar(r, x[0], nb); }
-
 // Rows in panels of about 32 KiB of weights; within a panel, tiles of
-// KQ_C tokens × 1 row (the AVX2 path; the rest one token at a time). With
-// AVX-512 VNNI, the tokens left over after those tiles go 4 rows at a time.
+// KQ_C tokens × 1 row, then the tokens left one at a time, 4 rows a tile.
+// Without AVX2, the scalar reference, a row and a token at a time.
 void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth) {
     const int64_t K = w->K, N = w->N, nb = K / QK_K, st = xk_stride(K);
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
     const bool simd = cpu_level() >= CPU_LEVEL_AVX2, q4 = w->type == GGML_TYPE_Q4_K;
     const bool vnni = cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
-    const ktile_fn one = simd ? (q4 ? q4K_tile1 : q6K_tile1) : (q4 ? q4K_scalar : q6K_scalar);
-    const ktile_fn four = simd ? (q4 ? q4K_tile4 : q6K_tile4) : NULL;
-    const kvtile_fn v14 = q4 ? q4K_v14 : q6K_v14, v41 = q4 ? q4K_v41 : q6K_v41, v11 = q4 ? q4K_v11 : q6K_v11;
     long r0, r1;
     tp_split(N, ith, nth, 4, &r0, &r1);
+    if (!simd) {
+        for (int64_t t = 0; t < T; t++) {
+            const block_q8_K *xq = (const block_q8_K *)((const uint8_t *)wdata + t * st);
+            for (long r = r0; r < r1; r++) {
+                const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rowb;
+                y[t * N + r] = q4 ? dot_q4K_scalar(row, xq, nb) : dot_q6K_scalar(row, xq, nb);
+            }
+        }
+        return;
+    }
     if (kq_pack(w->type, T)) {
         if (vnni && K <= KV_K) kq_vprows(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
         else kq_prows(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
         return;
     }
+    const kvtile_fn v14 = vnni ? (q4 ? q4K_v14 : q6K_v14) : (q4 ? q4K_a14 : q6K_a14);
+    const kvtile_fn v41 = vnni ? (q4 ? q4K_v41 : q6K_v41) : (q4 ? q4K_a41 : q6K_a41);
+    const kvtile_fn v11 = vnni ? (q4 ? q4K_v11 : q6K_v11) : (q4 ? q4K_a11 : q6K_a11);
     long panel = T == 1 ? r1 - r0 : (long)(32 * 1024 / rowb);
     if (panel < 1) panel = 1;
     // One token (decode): the rows are one linear stream, prefetched at
-    // least 4 KiB ahead. The AVX2 row kernel prefetches rows of 1 KiB and
-    // more whole, a row at a time (decode of TinyLlama Q4_K, 2 threads, five
-    // paired rounds: ×1.14, 0.97-1.28; on stories110M's 432-byte rows it did
-    // not help: ×0.90, 0.76-1.30). The VNNI tiles of 4 rows spread the
-    // prefetch of the tile ahead over their super-blocks (pf_share): whole
-    // tiles at once, 72 lines for TinyLlama's 4 rows of K = 2048, ran 0.4x
-    // the AVX2 kernel from DRAM; spread, 1.25x (one thread). Spread, it
-    // helps stories110M's short rows too: 4 rows of 432 bytes, prefetched,
-    // 470-490 against 421-458 tok/s unprefetched (2 threads, alternating).
-    const size_t ahead = T == 1 && rowb >= 1024 ? pf_ahead(rowb) : 0;
-    const size_t ahead4 = T == 1 ? pf_ahead(4 * rowb) : 0;
+    // least 4 KiB ahead, the tile ahead spread over a tile's super-blocks
+    // (pf_share). Prefetching the whole next tile at its start (72 lines for
+    // TinyLlama's 4 rows of K = 2048) ran 0.4x the 1-row kernel from DRAM,
+    // spread it ran 1.25x (AVX-512 VNNI, one thread). Spread, it helps
+    // stories110M's short rows too: 4 rows of 432 bytes, prefetched, 470-490
+    // against 421-458 tok/s unprefetched (2 threads, alternating). A lone
+    // row of 1 KiB or more prefetches itself whole.
+    const size_t ahead4 = T == 1 ? pf_ahead(4 * rowb) : 0, ahead = T == 1 && rowb >= 1024 ? pf_ahead(rowb) : 0;
     for (long p0 = r0; p0 < r1; p0 += panel) {
         const long p1 = p0 + panel < r1 ? p0 + panel : r1;
         int64_t t = 0;
-        if (four)
-            for (; t + KQ_C <= T; t += KQ_C) {
-                const block_q8_K *xs[KQ_C];
-                for (int j = 0; j < KQ_C; j++) xs[j] = (const block_q8_K *)((const uint8_t *)wdata + (t + j) * st);
-                float out[KQ_C];
-                for (long r = p0; r < p1; r++) {
-                    const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rowb;
-                    if (vnni) v14(row, rowb, xs, nb, 0, out);
-                    else four(row, xs, nb, out);
-                    for (int j = 0; j < KQ_C; j++) y[(t + j) * N + r] = out[j];
-                }
+        for (; t + KQ_C <= T; t += KQ_C) {
+            const block_q8_K *xs[KQ_C];
+            for (int j = 0; j < KQ_C; j++) xs[j] = (const block_q8_K *)((const uint8_t *)wdata + (t + j) * st);
+            float out[KQ_C];
+            for (long r = p0; r < p1; r++) {
+                v14((const uint8_t *)w->data + (size_t)r * rowb, rowb, xs, nb, 0, out);
+                for (int j = 0; j < KQ_C; j++) y[(t + j) * N + r] = out[j];
             }
+        }
         for (; t < T; t++) {
             const block_q8_K *xq = (const block_q8_K *)((const uint8_t *)wdata + t * st);
             long r = p0;
-            if (vnni)
-                for (; r + 4 <= p1; r += 4) {
-                    v41((const uint8_t *)w->data + (size_t)r * rowb, rowb, &xq, nb, ahead4, &y[t * N + r]);
-                }
-            for (; r < p1; r++) {
-                const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rowb;
-                if (vnni) { v11(row, rowb, &xq, nb, ahead, &y[t * N + r]); continue; }
-                if (ahead)
-                    for (size_t o = 0; o < rowb; o += 64) __builtin_prefetch(row + ahead + o);
-                one(row, &xq, nb, &y[t * N + r]);
-            }
+            for (; r + 4 <= p1; r += 4) v41((const uint8_t *)w->data + (size_t)r * rowb, rowb, &xq, nb, ahead4, &y[t * N + r]);
+            for (; r < p1; r++) v11((const uint8_t *)w->data + (size_t)r * rowb, rowb, &xq, nb, ahead, &y[t * N + r]);
         }
     }
 }
