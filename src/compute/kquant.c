@@ -489,23 +489,22 @@ DEF_Q6K_VTILE(q6K_vtile2, AVX2_TARGET, KQ_DPW_AVX2)
 // super-block.
 typedef void (*kvtile_fn)(const uint8_t *w, size_t rowb, const block_q8_K *const *xs, int64_t nb, size_t ahead,
                           float *out);
-#define DEF_KV(NAME, TARGET, TILE, R, C)                                                                           \
+#define DEF_KV(NAME, TARGET, TILE, R, C)                                                                  \
     TARGET static void NAME(const uint8_t *w, size_t rs, const block_q8_K *const *x, int64_t nb, size_t a, \
-                                       float *o) {                                                                 \
-        TILE(R, C, w, rs, x, nb, a, o);                                                                            \
+                            float *o) {                                                                    \
+        TILE(R, C, w, rs, x, nb, a, o);                                                                   \
     }
-DEF_KV(q4K_v41, AVX512VNNI_TARGET, q4K_vtile, 4, 1)
-DEF_KV(q4K_a41, AVX2_TARGET, q4K_vtile2, 4, 1)
-DEF_KV(q4K_v14, AVX512VNNI_TARGET, q4K_vtile, 1, KQ_C)
-DEF_KV(q4K_a14, AVX2_TARGET, q4K_vtile2, 1, KQ_C)
-DEF_KV(q4K_v11, AVX512VNNI_TARGET, q4K_vtile, 1, 1)
-DEF_KV(q4K_a11, AVX2_TARGET, q4K_vtile2, 1, 1)
-DEF_KV(q6K_v41, AVX512VNNI_TARGET, q6K_vtile, 4, 1)
-DEF_KV(q6K_a41, AVX2_TARGET, q6K_vtile2, 4, 1)
-DEF_KV(q6K_v14, AVX512VNNI_TARGET, q6K_vtile, 1, KQ_C)
-DEF_KV(q6K_a14, AVX2_TARGET, q6K_vtile2, 1, KQ_C)
-DEF_KV(q6K_v11, AVX512VNNI_TARGET, q6K_vtile, 1, 1)
-DEF_KV(q6K_a11, AVX2_TARGET, q6K_vtile2, 1, 1)
+// T_v41, T_v14, T_v11 (AVX-512 VNNI) and T_a41, T_a14, T_a11 (AVX2) for type T.
+#define DEF_KV_SET(T)                                  \
+    DEF_KV(T##_v41, AVX512VNNI_TARGET, T##_vtile, 4, 1) \
+    DEF_KV(T##_v14, AVX512VNNI_TARGET, T##_vtile, 1, KQ_C) \
+    DEF_KV(T##_v11, AVX512VNNI_TARGET, T##_vtile, 1, 1) \
+    DEF_KV(T##_a41, AVX2_TARGET, T##_vtile2, 4, 1)      \
+    DEF_KV(T##_a14, AVX2_TARGET, T##_vtile2, 1, KQ_C)   \
+    DEF_KV(T##_a11, AVX2_TARGET, T##_vtile2, 1, 1)
+DEF_KV_SET(q4K)
+DEF_KV_SET(q6K)
+
 // ---- the matmul.h contract -------------------------------------------------
 
 static inline int64_t xk_stride(int64_t K) {   // bytes per prepared activation row
