@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <stdint.h>
 
 static int harness_passed, harness_failed, harness_cur_failed;
 static const char *harness_cur_name;
@@ -43,6 +44,14 @@ static inline const char *harness_model(const char *name) {
     char *b = buf[k++ & 7];
     snprintf(b, sizeof buf[0], "%s/%s", dir && *dir ? dir : "../shared/models", name);
     return b;
+}
+
+// The first of n floats whose bits differ between a and b, or −1 (for
+// kernels that must give the same bits at every SIMD level).
+static inline int64_t harness_first_diff(const float *a, const float *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float))) return i;
+    return -1;
 }
 
 // Reads a whole file (malloc'd, NUL-terminated); NULL when unreadable.

@@ -105,13 +105,6 @@ static void test_roundtrip(void) {
     free(x); free(y); free(buf);
 }
 
-// The first output of n where a and b differ in their bits, or -1.
-static int64_t first_diff(const float *a, const float *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof a[i])) return i;
-    return -1;
-}
-
 static void run_split(const mm_weight *w, const float *x, int64_t T, float *y, void *wd, int nth) {
     for (int i = 0; i < nth; i++) mm_prepare(w, x, T, wd, i, nth);
     for (int i = 0; i < nth; i++) mm_compute(w, x, wd, T, y, i, nth);
@@ -172,11 +165,11 @@ static void check_kernels(enum ggml_type type, int iters, bool model_shapes) {
             memset(wd1, 0, wda);
             for (int64_t i = 0; i < T * N; i++) y[i] = NAN;
             run_split(&w, x, T, y, wd1, nth);
-            // The AVX-512 VNNI tiles compute the AVX2 tiles' integers and
-            // float steps: the same bits.
+            // Every level above AVX2 computes the AVX2 path's integers with
+            // its float steps: the same bits.
             if (lv == CPU_LEVEL_AVX2) memcpy(y2, y, sizeof(float) * (size_t)(T * N));
             else {
-                const int64_t at = first_diff(y, y2, T * N);
+                const int64_t at = harness_first_diff(y, y2, T * N);
                 CHECKF(at < 0, "%s K=%lld N=%lld T=%lld level %s: output %lld is %.9g, the AVX2 path's %.9g", ggml_type_name(type),
                        (long long)K, (long long)N, (long long)T, cpu_level_name((enum cpu_level)lv), (long long)at,
                        at < 0 ? 0.0 : (double)y[at], at < 0 ? 0.0 : (double)y2[at]);

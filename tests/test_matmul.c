@@ -19,13 +19,6 @@ static void run_split(const mm_weight *w, const float *x, int64_t T, float *y, v
     for (int i = 0; i < nth; i++) mm_compute(w, x, wd, T, y, i, nth);
 }
 
-// The first of n floats whose bits differ between a and b, or −1.
-static int64_t first_diff(const float *a, const float *b, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (memcmp(&a[i], &b[i], sizeof(float))) return i;
-    return -1;
-}
-
 static void check_type(enum ggml_type type, int iters) {
     const enum cpu_level top = cpu_level();
     const bool q = type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q4_0;
@@ -88,7 +81,7 @@ static void check_type(enum ggml_type type, int iters) {
             // integer block sums, the same float steps in the same order.
             if (q && T >= 8 && lv == CPU_LEVEL_AVX2) memcpy(y2, y, sizeof(float) * (size_t)(T * N));
             if (q && T >= 8 && lv > CPU_LEVEL_AVX2) {
-                const int64_t diff = first_diff(y, y2, T * N);
+                const int64_t diff = harness_first_diff(y, y2, T * N);
                 CHECKF(diff < 0, "%s K=%lld N=%lld T=%lld level %s: token %lld row %lld is %.9g, AVX2's %.9g",
                        ggml_type_name(type), (long long)K, (long long)N, (long long)T,
                        cpu_level_name((enum cpu_level)lv), (long long)(diff / N), (long long)(diff % N),
@@ -107,7 +100,7 @@ static void check_type(enum ggml_type type, int iters) {
             memset(wd1, 0, wds + 64);
             for (int64_t i = 0; i < T * N; i++) y[i] = NAN;
             run_split(&w, x, T, y, wd1, nth);
-            const int64_t diff = first_diff(y, y2, T * N);
+            const int64_t diff = harness_first_diff(y, y2, T * N);
             CHECKF(diff < 0, "q8_0 with block sums K=%lld N=%lld T=%lld: token %lld row %lld is %.9g, AVX2's %.9g",
                    (long long)K, (long long)N, (long long)T, (long long)(diff / N), (long long)(diff % N),
                    diff < 0 ? 0.0 : y[diff], diff < 0 ? 0.0 : y2[diff]);
