@@ -383,9 +383,8 @@ AVX2_TARGET static inline __attribute__((always_inline)) void q6K_codes(const bl
 // alternating runs, AVX2 31-34 → 40-49 tok/s, AVX-512 VNNI 33-35 → 47-53.
 #define KQ_DPW_AVX2(acc, p, s) _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))   // vpdpwssd's sum, in AVX2
 #define DEF_Q4K_VTILE(NAME, TARGET, DPW)                                                                                 \
-    TARGET static ALWAYS_INLINE void NAME(int R, int C, const uint8_t *w, size_t rowb,                                       \
-                                                          const block_q8_K *const *xs, int64_t nb, size_t ahead,             \
-                                                          float *out) {                                                      \
+    TARGET static ALWAYS_INLINE void NAME(int R, int C, const uint8_t *w, size_t rowb, const block_q8_K *const *xs,          \
+                                          int64_t nb, size_t ahead, float *out) {                                            \
         const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb);                                                \
         const __m256i m4 = _mm256_set1_epi8(0x0f);                                                                           \
         __m256 acc[4][KQ_C];                                                                                                 \
@@ -436,11 +435,10 @@ DEF_Q4K_VTILE(q4K_vtile2, AVX2_TARGET, KQ_DPW_AVX2)
 
 // Q6_K: the codes unpacked by q6K_codes (with AVX-512 the compiler merges the
 // masks into vpternlogd here), the group scales picked by vpshufb, and each
-// pair of maddubs results scaled and added by one vpdpwssd.
+// pair of maddubs results scaled and added by DPW.
 #define DEF_Q6K_VTILE(NAME, TARGET, DPW)                                                                                             \
-    TARGET static ALWAYS_INLINE void NAME(int R, int C, const uint8_t *w, size_t rowb,                                                   \
-                                                          const block_q8_K *const *xs, int64_t nb, size_t ahead,                         \
-                                                          float *out) {                                                                  \
+    TARGET static ALWAYS_INLINE void NAME(int R, int C, const uint8_t *w, size_t rowb, const block_q8_K *const *xs,                      \
+                                          int64_t nb, size_t ahead, float *out) {                                                        \
         const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, nb);                                                            \
         __m256 acc[4][KQ_C];                                                                                                             \
         UNROLL(4) for (int r = 0; r < R; r++)                                                                                            \
@@ -467,8 +465,7 @@ DEF_Q4K_VTILE(q4K_vtile2, AVX2_TARGET, KQ_DPW_AVX2)
                     UNROLL(4) for (int j = 0; j < C; j++) {                                                                              \
                         const int8_t *a = xs[j][i].qs + 128 * h;                                                                         \
                         UNROLL(4) for (int k = 0; k < 4; k++)                                                                            \
-                            sumi[j] = DPW(sumi[j], _mm256_maddubs_epi16(v[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k))),        \
-                                                          sv[k]);                                                                        \
+                            sumi[j] = DPW(sumi[j], _mm256_maddubs_epi16(v[k], _mm256_loadu_si256((const __m256i *)(a + 32 * k))), sv[k]); \
                     }                                                                                                                    \
                 }                                                                                                                        \
                 const float d = _cvtsh_ss(b->d);                                                                                         \
@@ -495,12 +492,12 @@ typedef void (*kvtile_fn)(const uint8_t *w, size_t rowb, const block_q8_K *const
         TILE(R, C, w, rs, x, nb, a, o);                                                                   \
     }
 // T_v41, T_v14, T_v11 (AVX-512 VNNI) and T_a41, T_a14, T_a11 (AVX2) for type T.
-#define DEF_KV_SET(T)                                  \
-    DEF_KV(T##_v41, AVX512VNNI_TARGET, T##_vtile, 4, 1) \
+#define DEF_KV_SET(T)                                      \
+    DEF_KV(T##_v41, AVX512VNNI_TARGET, T##_vtile, 4, 1)    \
     DEF_KV(T##_v14, AVX512VNNI_TARGET, T##_vtile, 1, KQ_C) \
-    DEF_KV(T##_v11, AVX512VNNI_TARGET, T##_vtile, 1, 1) \
-    DEF_KV(T##_a41, AVX2_TARGET, T##_vtile2, 4, 1)      \
-    DEF_KV(T##_a14, AVX2_TARGET, T##_vtile2, 1, KQ_C)   \
+    DEF_KV(T##_v11, AVX512VNNI_TARGET, T##_vtile, 1, 1)    \
+    DEF_KV(T##_a41, AVX2_TARGET, T##_vtile2, 4, 1)         \
+    DEF_KV(T##_a14, AVX2_TARGET, T##_vtile2, 1, KQ_C)      \
     DEF_KV(T##_a11, AVX2_TARGET, T##_vtile2, 1, 1)
 DEF_KV_SET(q4K)
 DEF_KV_SET(q6K)
