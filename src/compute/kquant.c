@@ -804,6 +804,14 @@ AVX2_TARGET static void kq_prows(enum ggml_type type, const uint8_t *wd, size_t 
 // vpmulld. The int32 lanes hold the AVX2 tiles' sums (Σ over a lane's 4
 // products in the unit, times the scale) and the float steps are the same,
 // so the results are their bits.
+// The strip's first tile prefetches the next strip, spread over its
+// super-blocks (pf_share); the widening only loads. Prefetched from the
+// widening, the next rows arrived while the tile, in L1, asked nothing of
+// memory: in a profile the widening's prefetches and first loads held most
+// of its samples. Moved into the tile (2 threads, same-process A/B):
+// TinyLlama Q4_K, 8 sequences 1.20-1.23x, a 16-token prompt 1.20x, 128
+// tokens 1.03-1.04x. The scales stored as vectors rather than byte by
+// byte: stories110M Q4_K, 8 sequences 1.08x.
 #define KV_R 4        // rows a strip
 #define KV_K 16384    // longest rows widened: 4 × 16 KiB of bytes on the stack; longer rows take the AVX2 tiles
 
@@ -812,13 +820,11 @@ static inline int kv_pairs(enum ggml_type type) { return type == GGML_TYPE_Q6_K 
 
 AVX512VNNI_TARGET static void kq_widen(enum ggml_type type, int R, const uint8_t *w, size_t rowb, int64_t nb,
                                        uint8_t *pre, int32_t *sc, int32_t *mn, float *dd, float *dm) {
-    const size_t span = (size_t)R * rowb, pf_step = pf_step_of(span, R * nb);
     const size_t bs = type == GGML_TYPE_Q6_K ? sizeof(block_q6_K) : sizeof(block_q4_K);
     const int nu = kv_units(type), np = kv_pairs(type);
     for (int i = 0; i < R; i++)
         for (int64_t b = 0; b < nb; b++) {
             const size_t ib = (size_t)i * (size_t)nb + (size_t)b;
-            pf_share(w + span, span, pf_step, (int64_t)ib);   // the next strip
             const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * bs;
             int32_t *s = sc + ib * (size_t)nu, *m = mn + ib * (size_t)np;
             if (type == GGML_TYPE_Q6_K) {
@@ -828,19 +834,21 @@ AVX512VNNI_TARGET static void kq_widen(enum ggml_type type, int R, const uint8_t
                     q6K_codes(q, h, v);
                     for (int k = 0; k < 4; k++) _mm256_store_si256((__m256i *)(pre + ib * QK_K + 128 * h + 32 * k), v[k]);
                 }
-                for (int u = 0; u < 16; u++) s[u] = q->scales[u];
-                for (int p = 0; p < 8; p++)
-                    m[p] = (int32_t)((uint32_t)(uint16_t)(int16_t)q->scales[2 * p] | (uint32_t)(uint16_t)(int16_t)q->scales[2 * p + 1] << 16);
+                // Scales as dwords, and as the int16 pairs vpdpwssd takes (sign-extended).
+                const __m128i sv = _mm_loadu_si128((const __m128i *)q->scales);
+                _mm256_storeu_si256((__m256i *)s, _mm256_cvtepi8_epi32(sv));
+                _mm256_storeu_si256((__m256i *)(s + 8), _mm256_cvtepi8_epi32(_mm_srli_si128(sv, 8)));
+                _mm256_storeu_si256((__m256i *)m, _mm256_cvtepi8_epi16(sv));
                 dd[ib] = _cvtsh_ss(q->d);
                 continue;
             }
             const block_q4_K *q = (const block_q4_K *)blk;
             uint32_t sm[4];
             q4K_scale_words(q->scales, sm);
-            uint8_t s8[16];
-            memcpy(s8, sm, 16);
-            for (int j = 0; j < 8; j++) s[j] = s8[j];
-            for (int p = 0; p < 4; p++) m[p] = (int32_t)((uint32_t)s8[8 + 2 * p] | (uint32_t)s8[9 + 2 * p] << 16);
+            // The 8 scales as dwords; the 8 mins as the int16 pairs vpdpwssd takes.
+            const __m128i sv = _mm_loadu_si128((const __m128i *)sm);
+            _mm256_storeu_si256((__m256i *)s, _mm256_cvtepu8_epi32(sv));
+            _mm_storeu_si128((__m128i *)m, _mm_cvtepu8_epi16(_mm_srli_si128(sv, 8)));
             q4K_nibbles(q, (uint8_t(*)[32])(pre + ib * QK_K));
             dd[ib] = _cvtsh_ss(q->d);
             dm[ib] = _cvtsh_ss(q->dmin);
@@ -851,15 +859,17 @@ AVX512VNNI_TARGET static void kq_widen(enum ggml_type type, int R, const uint8_t
 AVX512VNNI_TARGET static ALWAYS_INLINE void kq_vptile(enum ggml_type type, int R, int G, const uint8_t *pre,
                                                       const int32_t *sc, const int32_t *mn, const float *dd,
                                                       const float *dm, int64_t nb, const uint8_t *grp, int64_t gb,
-                                                      __m256 *res) {
+                                                      const uint8_t *nxt, size_t span, __m256 *res) {
     const bool q6 = type == GGML_TYPE_Q6_K;
     const int nu = kv_units(type), np = kv_pairs(type), qu = 64 / nu;   // quads a unit
     const int64_t pk = q6 ? PKK6 : PKK;
     __m256 acc[KV_R][PG];
     UNROLL(4) for (int i = 0; i < R; i++)
         UNROLL(2) for (int k = 0; k < G; k++) acc[i][k] = _mm256_setzero_ps();
+    const size_t pf_step = nxt ? pf_step_of(span, nb) : 0;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *xb = grp + b * pk;
+        if (nxt) pf_share(nxt, span, pf_step, b);
         __m256i sumi[KV_R][PG];
         UNROLL(4) for (int i = 0; i < R; i++)
             UNROLL(2) for (int k = 0; k < G; k++) sumi[i][k] = _mm256_setzero_si256();
@@ -917,10 +927,11 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void kq_vptile(enum ggml_type type, int R
 AVX512VNNI_TARGET static ALWAYS_INLINE void kq_vpstore(enum ggml_type type, int R, int G, const uint8_t *pre,
                                                        const int32_t *sc, const int32_t *mn, const float *dd,
                                                        const float *dm, int64_t nb, const uint8_t *pack, int64_t gb,
-                                                       int64_t g, int64_t T, int64_t N, long r, float *y) {
+                                                       int64_t g, int64_t T, int64_t N, long r, float *y,
+                                                       const uint8_t *nxt, size_t span) {
     __m256 res[KV_R * PG];
     _Alignas(32) float lanes[8];
-    kq_vptile(type, R, G, pre, sc, mn, dd, dm, nb, pack + g * gb, gb, res);
+    kq_vptile(type, R, G, pre, sc, mn, dd, dm, nb, pack + g * gb, gb, nxt, span, res);
     for (int i = 0; i < R; i++)
         for (int k = 0; k < G; k++) {
             _mm256_store_ps(lanes, res[i * G + k]);
@@ -940,12 +951,14 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void kq_vprows_typed(enum ggml_type type,
     for (long r = r0; r < r1;) {
         const int R = r1 - r >= KV_R ? KV_R : 1;
         kq_widen(type, R, wd + (size_t)r * rowb, rowb, nb, pre, sc, mn, dd, dm);
+        const size_t span = (size_t)R * rowb;   // the strip's first tile prefetches the next strip
         for (int64_t g = 0; g < ng; g += PG) {
             const int G = ng - g >= PG ? PG : 1;
-            if (R == KV_R && G == PG) kq_vpstore(type, KV_R, PG, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y);
-            else if (R == KV_R) kq_vpstore(type, KV_R, 1, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y);
-            else if (G == PG) kq_vpstore(type, 1, PG, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y);
-            else kq_vpstore(type, 1, 1, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y);
+            const uint8_t *nxt = g == 0 ? wd + (size_t)(r + R) * rowb : NULL;
+            if (R == KV_R && G == PG) kq_vpstore(type, KV_R, PG, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y, nxt, span);
+            else if (R == KV_R) kq_vpstore(type, KV_R, 1, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y, nxt, span);
+            else if (G == PG) kq_vpstore(type, 1, PG, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y, nxt, span);
+            else kq_vpstore(type, 1, 1, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y, nxt, span);
         }
         r += R;
     }
