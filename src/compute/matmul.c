@@ -1181,9 +1181,9 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vrows1(enum ggml_type type, int R, c
 // The tiles of one strip (R rows widened in pre) over token groups
 // [g0, g0 + ng), into the output block (row s + i's token lanes at
 // ob + (s + i)·OB_T + (g − gt)·8). The first tile prefetches the next
-// strip (span bytes at nxt), spread over its blocks. From the widening, as
-// before, the rows came in while the widening ran and the tiles after it,
-// working from L1, left memory idle. Moved (2 threads, same-process A/B,
+// strip (span bytes at nxt), spread over its blocks. Prefetched from the
+// widening instead, the rows came in a burst while it ran, and the tiles
+// after it, working from L1, left memory idle. Moved (2 threads, same-process A/B,
 // alternating rounds): TinyLlama q8_0 16-token prompt 1.15x, 128 tokens
 // 1.05x (q4_0 1.04x); stories110M q8_0 128 tokens 1.03x, 16 sequences
 // decoded together 1.14x.
