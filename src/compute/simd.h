@@ -38,6 +38,10 @@ static inline size_t pf_step_of(size_t span, int64_t nb) {
 static inline __attribute__((always_inline)) void pf_share(const uint8_t *nxt, size_t span, size_t pf_step, int64_t b) {
     for (size_t o = (size_t)b * pf_step, e = o + pf_step; o < e && o < span; o += 64) __builtin_prefetch(nxt + o);
 }
+// The same share into L2 only (prefetcht1).
+static inline __attribute__((always_inline)) void pf_share_l2(const uint8_t *nxt, size_t span, size_t pf_step, int64_t b) {
+    for (size_t o = (size_t)b * pf_step, e = o + pf_step; o < e && o < span; o += 64) __builtin_prefetch(nxt + o, 0, 2);
+}
 
 // One block of a 3-row × 2-group tile of unsigned nibbles against packed
 // int8 quads (matmul.c's q4_0 tile, kquant.c's Q4_K tile), in asm: 8 steps,
