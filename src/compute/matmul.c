@@ -483,6 +483,10 @@ DEF_QRUN(qrun_avxvnni, AVXVNNI_TARGET, qtile_avxvnni)
 // vcvtph2ps), times the token's scale, and one FMA per row: 1.10-1.14x
 // with the rows in L2 or L3 (K = 288-2048, same-process A/B), 1.03x from
 // DRAM. Broadcasting the scales from a stored vector instead: 0.92x.
+// The prefetch as vrows_dec's (rows of 1 KiB or more add a stream into L2
+// one tile further, shorter rows go into L2 only): AVX2 forced, 2 threads,
+// same-process rounds, slow memory mode: TinyLlama Q8_0 1.02-1.11x,
+// stories110M Q8_0 0.99-1.10x (medians 1.07x and 1.04x).
 AVX2_TARGET static void qrows4_q8_0(const uint8_t *w, size_t rowb, const uint8_t *xq, int64_t K, float *out) {
     const int64_t nb = K / 32;
     const float *xd = (const float *)(xq + K);
@@ -490,15 +494,24 @@ AVX2_TARGET static void qrows4_q8_0(const uint8_t *w, size_t rowb, const uint8_t
     const uint8_t *w0 = w, *w1 = w + rowb, *w2 = w + 2 * rowb, *w3 = w + 3 * rowb;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     const size_t span = 4 * rowb, pf_step = pf_step_of(span, nb), ahead = pf_ahead(span);
-    const bool lin = rowb <= PF_LINEAR_ROW;
+    const bool lin = rowb <= PF_LINEAR_ROW, l2only = lin && rowb < 1024, far = rowb >= 1024;
     for (int64_t b = 0; b < nb; b++, w0 += sizeof(block_q8_0), w1 += sizeof(block_q8_0), w2 += sizeof(block_q8_0),
                  w3 += sizeof(block_q8_0)) {
-        if (lin) pf_share(w + ahead, span, pf_step, b);
-        else {
+        if (lin) {
+            if (l2only) pf_share_l2(w + ahead, span, pf_step, b);
+            else pf_share(w + ahead, span, pf_step, b);
+            if (far) pf_share_l2(w + ahead + span, span, pf_step, b);
+        } else {
             __builtin_prefetch(w0 + span);
             __builtin_prefetch(w1 + span);
             __builtin_prefetch(w2 + span);
             __builtin_prefetch(w3 + span);
+            if (far) {
+                __builtin_prefetch(w0 + 2 * span, 0, 2);
+                __builtin_prefetch(w1 + 2 * span, 0, 2);
+                __builtin_prefetch(w2 + 2 * span, 0, 2);
+                __builtin_prefetch(w3 + 2 * span, 0, 2);
+            }
         }
         const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
         uint16_t h[4];
