@@ -202,6 +202,7 @@ static inline __attribute__((always_inline)) float kv_get(const void *p, int64_t
 // positions are one sequential stream, yet the hardware prefetcher left the
 // score loop waiting on the keys (measured: half its time at depth 2048).
 #define KV_AHEAD 8   // positions ahead
+#define KV_PF_VALUES 128   // single-query attention prefetches the values up to this many positions
 
 static inline __attribute__((always_inline)) void kv_prefetch(const void *p, int n, bool f16) {
     const int bytes = n * (int)op_kv_elem_size(f16);
@@ -313,30 +314,34 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 dots8(int NR, co
 // Scores as 8-wide dot products (eight positions at a time when head_dim is
 // a multiple of 8), the weighted sum of values with the output held in
 // registers (head_dim <= 256 in chunks of 64), scalar tails. f16: the
-// cache's element type, a constant in each copy. Each position's values are
-// prefetched into L2 as its key is scored: in batched decode the caches
-// come from DRAM (the weights evict them from L3), and the value rows had no
-// prefetch; stories110M Q8_0, 8 sequences, same-process rounds: 1.012-1.026x
-// (64 and 200 steps), one sequence 1.024x.
+// cache's element type, a constant in each copy. Up to KV_PF_VALUES
+// positions, each position's values are prefetched into L2 as its key is
+// scored: in batched decode the caches come from DRAM (the weights evict
+// them from L3), and the value rows had no prefetch; stories110M Q8_0, 8
+// sequences, same-process rounds: 1.01-1.03x over 64 steps from an empty
+// context. Longer contexts lose by it (0.96x at 2048 positions, 0.97x at
+// 1024, 0.98x at 512: the hardware prefetcher streams the values well
+// there), so they keep to the keys' prefetch.
 AVX2_TARGET static inline __attribute__((always_inline)) void attention_head_core(float *out, const float *q,
                                                                                 const op_kv *kv, int n_kv,
                                                                                 int head_dim, float *att, bool f16) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int hd8 = head_dim & ~7;
     const int64_t kv_stride = kv->stride;
+    const bool pv = n_kv <= KV_PF_VALUES;
     int t0 = 0;
     if (hd8 == head_dim) {   // eight positions at a time: one set of horizontal sums for all eight
         const __m256 sv = _mm256_set1_ps(scale);
         for (; t0 + 8 <= n_kv; t0 += 8) {
             for (int t = t0 + KV_AHEAD; t < t0 + KV_AHEAD + 8; t++) kv_prefetch(kv_ptr(kv->k, t * kv_stride, f16), head_dim, f16);
-            for (int t = t0; t < t0 + 8; t++) kv_prefetch_l2(kv_ptr(kv->v, t * kv_stride, f16), head_dim, f16);
+            if (pv) for (int t = t0; t < t0 + 8; t++) kv_prefetch_l2(kv_ptr(kv->v, t * kv_stride, f16), head_dim, f16);
             _mm256_storeu_ps(att + t0, _mm256_mul_ps(dots8(8, kv_ptr(kv->k, t0 * kv_stride, f16), f16, kv_stride, q,
                                                            false, head_dim), sv));
         }
     }
     for (int t = t0; t < n_kv; t++) {
         const void *k = kv_ptr(kv->k, t * kv_stride, f16);
-        kv_prefetch_l2(kv_ptr(kv->v, t * kv_stride, f16), head_dim, f16);
+        if (pv) kv_prefetch_l2(kv_ptr(kv->v, t * kv_stride, f16), head_dim, f16);
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
         int i = 0;
         for (; i + 16 <= hd8; i += 16) {
