@@ -1287,10 +1287,11 @@ AVX512VNNI_TARGET static void vrun_avx512vnni(enum ggml_type type, const uint8_t
 // rows of 1 KiB or more add a second stream into L2 only, one tile further
 // (per row: two tiles); rows under 1 KiB go into L2 only. Same-process
 // rounds, 2 threads, fast mode: TinyLlama Q8_0 decode 34.5 → 41.3 tok/s
-// (1.13-1.22x; slow mode 1.01-1.05x); Q4_0, stories110M and stories15M
-// 0.96-1.05x, in the noise. The second stream for q4_0 ran 0.92x (its
-// decode is closer to compute-bound: the extra prefetches cost more than
-// they bring), and for rows under 1 KiB 0.95-0.97x.
+// (1.13-1.22x; slow mode 1.01-1.05x); TinyLlama Q4_0, stories110M and
+// stories15M medians 0.98-1.01x, in the noise. The second stream for q4_0
+// ran 0.92x (its decode is closer to compute-bound, about 34 G MAC/s a core
+// with the rows in L2 and 31 from DRAM: the extra prefetches cost more than
+// they bring), and for rows under 1 KiB (in place of L2 only) 0.95-0.97x.
 AVX512VNNI_TARGET static ALWAYS_INLINE void vrows_dec(enum ggml_type type, int R, const uint8_t *w, size_t rowb,
                                                       const uint8_t *xq, int64_t K, float *out) {
     const int64_t nb = K / 32;
