@@ -162,10 +162,11 @@ static void test_model_shapes(void) {
         }
 }
 
-// Products whose rows threads draw from a shared counter (as the forward
+// Products whose rows threads draw from shared counters (as the forward
 // pass runs them): two products in one barrier interval, a third after a
 // barrier, on a real pool of 3 threads, equal bit for bit to one thread
-// computing all rows.
+// computing all rows. Then with one thread that never draws from the first
+// product's counters: the other two must take over its share.
 typedef struct shared_job {
     tp_pool *pool;
     const mm_weight *w[3];
@@ -173,13 +174,15 @@ typedef struct shared_job {
     int64_t T;
     void *wd;
     float *y[3];
+    int absent;   // this thread skips the first product (-1: none)
 } shared_job;
 
 static void shared_worker(int ith, int nth, void *arg) {
     shared_job *j = arg;
     mm_prepare(j->w[0], j->x, j->T, j->wd, ith, nth);
     tp_barrier(j->pool);
-    mm_compute_shared(j->w[0], j->x, j->wd, j->T, j->y[0], tp_shared_counter(j->pool), ith, nth);
+    _Atomic int *c0 = tp_shared_counter(j->pool);
+    if (ith != j->absent) mm_compute_shared(j->w[0], j->x, j->wd, j->T, j->y[0], c0, ith, nth);
     mm_compute_shared(j->w[1], j->x, j->wd, j->T, j->y[1], tp_shared_counter(j->pool), ith, nth);
     tp_barrier(j->pool);
     mm_compute_shared(j->w[2], j->x, j->wd, j->T, j->y[2], tp_shared_counter(j->pool), ith, nth);
@@ -216,13 +219,16 @@ static void test_shared_rows(void) {
             const size_t wds = (mm_wdata_size(type, K, T) + 63) & ~(size_t)63;
             void *wd = aligned_alloc(64, wds);
             REQUIRE(wd);
-            shared_job j = {pool, {&w[0], &w[1], &w[2]}, x, T, wd, {y[0], y[1], y[2]}};
-            for (int rep = 0; rep < 3; rep++) {   // the counters start from zero on every run
+            shared_job j = {pool, {&w[0], &w[1], &w[2]}, x, T, wd, {y[0], y[1], y[2]}, -1};
+            for (int rep = 0; rep < 5; rep++) {   // the counters start from zero on every run
+                j.absent = rep < 3 ? -1 : rep - 3;   // then thread 0, then thread 1 skips product 0
+                for (int k = 0; k < 3; k++)
+                    for (int64_t i = 0; i < T * Ns[k]; i++) y[k][i] = NAN;
                 tp_run(pool, shared_worker, &j);
                 for (int k = 0; k < 3; k++)
                     CHECKF(!memcmp(y[k], ref[k], sizeof(float) * (size_t)(T * Ns[k])),
-                           "%s T=%lld product %d (N=%lld) differs from one thread's", ggml_type_name(type),
-                           (long long)T, k, (long long)Ns[k]);
+                           "%s T=%lld product %d (N=%lld), thread %d absent, differs from one thread's",
+                           ggml_type_name(type), (long long)T, k, (long long)Ns[k], j.absent);
             }
             for (int k = 0; k < 3; k++) { free((void *)w[k].data); free(y[k]); free(ref[k]); }
             free(wd); free(x); free(wf);

@@ -1495,15 +1495,32 @@ static long chunk_rows(const mm_weight *w, int64_t T, int nth) {
     return (long)w->N / r48 >= 2L * nth ? r48 : (rows + 11) / 12 * 12;
 }
 
+// Thread t owns the t-th share of the items, in row order, and draws them
+// from its own counter; then it takes what is left of the other shares from
+// theirs. One counter for all (the items dealt round-robin as threads came)
+// moved the counter's line between the cores at every item, and gave each
+// thread rows scattered in item-sized pieces, so the decode tiles' prefetch
+// past an item's end fetched rows another thread would read, and each
+// item's first rows came unprefetched. Same-process rounds, 2 threads:
+// stories110M Q8_0 decode 1.24-1.26x, with 8 sequences 1.11-1.15x,
+// stories110M Q4_0 1.15x, stories15M Q8_0 1.09x, TinyLlama Q8_0 1.07x,
+// TinyLlama Q4_0 1.05x, prefill (128 tokens) 1.01-1.05x.
 void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
                        _Atomic int *next, int ith, int nth) {
     // K-quant products keep their static split (kquant.c).
     if (!next || nth == 1 || kq_type(w->type)) { mm_compute(w, x, wdata, T, y, ith, nth); return; }
     const long step = chunk_rows(w, T, nth);
-    for (;;) {
-        const long r0 = (long)atomic_fetch_add_explicit(next, 1, memory_order_relaxed) * step;
-        if (r0 >= w->N) return;
-        compute_rows(w, x, wdata, T, y, r0, r0 + step < w->N ? r0 + step : (long)w->N);
+    const long items = (w->N + step - 1) / step;
+    for (int v = 0; v < nth; v++) {   // this thread's share first, then the others' in turn
+        const int t = (ith + v) % nth;
+        const long lo = items * t / nth, hi = items * (t + 1) / nth;
+        _Atomic int *c = next + (size_t)t * TP_COUNTER_STRIDE;
+        for (;;) {
+            const long i = lo + (long)atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+            if (i >= hi) break;
+            const long r0 = i * step;
+            compute_rows(w, x, wdata, T, y, r0, r0 + step < w->N ? r0 + step : (long)w->N);
+        }
     }
 }
 

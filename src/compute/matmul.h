@@ -52,10 +52,12 @@ void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, 
 void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T,
                 float *y, int ith, int nth);
 
-// mm_compute() with the rows dealt out in work items from a counter all nth
-// threads share (zeroed before the first of them calls; tp_shared_counter()),
-// so threads that run ahead take over the rows of one that is descheduled.
-// Every thread must call it. NULL `next`: the static split of mm_compute().
+// mm_compute() with the rows dealt out in work items from counters all nth
+// threads share (tp_shared_counter(): one per thread, zeroed before the
+// first of them calls): each thread takes its own share of the items first,
+// then what is left of the others', so threads that run ahead take over the
+// rows of one that is descheduled. Every thread must call it. NULL `next`:
+// the static split of mm_compute().
 void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
                        _Atomic int *next, int ith, int nth);
 

@@ -55,18 +55,19 @@ struct tp_pool {
     pthread_t placed_caller;     // … and the caller pinned to it
     bool caller_placed;
     tp_slot *slot;               // per thread: the CPU it was last seen on (note_cpu())
-    _Alignas(64) _Atomic int shared[TP_SHARED];   // tp_shared_counter(): zeroed at every barrier
+    _Atomic int *shared;         // tp_shared_counter(): TP_SHARED loops × n threads' counters, a line each, zeroed at every barrier
     char name[11];
 };
 
 static _Thread_local int shared_next;   // this thread's shared loops since the last barrier
 
 static void shared_reset(tp_pool *pool) {
-    for (int i = 0; i < TP_SHARED; i++) atomic_store_explicit(&pool->shared[i], 0, memory_order_relaxed);
+    for (int i = 0; i < TP_SHARED * pool->n; i++)
+        atomic_store_explicit(&pool->shared[(size_t)i * TP_COUNTER_STRIDE], 0, memory_order_relaxed);
 }
 
 _Atomic int *tp_shared_counter(tp_pool *pool) {
-    return shared_next < TP_SHARED ? &pool->shared[shared_next++] : NULL;
+    return shared_next < TP_SHARED ? &pool->shared[(size_t)shared_next++ * (size_t)pool->n * TP_COUNTER_STRIDE] : NULL;
 }
 
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
@@ -196,6 +197,9 @@ tp_pool *tp_create_placed(int n_threads, const char *name, const int *cpu) {
     if (!pool) return NULL;
     memset(pool, 0, sz);
     pool->n = n_threads;
+    pool->shared = aligned_alloc(64, (size_t)TP_SHARED * (size_t)n_threads * TP_COUNTER_STRIDE * sizeof(_Atomic int));
+    if (!pool->shared) { free(pool); return NULL; }
+    for (int i = 0; i < TP_SHARED * n_threads; i++) atomic_init(&pool->shared[(size_t)i * TP_COUNTER_STRIDE], 0);
     pool->cpu0 = cpu ? cpu[0] : -1;
     snprintf(pool->name, sizeof pool->name, "%s", name ? name : "pool");
     if (n_threads > 1) {
@@ -203,7 +207,7 @@ tp_pool *tp_create_placed(int n_threads, const char *name, const int *cpu) {
         pool->workers = calloc((size_t)n_threads - 1, sizeof(tp_worker));
         pool->slot = aligned_alloc(64, (size_t)n_threads * sizeof *pool->slot);
         if (!pool->threads || !pool->workers || !pool->slot) {
-            free(pool->threads); free(pool->workers); free(pool->slot); free(pool);
+            free(pool->threads); free(pool->workers); free(pool->slot); free(pool->shared); free(pool);
             return NULL;
         }
         for (int i = 0; i < n_threads; i++) atomic_init(&pool->slot[i].cpu, -1);
@@ -229,6 +233,7 @@ void tp_free(tp_pool *pool) {
     free(pool->threads);
     free(pool->workers);
     free(pool->slot);
+    free(pool->shared);
     free(pool);
 }
 

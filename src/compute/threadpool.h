@@ -32,14 +32,19 @@ void tp_run(tp_pool *pool, tp_fn fn, void *arg);
 // then sleeps (futex), so an idle pool costs no CPU.
 void tp_barrier(tp_pool *pool);
 
-// Shared loops: a counter all threads draw work items from (atomic_fetch_add
+// Shared loops: counters the threads draw work items from (atomic_fetch_add
 // until the items run out), so a thread that runs ahead takes over the work
 // of one that the scheduler has put aside instead of waiting for it at the
-// next barrier. The k-th call on each thread since the last barrier (or the
-// start of the run) returns the same counter, zeroed: every thread must make
-// the same calls. NULL past TP_SHARED loops in one barrier interval (the
-// caller then splits the work statically).
+// next barrier. A loop has one counter per thread of the pool, each on its
+// own cache line (counter t at c + t·TP_COUNTER_STRIDE): thread t draws its
+// own share of the items from counter t, then what is left of the others'
+// shares from theirs, so in the common case no counter's line moves between
+// cores. The k-th call on each thread since the last barrier (or the start
+// of the run) returns the same counters, zeroed: every thread must make the
+// same calls. NULL past TP_SHARED loops in one barrier interval (the caller
+// then splits the work statically).
 #define TP_SHARED 8
+#define TP_COUNTER_STRIDE 16   // ints: one 64-byte line per counter
 _Atomic int *tp_shared_counter(tp_pool *pool);
 
 // When set, every thread of every pool calls it at the start of each run,
