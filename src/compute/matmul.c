@@ -1476,8 +1476,8 @@ void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T
 
 // Rows per work item of a shared product: about 8 items per thread, in whole
 // tiles, and at least 32 KiB of weights per token of the batch, so drawing
-// an item (an atomic on a shared line) stays a small fraction of computing
-// it. (Per token: a fixed 32 KiB gave a 288-row product of a small model 3
+// an item (an atomic, on a line of the thread's own unless it is taking
+// over another's share) stays a small fraction of computing it. (Per token: a fixed 32 KiB gave a 288-row product of a small model 3
 // items, 108 + 108 + 72 rows, and two threads split a 128-token prefill
 // 180 : 108.) Items are a multiple of 48 rows (lcm of the 3- and 4-row
 // tiles and of 16 floats), so no line of a token's output row is written by
