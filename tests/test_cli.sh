@@ -82,6 +82,18 @@ got=$("$bin" tokenize -m "$models/vocab/ggml-vocab-llama-spm.gguf" --ids --no-bo
 "$bin" bench -m "$models/stories260K.gguf" -p 16 -n 8 -r 1 -t 2 --no-bw --json > "$tmp/b.json" 2>&1
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["pp"]["avg_ts"]>0 and d["tg"]["avg_ts"]>0' "$tmp/b.json" \
   && ok "bench --json" || bad "bench --json" "$(cat "$tmp/b.json")"
+# 8b. without --no-bw, every tg run is followed by a bandwidth probe, and the
+#     decode's share is the median of the rounds' ratios.
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 8 -r 3 -t 2 --json > "$tmp/bw.json" 2>&1
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["mem_read_bw_probes"] == 3, d
+assert d["mem_read_bw_bytes_per_s"] > 1e8, d
+assert 0 < d["decode_bw_fraction"] < 100, d' "$tmp/bw.json" \
+  && ok "bench probes the bandwidth after every tg run" || bad "bench probes the bandwidth after every tg run" "$(cat "$tmp/bw.json")"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "mem_read_bw_probes" not in d and d["decode_bw_fraction"] == 0' "$tmp/b.json" \
+  && ok "bench --no-bw skips the probes" || bad "bench --no-bw skips the probes" "$(cat "$tmp/b.json")"
 # 8a. with AVX2, every pp run is followed by the multiply-add probe, and prefill's
 #     rate is given as a fraction of it (a real fraction: above 0, not far past 1).
 if grep -qw avx2 /proc/cpuinfo; then

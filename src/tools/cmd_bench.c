@@ -168,9 +168,10 @@ int cmd_bench(int argc, char **argv) {
     double *tgp = calloc((size_t)reps, sizeof(double)), *ratio = calloc((size_t)reps, sizeof(double));
     double *tg0 = calloc((size_t)reps, sizeof(double)), *kept = calloc((size_t)reps, sizeof(double));
     double *peak = calloc((size_t)reps, sizeof(double)), *pfrac = calloc((size_t)reps, sizeof(double));
-    tp_pool *probe = NULL;
-    int n_peak = 0, rc = 0;
-    if (!toks || !pos || !seq || !pp || !tg || !tgp || !ratio || !tg0 || !kept || !peak || !pfrac) {
+    double *bws = calloc((size_t)reps, sizeof(double)), *bfrac = calloc((size_t)reps, sizeof(double));
+    tp_pool *probe = NULL, *bw_pool = NULL;
+    int n_peak = 0, n_bw = 0, rc = 0;
+    if (!toks || !pos || !seq || !pp || !tg || !tgp || !ratio || !tg0 || !kept || !peak || !pfrac || !bws || !bfrac) {
         fprintf(stderr, "llmscope bench: out of memory\n");
         rc = 1;
         goto done;
@@ -204,10 +205,17 @@ int cmd_bench(int argc, char **argv) {
     }
     if (n_gen > 0) {
         if (run_tg(c, toks, (int32_t)(n_gen < 8 ? n_gen : 8), depth, npar) < 0) { rc = 1; goto done; }
+        if (!no_bw) bw_pool = tp_create(nth, "bw");
         for (int i = 0; i < reps; i++) {
             double s = run_tg(c, toks, (int32_t)n_gen, depth, 1);
             if (s < 0) { rc = 1; goto done; }
             tg[i] = n_gen / s;
+            // The memory read bandwidth right after the run: this host's memory
+            // moves between two speeds (about 35 and 60 GB/s) from one minute to
+            // the next, and one probe for all rounds paired decodes from one
+            // speed with a probe from the other.
+            const double b = bw_pool ? mm_measure_read_bw(bw_pool, (size_t)1 << 30, 3) : 0.0;
+            if (b > 0) { bws[n_bw] = b; bfrac[n_bw++] = (double)m->weight_bytes * tg[i] / b; }
             if (npar > 1) {   // the same round, right after: a paired ratio
                 s = run_tg(c, toks, (int32_t)n_gen, depth, npar);
                 if (s < 0) { rc = 1; goto done; }
@@ -223,14 +231,12 @@ int cmd_bench(int argc, char **argv) {
             }
         }
     }
-    double bw = 0.0;
-    if (!no_bw) {
-        tp_pool *pool = tp_create(nth, "bw");
-        if (pool) {
-            bw = mm_measure_read_bw(pool, (size_t)1 << 30, 3);
-            tp_free(pool);
-        }
+    if (!no_bw && n_gen == 0) {   // no decode runs to pair it with: one probe
+        bw_pool = tp_create(nth, "bw");
+        const double b = bw_pool ? mm_measure_read_bw(bw_pool, (size_t)1 << 30, 3) : 0.0;
+        if (b > 0) bws[n_bw++] = b;
     }
+    const double bw = n_bw ? median(bws, n_bw) : 0.0;   // sorted: bws[0] .. bws[n_bw - 1]
     stat_s sp = n_prompt > 0 ? stats(pp, (int)reps) : (stat_s){0, 0};
     stat_s sg = n_gen > 0 ? stats(tg, (int)reps) : (stat_s){0, 0};
     stat_s sgp = npar > 1 ? stats(tgp, (int)reps) : (stat_s){0, 0};
@@ -240,7 +246,9 @@ int cmd_bench(int argc, char **argv) {
     const double x_med = median(ratio, (int)reps);   // sorted: ratio[0] and ratio[reps - 1] are the range
     const double peak_med = n_peak ? median(peak, n_peak) : 0.0, pfrac_med = n_peak ? median(pfrac, n_peak) : 0.0;
     double dec_bytes = (double)m->weight_bytes * sg.mean;   // bytes/s of weights streamed while decoding
-    double frac = bw > 0 ? dec_bytes / bw : 0.0;
+    // The share: the median of the rounds' ratios, each decode against the probe right after it.
+    const int n_frac = n_gen > 0 ? n_bw : 0;
+    double frac = n_frac ? median(bfrac, n_frac) : 0.0;   // sorted: bfrac[0] .. bfrac[n_frac - 1]
     const char *tname = ggml_type_name(m->ftype);
     char cpu[256];
     cpu_describe(cpu, sizeof cpu);
@@ -256,6 +264,7 @@ int cmd_bench(int argc, char **argv) {
                               "mem_read_bw_bytes_per_s", bw, "decode_weight_bytes_per_s", dec_bytes,
                               "decode_bw_fraction", frac);
         if (o) json_object_set_new(o, "kv_type", json_string(llama_ctx_kv_type(c)));
+        if (o && n_bw) json_object_set_new(o, "mem_read_bw_probes", json_integer(n_bw));
         if (o && n_peak) {
             json_object_set_new(o, "madd_peak_per_s", json_real(peak_med));
             json_object_set_new(o, "madd_probe", json_string(mm_madd_probe_name()));
@@ -305,15 +314,20 @@ int cmd_bench(int argc, char **argv) {
             printf("vector multiply-add rate: %.1f G/s (%d threads; %s, median of %d probes after the pp "
                    "runs); prefill's products ran at %.0f%% of it (median of the paired ratios)\n",
                    peak_med / 1e9, nth, mm_madd_probe_name(), n_peak, 100 * pfrac_med);
-        if (bw > 0)
-            printf("memory read bandwidth: %.1f GB/s (%d threads); decode streams %.1f MB of weights per token "
-                   "= %.1f GB/s, %.0f%% of it\n",
-                   bw / 1e9, nth, m->weight_bytes / 1e6, dec_bytes / 1e9, 100 * frac);
+        if (bw > 0 && n_frac)
+            printf("memory read bandwidth: %.1f GB/s (%d threads; median of %d probes, %.1f-%.1f, each right after "
+                   "a tg run); decode streams %.1f MB of weights per token = %.1f GB/s, %.0f%% of it (median of "
+                   "the rounds' ratios; %.0f-%.0f%%)\n",
+                   bw / 1e9, nth, n_bw, bws[0] / 1e9, bws[n_bw - 1] / 1e9, m->weight_bytes / 1e6, dec_bytes / 1e9,
+                   100 * frac, 100 * bfrac[0], 100 * bfrac[n_frac - 1]);
+        else if (bw > 0)
+            printf("memory read bandwidth: %.1f GB/s (%d threads)\n", bw / 1e9, nth);
     }
 done:
     free(toks); free(pos); free(seq); free(pp); free(tg); free(tgp); free(ratio); free(tg0); free(kept); free(peak);
-    free(pfrac);
+    free(pfrac); free(bws); free(bfrac);
     if (probe) tp_free(probe);
+    if (bw_pool) tp_free(bw_pool);
     llama_ctx_free(c);
     llama_free(m);
     return rc;
