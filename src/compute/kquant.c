@@ -759,7 +759,8 @@ AVX2_TARGET static ALWAYS_INLINE void kq_ptile1(enum ggml_type type, const uint8
 }
 
 // The rows `ahead` rows on from r..r+n-1, clipped to r1: what a tile of the
-// panel's last pass prefetches (NULL when none is left). kq_prows reads a
+// panel's last pass prefetches (NULL when none is left; kq_vprows_typed's
+// strips use it too, so neither prefetches past the thread's rows). kq_prows reads a
 // panel of rows once per pair of token groups; the first pass takes them
 // from memory, the others from L2. So the last pass prefetches the next
 // panel, each tile its own rows one panel on, spread over its super-blocks
@@ -982,10 +983,11 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void kq_vprows_typed(enum ggml_type type,
     for (long r = r0; r < r1;) {
         const int R = r1 - r >= KV_R ? KV_R : 1;
         kq_widen(type, R, wd + (size_t)r * rowb, rowb, nb, pre, sc, mn, dd, dm);
-        const size_t span = (size_t)R * rowb;   // the strip's first tile prefetches the next strip
+        size_t span = 0;   // the strip's first tile prefetches the next strip, up to the thread's last row
+        const uint8_t *nxt0 = kq_pnext(wd, rowb, r, KV_R, R, r1, &span);
         for (int64_t g = 0; g < ng; g += PG) {
             const int G = ng - g >= PG ? PG : 1;
-            const uint8_t *nxt = g == 0 ? wd + (size_t)(r + R) * rowb : NULL;
+            const uint8_t *nxt = g == 0 ? nxt0 : NULL;
             if (R == KV_R && G == PG) kq_vpstore(type, KV_R, PG, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y, nxt, span);
             else if (R == KV_R) kq_vpstore(type, KV_R, 1, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y, nxt, span);
             else if (G == PG) kq_vpstore(type, 1, PG, pre, sc, mn, dd, dm, nb, pack, gb, g, T, N, r, y, nxt, span);
