@@ -216,6 +216,27 @@ static inline __attribute__((always_inline)) void kv_prefetch_l2(const void *p, 
     for (int o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o, 0, 2);
 }
 
+void op_kv_prefetch(const op_kv *kv, int n_kv, int head_dim) {
+    const size_t es = op_kv_elem_size(kv->f16);
+    if (kv->stride == head_dim) {   // the positions one after another: one run of lines each
+        size_t bytes = (size_t)n_kv * (size_t)head_dim * es;
+        if (bytes > OP_KV_PF_BYTES) bytes = OP_KV_PF_BYTES;
+        for (size_t o = 0; o < bytes; o += 64) {
+            __builtin_prefetch((const char *)kv->k + o, 0, 2);
+            __builtin_prefetch((const char *)kv->v + o, 0, 2);
+        }
+        return;
+    }
+    const size_t row = (size_t)head_dim * es;
+    int n = n_kv;
+    if (row && (size_t)n * row > OP_KV_PF_BYTES) n = (int)(OP_KV_PF_BYTES / row);
+    for (int t = 0; t < n; t++)
+        for (size_t o = 0; o < row; o += 64) {
+            __builtin_prefetch((const char *)kv_ptr(kv->k, t * kv->stride, kv->f16) + o, 0, 2);
+            __builtin_prefetch((const char *)kv_ptr(kv->v, t * kv->stride, kv->f16) + o, 0, 2);
+        }
+}
+
 // Element i as a float inside the AVX2 kernels: F16C's conversion inline
 // (kv_get calls the portable one), for the tails of heads narrower than 8.
 AVX2_TARGET static inline __attribute__((always_inline)) float kv_get_f16c(const void *p, int64_t i, bool f16) {

@@ -44,6 +44,12 @@ static inline size_t op_kv_elem_size(bool f16) { return f16 ? 2 : sizeof(float);
 // even) when f16, else copied.
 void op_kv_store(void *dst, const float *src, int n, bool f16);
 
+// Into L2 (prefetcht1), the first positions of one KV head's keys and
+// values, ahead of attending to them: at most OP_KV_PF_BYTES of each, the
+// kernels' own prefetch and the hardware's streaming taking over after.
+#define OP_KV_PF_BYTES (16 * 1024)
+void op_kv_prefetch(const op_kv *kv, int n_kv, int head_dim);
+
 // One attention head: q (head_dim) against the keys of positions t < n_kv,
 // softmax with scale 1/sqrt(head_dim), out (head_dim) = Σ p_t v[t].
 // att is scratch of n_kv floats.
