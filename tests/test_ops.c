@@ -176,9 +176,12 @@ static void test_attention_queries(void) {
 
 static void test_silu_add(void) {
     float a[4] = {-2, 0, 1, 3}, b[4] = {1, 2, 3, 4}, c[4];
+    float d[4];
     memcpy(c, a, sizeof a);
-    op_silu_mul(c, b, 4);
+    op_silu_mul(c, c, b, 4);   // in place
     for (int i = 0; i < 4; i++) CHECK(fabs(c[i] - a[i] / (1 + exp(-a[i])) * b[i]) < 1e-6);
+    op_silu_mul(d, a, b, 4);   // out of place: the same values, a kept
+    CHECK(!memcmp(c, d, sizeof c) && a[0] == -2 && a[3] == 3);
     op_add(a, b, 4);
     CHECK(a[0] == -1 && a[3] == 7);
 }
@@ -200,7 +203,7 @@ static void test_levels(void) {
         for (int i = 0; i < stride * nkv; i++) { kc[i] = FRND(); vc[i] = FRND(); }
         memcpy(a0, a, sizeof(float) * n);
         cpu_set_level(CPU_LEVEL_SCALAR);
-        op_silu_mul(a0, b, n);
+        op_silu_mul(a0, a0, b, n);
         op_softmax(s0, n);
         const bool f16 = it % 2;   // odd rounds: an f16 cache (kc, vc rounded to the same values)
         fp16_t *k16, *v16;
@@ -214,9 +217,8 @@ static void test_levels(void) {
         for (int lv = CPU_LEVEL_AVX2; lv <= (int)top; lv++) {
             cpu_set_level((enum cpu_level)lv);
             float *a1 = malloc(sizeof(float) * n), *s2 = malloc(sizeof(float) * n);
-            memcpy(a1, a, sizeof(float) * n);
             memcpy(s2, s1, sizeof(float) * n);
-            op_silu_mul(a1, b, n);
+            op_silu_mul(a1, a, b, n);   // out of place here, in place in the scalar round
             op_softmax(s2, n);
             op_attention_head(o1, q, &kv, nkv, hd, att);
             double es = 0, ea = 0, eo = 0;

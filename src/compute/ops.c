@@ -158,22 +158,22 @@ void op_softmax(float *x, int n) {
     else softmax_scalar(x, n);
 }
 
-AVX2_TARGET static void silu_mul_avx2(float *a, const float *b, int n) {
+AVX2_TARGET static void silu_mul_avx2(float *out, const float *a, const float *b, int n) {
     int i = 0;
     const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
     for (; i + 8 <= n; i += 8) {
         __m256 v = _mm256_loadu_ps(a + i);
         __m256 e = exp256(_mm256_xor_ps(v, sign));
-        _mm256_storeu_ps(a + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(b + i)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(v, _mm256_add_ps(one, e)), _mm256_loadu_ps(b + i)));
     }
-    for (; i < n; i++) a[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
+    for (; i < n; i++) out[i] = a[i] / (1.0f + expf(-a[i])) * b[i];
 }
 
-void op_silu_mul(float *a, const float *b, int n) {
-    if (cpu_level() >= CPU_LEVEL_AVX2) { silu_mul_avx2(a, b, n); return; }
+void op_silu_mul(float *out, const float *a, const float *b, int n) {
+    if (cpu_level() >= CPU_LEVEL_AVX2) { silu_mul_avx2(out, a, b, n); return; }
     for (int i = 0; i < n; i++) {
         float v = a[i];
-        a[i] = v / (1.0f + expf(-v)) * b[i];
+        out[i] = v / (1.0f + expf(-v)) * b[i];
     }
 }
 

@@ -22,8 +22,9 @@ void op_rope_table(float *cs, int n_rot, int pos, float theta);
 // In-place softmax of x (n), numerically stable.
 void op_softmax(float *x, int n);
 
-// a[i] = silu(a[i]) * b[i]
-void op_silu_mul(float *a, const float *b, int n);
+// out[i] = silu(a[i]) * b[i]; out may be a (in place), else must not
+// overlap a or b.
+void op_silu_mul(float *out, const float *a, const float *b, int n);
 
 // a[i] += b[i]
 void op_add(float *a, const float *b, int n);

@@ -565,8 +565,7 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
         if (L->w_up.type != L->w_gate.type) mm_prepare(&L->w_up, xn, T, wd, 0, 1);
         mm_compute_shared(&L->w_up, xn, wd, T, c->hb2, tp_shared_counter(c->pool), ith, nth);
         tp_barrier(c->pool);
-        memcpy(xn, c->hb, sizeof(float) * (size_t)(T * F));
-        op_silu_mul(xn, c->hb2, (int)(T * F));
+        op_silu_mul(xn, c->hb, c->hb2, (int)(T * F));   // into this thread's copy: hb is shared
         mm_prepare(&L->w_down, xn, T, wd, 0, 1);
         mm_compute_shared(&L->w_down, xn, wd, T, c->xb, tp_shared_counter(c->pool), ith, nth);
         tp_barrier(c->pool);
@@ -684,7 +683,7 @@ static void forward_worker(int ith, int nth, void *arg) {
             matmul_group(c, ws, ys, 2, c->xb, T, ith, nth);
         }
         mm_prepare_rows(&L->w_down, T, ith, nth, &n0, &n1);
-        op_silu_mul(c->hb + n0 * F, c->hb2 + n0 * F, (int)((n1 - n0) * F));
+        op_silu_mul(c->hb + n0 * F, c->hb + n0 * F, c->hb2 + n0 * F, (int)((n1 - n0) * F));
         {
             const mm_weight *ws[] = {&L->w_down};
             float *ys[] = {c->xb};
