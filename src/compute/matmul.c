@@ -1041,28 +1041,97 @@ AVX512VNNI_TARGET static void widen_u8(enum ggml_type type, int R, const uint8_t
     "vmovdqa32 " #g "*32(%[xp]), %[x]\n\t" V1_ROW(g, 0, a0) V1_ROW(g, 1, a1) V1_ROW(g, 2, a2) V1_ROW(g, 3, a3) \
     V1_ROW(g, 4, a4) V1_ROW(g, 5, a5) V1_ROW(g, 6, a6) V1_ROW(g, 7, a7)
 
-// The same step for q8_0 rows with their block sums (mm_weight.bsum): the
-// tokens' quad-word g made unsigned (xor 0x80: x + 128), and each row's
-// quad g broadcast straight from the weights as the signed operand
-// ({1to8}; rows rowb apart from p0, p3 = p0 + 3·rowb, p6 = p0 + 6·rowb).
-// Σ(x + 128)·w = Σx·w + 128·Σw, so the sums start at the row's −128·Σw.
-// No copy of the row made unsigned, no scale of 8 stores and 64 broadcasts
-// from it: the same integers, so the same results. Measured: one core, rows
-// in L2, 1.14-1.20x (K = 768); 2 threads from DRAM 1.06-1.12x (K = 768 and
-// 2048, the sums read too); stories110M q8_0, 8 sequences, 1.06-1.08x
-// (1037-1049 → 1102-1130 tok/s, paired runs of one build).
-#define VS_ROW(g, base, idx, a) "vpdpbusd " #g "*4(%[" #base "]" idx ")%{1to8%}, %[x], %[" #a "]\n\t"
-#define VS_STEP(g)                                                                                          \
-    "vpxord " #g "*32(%[xp]), %[m], %[x]\n\t" VS_ROW(g, p0, "", a0) VS_ROW(g, p0, ",%[rs],1", a1)             \
-    VS_ROW(g, p0, ",%[rs],2", a2) VS_ROW(g, p3, "", a3) VS_ROW(g, p0, ",%[rs],4", a4)                          \
-    VS_ROW(g, p3, ",%[rs],2", a5) VS_ROW(g, p6, "", a6) VS_ROW(g, p3, ",%[rs],4", a7)
+// The lone-group tile for 8 q8_0 rows with their block sums
+// (mm_weight.bsum), its whole loop over the blocks in asm. Per block: each
+// row's block of the next tile prefetched into L2 (pn0/pn3/pn6: rows 0/3/6
+// a span ahead, rows rowb apart); the 8 rows' int32 sums started at their
+// −128·Σw (c0/c3/c6 into bs8, cs = nb·4 bytes between rows); 8 steps, each
+// the tokens' quad-word g made unsigned (xor 0x80: x + 128) and, per row,
+// its quad g broadcast straight from the weights as the signed operand of
+// one vpdpbusd ({1to8}; Σ(x + 128)·w = Σx·w + 128·Σw); then per row its
+// f16 scale times the tokens' (dx, read once), the sums converted, one FMA.
+// No copy of the rows made unsigned: the same integers as the other tiles,
+// so the same results (before this loop, block sums instead of the copy:
+// one core, rows in L2, 1.14-1.20x; stories110M q8_0, 8 sequences,
+// 1.06-1.08x).
+// The loop was compiled C with this asm as its block body; the compiler
+// kept the 8 row and prefetch addresses partly on the stack and partly in
+// vector registers (vmovq both ways at every block), read each scale with
+// vpinsrw, vcvtph2ps and vbroadcastss, and the tokens' scales once per row.
+// Loads are what this loop runs short of on Zen 4 (about two a cycle): with
+// the 64 weight broadcasts replaced by a register operand (wrong results,
+// a probe) it ran 1.23x; the tokens' scales read once instead of 8 times
+// gave 1.05x by themselves. Measured against the compiled loop, same-process
+// rounds, results bit-identical: one core, rows in L1 or L2, K = 768-2048,
+// 115-120 → 135-141 G MAC/s (1.18-1.26x); 2 threads from DRAM 1.13-1.19x;
+// stories110M Q8_0, 8 sequences, 1.09-1.12x.
+// Tried: each row's quads 2p and 2p + 1 as one 8-byte broadcast against
+// the tokens' quads interleaved (half the weight loads, a vphaddd per row
+// and block), 0.88-0.96x of this loop; prefetching each row every other
+// block (4 a block) 0.75-0.81x from DRAM, as a line in 17 goes unfetched.
+#define VQ_PF(base, idx) "prefetcht1 (%[" #base "]" idx ")\n\t"
+#define VQ_SUM(base, idx, a) "vpbroadcastd (%[" #base "]" idx "), %%" a "\n\t"
+#define VQ_ROW(g, base, idx, a) "vpdpbusd " #g "*4(%[" #base "]" idx ")%{1to8%}, %%ymm24, %%" a "\n\t"
+#define VQ_STEP(g)                                                                                        \
+    "vpxord " #g "*32(%[xp]), %[m], %%ymm24\n\t" VQ_ROW(g, p0, "", "ymm16") VQ_ROW(g, p0, ",%[rs],1", "ymm17") \
+    VQ_ROW(g, p0, ",%[rs],2", "ymm18") VQ_ROW(g, p3, "", "ymm19") VQ_ROW(g, p0, ",%[rs],4", "ymm20")            \
+    VQ_ROW(g, p3, ",%[rs],2", "ymm21") VQ_ROW(g, p6, "", "ymm22") VQ_ROW(g, p3, ",%[rs],4", "ymm23")
+#define VQ_SCALE(base, idx, a, f)                                                                              \
+    "vpbroadcastw -2(%[" #base "]" idx "), %%xmm25\n\tvcvtph2ps %%xmm25, %%ymm25\n\t"                        \
+    "vmulps %%ymm26, %%ymm25, %%ymm25\n\tvcvtdq2ps %%" a ", %%" a "\n\tvfmadd231ps %%ymm25, %%" a ", %%" f "\n\t"
+AVX512VNNI_TARGET static void vtile_q8s(const uint8_t *w, size_t rowb, const int32_t *bs8, const uint8_t *grp,
+                                        int64_t nb, __m256 *res) {
+    const size_t span = 8 * rowb;
+    // The next tile's block sums, all their lines now (the loop has no spare register for them).
+    for (int i = 0; i < 8; i++)
+        for (int64_t o = 0; o < nb * 4; o += 64) __builtin_prefetch((const char *)(bs8 + (size_t)(i + 8) * (size_t)nb) + o, 0, 2);
+    const uint8_t *p0 = w + 2, *p3 = p0 + 3 * rowb, *p6 = p0 + 6 * rowb;
+    const uint8_t *pn0 = w + span, *pn3 = pn0 + 3 * rowb, *pn6 = pn0 + 6 * rowb;
+    const int32_t *c0 = bs8, *c3 = bs8 + 3 * nb, *c6 = bs8 + 6 * nb;
+    const uint8_t *xp = grp;
+    int64_t n = nb;
+    const size_t cs = (size_t)nb * 4;
+    const __m256i m80 = _mm256_set1_epi8((char)0x80);
+    __asm__ volatile(
+        "vpxor %%xmm0, %%xmm0, %%xmm0\n\tvpxor %%xmm1, %%xmm1, %%xmm1\n\tvpxor %%xmm2, %%xmm2, %%xmm2\n\t"
+        "vpxor %%xmm3, %%xmm3, %%xmm3\n\tvpxor %%xmm4, %%xmm4, %%xmm4\n\tvpxor %%xmm5, %%xmm5, %%xmm5\n\t"
+        "vpxor %%xmm6, %%xmm6, %%xmm6\n\tvpxor %%xmm7, %%xmm7, %%xmm7\n\t"
+        "1:\n\t"
+        VQ_PF(pn0, "") VQ_PF(pn0, ",%[rs],1") VQ_PF(pn0, ",%[rs],2") VQ_PF(pn3, "") VQ_PF(pn0, ",%[rs],4")
+        VQ_PF(pn3, ",%[rs],2") VQ_PF(pn6, "") VQ_PF(pn3, ",%[rs],4")
+        VQ_SUM(c0, "", "ymm16") VQ_SUM(c0, ",%[cs],1", "ymm17") VQ_SUM(c0, ",%[cs],2", "ymm18") VQ_SUM(c3, "", "ymm19")
+        VQ_SUM(c0, ",%[cs],4", "ymm20") VQ_SUM(c3, ",%[cs],2", "ymm21") VQ_SUM(c6, "", "ymm22") VQ_SUM(c3, ",%[cs],4", "ymm23")
+        "vmovaps 256(%[xp]), %%ymm26\n\t"
+        VQ_STEP(0) VQ_STEP(1) VQ_STEP(2) VQ_STEP(3) VQ_STEP(4) VQ_STEP(5) VQ_STEP(6) VQ_STEP(7)
+        VQ_SCALE(p0, "", "ymm16", "ymm0") VQ_SCALE(p0, ",%[rs],1", "ymm17", "ymm1") VQ_SCALE(p0, ",%[rs],2", "ymm18", "ymm2")
+        VQ_SCALE(p3, "", "ymm19", "ymm3") VQ_SCALE(p0, ",%[rs],4", "ymm20", "ymm4") VQ_SCALE(p3, ",%[rs],2", "ymm21", "ymm5")
+        VQ_SCALE(p6, "", "ymm22", "ymm6") VQ_SCALE(p3, ",%[rs],4", "ymm23", "ymm7")
+        "add $34, %[p0]\n\tadd $34, %[p3]\n\tadd $34, %[p6]\n\t"
+        "add $34, %[pn0]\n\tadd $34, %[pn3]\n\tadd $34, %[pn6]\n\t"
+        "add $4, %[c0]\n\tadd $4, %[c3]\n\tadd $4, %[c6]\n\t"
+        "add $320, %[xp]\n\t"
+        "dec %[n]\n\tjnz 1b\n\t"
+        "vmovups %%ymm0, (%[res])\n\tvmovups %%ymm1, 32(%[res])\n\tvmovups %%ymm2, 64(%[res])\n\t"
+        "vmovups %%ymm3, 96(%[res])\n\tvmovups %%ymm4, 128(%[res])\n\tvmovups %%ymm5, 160(%[res])\n\t"
+        "vmovups %%ymm6, 192(%[res])\n\tvmovups %%ymm7, 224(%[res])\n\t"
+        : [p0] "+r"(p0), [p3] "+r"(p3), [p6] "+r"(p6), [pn0] "+r"(pn0), [pn3] "+r"(pn3), [pn6] "+r"(pn6),
+          [c0] "+r"(c0), [c3] "+r"(c3), [c6] "+r"(c6), [xp] "+r"(xp), [n] "+r"(n)
+        : [rs] "r"(rowb), [cs] "r"(cs), [m] "v"(m80), [res] "r"(res)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "memory", "cc");
+}
+#undef VQ_PF
+#undef VQ_SUM
+#undef VQ_SCALE
+#undef VQ_ROW
+#undef VQ_STEP
 
 // res[i*G + k] (8 token lanes) = row_i · tokens of group k, for R rows and G
 // packed groups (gb bytes apart at grp). With `pre`, the rows come as
 // widen_u8 left them, and w, when not NULL, is the next strip (rowb bytes
 // of it) to prefetch, spread over the blocks; without, block b of row i is
 // read from w + i·rowb and made unsigned in the tile (one group: each block
-// serves one load of x).
+// serves one load of x), or, for 8 q8_0 rows of one group with their block
+// sums bs8 (row i's at bs8 + i·nb), used as they are (vtile_q8s).
 // Read from the weights, each row's block of the next tile (span ahead) is
 // prefetched into L2 only (prefetcht1), one line a row and block, whatever
 // the row length. Into L1 and in address order, as decode does it, the
@@ -1078,26 +1147,19 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vtile(enum ggml_type type, int R, in
     _Alignas(32) uint8_t wt[VR1][32];
     const int shift = type == GGML_TYPE_Q8_0 ? 4 : 0;   // 8·Σq → 128·Σq
     const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    if (type == GGML_TYPE_Q8_0 && R == 8 && G == 1 && !pre && bs8) {   // the rows as they are, with their block sums
+        vtile_q8s(w, rowb, bs8, grp, nb, res);
+        return;
+    }
     PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
         PRAGMA_UNROLL(4) for (int k = 0; k < G; k++) acc[i][k] = _mm256_setzero_ps();
     const size_t span = (size_t)R * rowb;
-    // The rows as they are, with their block sums (bs8: row i's at bs8 + i·nb).
-    const bool sums = type == GGML_TYPE_Q8_0 && R == 8 && G == 1 && !pre && bs8;
     const size_t pf_step = pre && w ? pf_step_of(rowb, nb) : 0;
     for (int64_t b = 0; b < nb; b++) {
         __m256i ia[VR1][VG];
         const uint8_t *wr[VR1];
         float dw[VR1];
-        if (sums) {
-            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
-                const uint8_t *blk = w + (size_t)i * rowb + (size_t)b * bs;
-                __builtin_prefetch(blk + span, 0, 2);
-                if (b % 16 == 0) __builtin_prefetch(bs8 + (size_t)(i + R) * (size_t)nb + b, 0, 2);
-                fp16_t h;
-                memcpy(&h, blk, sizeof h);
-                dw[i] = _cvtsh_ss(h);
-            }
-        } else if (pre) {
+        if (pre) {
             if (w) pf_share(w, rowb, pf_step, b);
             PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) {
                 wr[i] = pre + ((size_t)i * (size_t)nb + (size_t)b) * 32;
@@ -1114,29 +1176,12 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vtile(enum ggml_type type, int R, in
                 wr[i] = wt[i];
             }
         }
-        if (!sums)
-            PRAGMA_UNROLL(4) for (int k = 0; k < G; k++) {
-                const __m256i s8 = _mm256_load_si256((const __m256i *)(grp + k * gb + b * PK4 + 8 * 32 + 32));
-                const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s8, shift));
-                PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) ia[i][k] = neg;
-            }
-        if (sums) {
-            const int32_t *c = bs8 + b;
-            __m256i a0 = _mm256_set1_epi32(c[0]), a1 = _mm256_set1_epi32(c[nb]), a2 = _mm256_set1_epi32(c[2 * nb]),
-                    a3 = _mm256_set1_epi32(c[3 * nb]), a4 = _mm256_set1_epi32(c[4 * nb]),
-                    a5 = _mm256_set1_epi32(c[5 * nb]), a6 = _mm256_set1_epi32(c[6 * nb]),
-                    a7 = _mm256_set1_epi32(c[7 * nb]), xr;
-            const uint8_t *xp = grp + b * PK4, *p0 = w + (size_t)b * bs + 2;
-            const uint8_t *p3 = p0 + 3 * rowb, *p6 = p0 + 6 * rowb;
-            const __m256i m80 = _mm256_set1_epi8((char)0x80);
-            __asm__(VS_STEP(0) VS_STEP(1) VS_STEP(2) VS_STEP(3) VS_STEP(4) VS_STEP(5) VS_STEP(6) VS_STEP(7)
-                    : [a0] "+v"(a0), [a1] "+v"(a1), [a2] "+v"(a2), [a3] "+v"(a3), [a4] "+v"(a4), [a5] "+v"(a5),
-                      [a6] "+v"(a6), [a7] "+v"(a7), [x] "=&v"(xr)
-                    : [xp] "r"(xp), [p0] "r"(p0), [p3] "r"(p3), [p6] "r"(p6), [rs] "r"(rowb), [m] "v"(m80)
-                    : "memory");
-            ia[0][0] = a0; ia[1][0] = a1; ia[2][0] = a2; ia[3][0] = a3;
-            ia[4][0] = a4; ia[5][0] = a5; ia[6][0] = a6; ia[7][0] = a7;
-        } else if (!pre && R == 8 && G == 1) {
+        PRAGMA_UNROLL(4) for (int k = 0; k < G; k++) {
+            const __m256i s8 = _mm256_load_si256((const __m256i *)(grp + k * gb + b * PK4 + 8 * 32 + 32));
+            const __m256i neg = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s8, shift));
+            PRAGMA_UNROLL(8) for (int i = 0; i < R; i++) ia[i][k] = neg;
+        }
+        if (!pre && R == 8 && G == 1) {
             __m256i a0 = ia[0][0], a1 = ia[1][0], a2 = ia[2][0], a3 = ia[3][0], a4 = ia[4][0], a5 = ia[5][0],
                     a6 = ia[6][0], a7 = ia[7][0], xr, wv;
             const uint8_t *xp = grp + b * PK4;
