@@ -166,7 +166,8 @@ static void test_model_shapes(void) {
 // pass runs them): two products in one barrier interval, a third after a
 // barrier, on a real pool of 3 threads, equal bit for bit to one thread
 // computing all rows. Then with one thread that never draws from the first
-// product's counters: the other two must take over its share.
+// product's counters: the other two must take over its share. K-quants too
+// (K = 256: one super-block a row).
 typedef struct shared_job {
     tp_pool *pool;
     const mm_weight *w[3];
@@ -192,9 +193,10 @@ static void test_shared_rows(void) {
     tp_pool *pool = tp_create(3, "mmtest");
     REQUIRE(pool);
     const int64_t Ts[] = {1, 5, 20};
-    for (int ty = 0; ty < 2; ty++)
+    const enum ggml_type types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    for (int ty = 0; ty < 4; ty++)
         for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
-            const enum ggml_type type = ty ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
+            const enum ggml_type type = types[ty];
             const int64_t K = 256, T = Ts[ti];
             const int64_t Ns[3] = {1000 + rnd() % 500, 700 + rnd() % 300, 2000 + rnd() % 100};
             const size_t rowb = ggml_nbytes(type, K);

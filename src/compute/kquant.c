@@ -1006,13 +1006,12 @@ AVX512VNNI_TARGET static void kq_vprows(enum ggml_type type, const uint8_t *wd, 
 // Rows in panels of about 32 KiB of weights; within a panel, tiles of
 // KQ_C tokens × 1 row, then the tokens left one at a time, 4 rows a tile.
 // Without AVX2, the scalar reference, a row and a token at a time.
-void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth) {
+void kq_compute_rows(const mm_weight *w, const void *wdata, int64_t T, float *y, long r0, long r1) {
     const int64_t K = w->K, N = w->N, nb = K / QK_K, st = xk_stride(K);
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
     const bool simd = cpu_level() >= CPU_LEVEL_AVX2, q4 = w->type == GGML_TYPE_Q4_K;
     const bool vnni = cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
-    long r0, r1;
-    tp_split(N, ith, nth, 4, &r0, &r1);
+    if (r0 >= r1) return;
     if (!simd) {
         for (int64_t t = 0; t < T; t++) {
             const block_q8_K *xq = (const block_q8_K *)((const uint8_t *)wdata + t * st);
@@ -1061,4 +1060,10 @@ void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int 
             for (; r < p1; r++) v11((const uint8_t *)w->data + (size_t)r * rowb, rowb, &xq, nb, ahead, &y[t * N + r]);
         }
     }
+}
+
+void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth) {
+    long r0, r1;
+    tp_split(w->N, ith, nth, 4, &r0, &r1);
+    kq_compute_rows(w, wdata, T, y, r0, r1);
 }

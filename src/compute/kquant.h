@@ -76,5 +76,8 @@ size_t kq_wdata_size(enum ggml_type type, int64_t K, int64_t T);
 void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1);
 void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth);
 void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth);
+// Rows [r0, r1) of the product (any range; kq_compute gives a thread its
+// share by tp_split, mm_compute_shared in work items).
+void kq_compute_rows(const mm_weight *w, const void *wdata, int64_t T, float *y, long r0, long r1);
 
 #endif

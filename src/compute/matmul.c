@@ -1482,6 +1482,7 @@ static qrun_fn pick_qrun(enum cpu_level lv) {
 // Rows [r0, r1) of y = x · Wᵀ for all T tokens.
 static void compute_rows(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, long r0,
                          long r1) {
+    if (kq_type(w->type)) { kq_compute_rows(w, wdata, T, y, r0, r1); return; }   // kquant.c
     const enum cpu_level lv = cpu_level();
     const int64_t K = w->K, N = w->N;
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
@@ -1552,11 +1553,12 @@ static long chunk_rows(const mm_weight *w, int64_t T, int nth) {
 // item's first rows came unprefetched. Same-process rounds, 2 threads:
 // stories110M Q8_0 decode 1.24-1.26x, with 8 sequences 1.11-1.15x,
 // stories110M Q4_0 1.15x, stories15M Q8_0 1.09x, TinyLlama Q8_0 1.07x,
-// TinyLlama Q4_0 1.05x, prefill (128 tokens) 1.01-1.05x.
+// TinyLlama Q4_0 1.05x, prefill (128 tokens) 1.01-1.05x. K-quant products
+// (kq_compute_rows) had a static split: drawing items instead ran 0.99-1.02x
+// on a quiet host and 1.06x with a busy loop on one of the two CPUs.
 void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
                        _Atomic int *next, int ith, int nth) {
-    // K-quant products keep their static split (kquant.c).
-    if (!next || nth == 1 || kq_type(w->type)) { mm_compute(w, x, wdata, T, y, ith, nth); return; }
+    if (!next || nth == 1) { mm_compute(w, x, wdata, T, y, ith, nth); return; }
     const long step = chunk_rows(w, T, nth);
     const long items = (w->N + step - 1) / step;
     for (int v = 0; v < nth; v++) {   // this thread's share first, then the others' in turn
