@@ -1058,9 +1058,10 @@ AVX512VNNI_TARGET static void widen_u8(enum ggml_type type, int R, const uint8_t
 // kept the 8 row and prefetch addresses partly on the stack and partly in
 // vector registers (vmovq both ways at every block), read each scale with
 // vpinsrw, vcvtph2ps and vbroadcastss, and the tokens' scales once per row.
-// Loads are what this loop runs short of on Zen 4 (about two a cycle): with
-// the 64 weight broadcasts replaced by a register operand (wrong results,
-// a probe) it ran 1.23x; the tokens' scales read once instead of 8 times
+// On Zen 4 its 97 loads a block weigh on it: with the 64 weight broadcasts
+// replaced by a register operand (wrong results, a probe) it ran 1.23x,
+// though vpdpbusd alone runs as fast from m32{1to8} as from a register
+// (about 1.86 a cycle); the tokens' scales read once instead of 8 times
 // gave 1.05x by themselves. Measured against the compiled loop, same-process
 // rounds, results bit-identical: one core, rows in L1 or L2, K = 768-2048,
 // 115-120 → 135-141 G MAC/s (1.18-1.26x); 2 threads from DRAM 1.13-1.19x;
