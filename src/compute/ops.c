@@ -217,24 +217,17 @@ static inline __attribute__((always_inline)) void kv_prefetch_l2(const void *p, 
 }
 
 void op_kv_prefetch(const op_kv *kv, int n_kv, int head_dim) {
-    const size_t es = op_kv_elem_size(kv->f16);
+    const int row = head_dim * (int)op_kv_elem_size(kv->f16);
+    const int n = row && n_kv * row > OP_KV_PF_BYTES ? OP_KV_PF_BYTES / row : n_kv;
     if (kv->stride == head_dim) {   // the positions one after another: one run of lines each
-        size_t bytes = (size_t)n_kv * (size_t)head_dim * es;
-        if (bytes > OP_KV_PF_BYTES) bytes = OP_KV_PF_BYTES;
-        for (size_t o = 0; o < bytes; o += 64) {
-            __builtin_prefetch((const char *)kv->k + o, 0, 2);
-            __builtin_prefetch((const char *)kv->v + o, 0, 2);
-        }
+        kv_prefetch_l2(kv->k, n * head_dim, kv->f16);
+        kv_prefetch_l2(kv->v, n * head_dim, kv->f16);
         return;
     }
-    const size_t row = (size_t)head_dim * es;
-    int n = n_kv;
-    if (row && (size_t)n * row > OP_KV_PF_BYTES) n = (int)(OP_KV_PF_BYTES / row);
-    for (int t = 0; t < n; t++)
-        for (size_t o = 0; o < row; o += 64) {
-            __builtin_prefetch((const char *)kv_ptr(kv->k, t * kv->stride, kv->f16) + o, 0, 2);
-            __builtin_prefetch((const char *)kv_ptr(kv->v, t * kv->stride, kv->f16) + o, 0, 2);
-        }
+    for (int t = 0; t < n; t++) {
+        kv_prefetch_l2(kv_ptr(kv->k, t * kv->stride, kv->f16), head_dim, kv->f16);
+        kv_prefetch_l2(kv_ptr(kv->v, t * kv->stride, kv->f16), head_dim, kv->f16);
+    }
 }
 
 // Element i as a float inside the AVX2 kernels: F16C's conversion inline
