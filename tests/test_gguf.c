@@ -1,10 +1,11 @@
 // test_gguf.c — the GGUF reader on the real shared files, on a table of
 // hand-made bad files (each must be refused with its one-line reason and the
-// byte offset of the problem), on every truncation of a valid file, and the
-// writer's round trip.
+// byte offset of the problem), on every truncation of a valid file, the
+// writer's round trip, and the file read into 2 MiB pages (GGUF_HOLD_COPY).
 #include "harness.h"
 #include <unistd.h>
 #include "model/gguf.h"
+#include "util/util.h"
 
 // ---- a tiny file builder ---------------------------------------------------------
 
@@ -337,11 +338,74 @@ static void test_writer_roundtrip(void) {
     unlink(path);
 }
 
+// util_huge_alloc: 2 MiB-aligned zeroed memory that the kernel backs with
+// huge pages where transparent huge pages are on (always or madvise).
+static void test_huge_alloc(void) {
+    const char *thp = util_thp_mode();
+    const bool on = !strcmp(thp, "always") || !strcmp(thp, "madvise");
+    size_t len = 0;
+    const size_t n = ((size_t)5 << 20) + 1;
+    uint8_t *p = util_huge_alloc(n, &len);
+    REQUIRE(p);
+    CHECKF(len == (size_t)6 << 20, "len %zu", len);
+    CHECK(((uintptr_t)p & (((uintptr_t)2 << 20) - 1)) == 0);
+    size_t nz = 0;
+    for (size_t i = 0; i < len; i += 4096) nz += p[i] != 0;
+    CHECK(nz == 0);
+    memset(p, 0x5a, len);   // faults every page in
+    const int64_t h = util_huge_bytes(p);
+    CHECKF(h >= 0, "/proc/self/smaps unreadable");
+    if (on) CHECKF(h >= (int64_t)2 << 20, "THP %s but %lld bytes of 6 MiB in huge pages", thp, (long long)h);
+    else CHECKF(h == 0, "THP %s but %lld bytes in huge pages", thp, (long long)h);
+    CHECK(h <= (int64_t)len);
+    util_huge_free(p, len);
+    CHECK(util_huge_alloc(0, &len) == NULL);
+}
+
+// GGUF_HOLD_COPY holds the same bytes as the mapping, in memory of its own
+// (2 MiB-aligned) where THP is on, and falls back to the mapping where not.
+static void test_hold_copy(void) {
+    char err[512];
+    const char *thp = util_thp_mode();
+    const bool on = !strcmp(thp, "always") || !strcmp(thp, "madvise");
+    const char *files[] = {"stories260K.gguf", "tinyllamas-stories-260k-q8_0.gguf"};
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        gguf_ctx *a = gguf_open_with(harness_model(files[f]), GGUF_HOLD_MAP, err, sizeof err);
+        gguf_ctx *b = gguf_open_with(harness_model(files[f]), GGUF_HOLD_COPY, err, sizeof err);
+        CHECKF(a && b, "%s", err);
+        if (!a || !b) { gguf_close(a); gguf_close(b); continue; }
+        CHECK(gguf_hold_of(a) == GGUF_HOLD_MAP);
+        CHECKF(gguf_hold_of(b) == (on ? GGUF_HOLD_COPY : GGUF_HOLD_MAP), "THP %s", thp);
+        CHECK(gguf_file_size(a) == gguf_file_size(b) && gguf_file_data(a) != gguf_file_data(b));
+        CHECK(!memcmp(gguf_file_data(a), gguf_file_data(b), gguf_file_size(a)));
+        if (on) CHECK(((uintptr_t)gguf_file_data(b) & (((uintptr_t)2 << 20) - 1)) == 0);
+        CHECK(gguf_n_tensors(a) == gguf_n_tensors(b));
+        for (int64_t i = 0; i < gguf_n_tensors(b); i++) {
+            const gguf_tensor *ta = gguf_tensor_at(a, i), *tb = gguf_tensor_at(b, i);
+            CHECK((const uint8_t *)tb->data - (const uint8_t *)gguf_file_data(b) ==
+                  (const uint8_t *)ta->data - (const uint8_t *)gguf_file_data(a));
+        }
+        gguf_close(a);
+        gguf_close(b);
+    }
+    // A bad file read into memory is refused the same way (and the memory released: ASan).
+    char path[] = "/tmp/llmscope-test-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    const uint8_t junk[64] = {'G', 'G', 'U', 'F', 9};
+    CHECK(write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+    close(fd);
+    CHECK(gguf_open_with(path, GGUF_HOLD_COPY, err, sizeof err) == NULL && strstr(err, path) && strstr(err, "offset"));
+    unlink(path);
+}
+
 int main(void) {
     RUN(test_good_handmade);
     RUN(test_bad_table);
     RUN(test_every_truncation);
     RUN(test_real_files);
     RUN(test_writer_roundtrip);
+    RUN(test_huge_alloc);
+    RUN(test_hold_copy);
     return harness_done();
 }

@@ -4,6 +4,7 @@
 // gguf.h, and reports the first problem as "PATH: offset N: reason".
 // Thread safety: a gguf_ctx is read-only after open.
 #include "gguf.h"
+#include "../util/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,7 +88,9 @@ struct gguf_ctx {
     char *path;
     const uint8_t *base;       // the whole file
     uint64_t size;             // bytes
-    bool mapped;
+    bool mapped;               // base is ours to release (not gguf_open_mem's buffer)
+    enum gguf_hold hold;
+    size_t hold_len;           // util_huge_alloc's length, for GGUF_HOLD_COPY
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset;
@@ -414,27 +417,57 @@ static int parse(rd *r) {
     return 0;
 }
 
-static gguf_ctx *open_common(const void *data, size_t size, const char *name, bool mapped, char *err, size_t errlen) {
+// On failure the caller still owns data (and releases it when it is its own).
+static gguf_ctx *open_common(const void *data, size_t size, const char *name, bool mapped, enum gguf_hold hold,
+                             size_t hold_len, char *err, size_t errlen) {
     gguf_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) { if (err && errlen) snprintf(err, errlen, "%s: out of memory", name); return NULL; }
     ctx->path = strdup(name);
     ctx->base = data;
     ctx->size = size;
-    ctx->mapped = mapped;
     if (!ctx->path) { if (err && errlen) snprintf(err, errlen, "%s: out of memory", name); free(ctx); return NULL; }
     rd r = {.ctx = ctx, .c = {.p = data, .off = 0, .size = size}, .err = err, .errlen = errlen};
     if (parse(&r)) {
-        gguf_close(ctx);
+        gguf_close(ctx);   // not yet `mapped`: leaves data alone
         return NULL;
     }
+    ctx->mapped = mapped;
+    ctx->hold = hold;
+    ctx->hold_len = hold_len;
     return ctx;
 }
 
 gguf_ctx *gguf_open_mem(const void *data, size_t size, const char *name, char *err, size_t errlen) {
-    return open_common(data, size, name ? name : "<memory>", false, err, errlen);
+    return open_common(data, size, name ? name : "<memory>", false, GGUF_HOLD_MAP, 0, err, errlen);
+}
+
+// Reads the whole file into memory from util_huge_alloc(). NULL (with err
+// set only for a read error; *len 0) when the memory cannot be had.
+static void *read_huge(int fd, const char *path, size_t size, size_t *len, char *err, size_t errlen) {
+    *len = 0;
+    size_t hl;
+    uint8_t *p = util_huge_alloc(size, &hl);
+    if (!p) return NULL;
+    for (size_t got = 0; got < size;) {
+        const size_t chunk = size - got < ((size_t)64 << 20) ? size - got : (size_t)64 << 20;
+        const ssize_t k = pread(fd, p + got, chunk, (off_t)got);
+        if (k <= 0) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s: offset %zu: read: %s", path, got, k < 0 ? strerror(errno) : "file shrank while loading");
+            util_huge_free(p, hl);
+            return NULL;
+        }
+        got += (size_t)k;
+    }
+    *len = hl;
+    return p;
 }
 
 gguf_ctx *gguf_open(const char *path, char *err, size_t errlen) {
+    return gguf_open_with(path, GGUF_HOLD_MAP, err, errlen);
+}
+
+gguf_ctx *gguf_open_with(const char *path, enum gguf_hold hold, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) { if (err && errlen) snprintf(err, errlen, "%s: %s", path, strerror(errno)); return NULL; }
     struct stat st;
@@ -449,11 +482,32 @@ gguf_ctx *gguf_open(const char *path, char *err, size_t errlen) {
         close(fd);
         return NULL;
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    const size_t size = (size_t)st.st_size;
+    size_t hold_len = 0;
+    void *p = NULL;
+    if (hold == GGUF_HOLD_COPY) {
+        const char *thp = util_thp_mode();
+        if (!strcmp(thp, "always") || !strcmp(thp, "madvise")) {
+            if (err && errlen) err[0] = 0;
+            p = read_huge(fd, path, size, &hold_len, err, errlen);
+            if (!p && err && errlen && err[0]) { close(fd); return NULL; }   // a read error, not a lack of memory
+        }
+        if (!p) hold = GGUF_HOLD_MAP;
+    }
+    if (!p) {
+        p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) { if (err && errlen) snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno)); close(fd); return NULL; }
+    }
     close(fd);
-    if (p == MAP_FAILED) { if (err && errlen) snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno)); return NULL; }
-    return open_common(p, (size_t)st.st_size, path, true, err, errlen);
+    gguf_ctx *ctx = open_common(p, size, path, true, hold, hold_len, err, errlen);
+    if (!ctx) {   // open_common released nothing of ours
+        if (hold == GGUF_HOLD_COPY) util_huge_free(p, hold_len);
+        else munmap(p, size);
+    }
+    return ctx;
 }
+
+enum gguf_hold gguf_hold_of(const gguf_ctx *ctx) { return ctx->hold; }
 
 void gguf_close(gguf_ctx *ctx) {
     if (!ctx) return;
@@ -463,7 +517,8 @@ void gguf_close(gguf_ctx *ctx) {
     free(ctx->tensors);
     free(ctx->kv_hash);
     free(ctx->t_hash);
-    if (ctx->mapped) munmap((void *)ctx->base, ctx->size);
+    if (ctx->mapped && ctx->hold == GGUF_HOLD_COPY) util_huge_free((void *)ctx->base, ctx->hold_len);
+    else if (ctx->mapped) munmap((void *)ctx->base, ctx->size);
     free(ctx->path);
     free(ctx);
 }

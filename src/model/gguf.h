@@ -108,7 +108,7 @@ typedef struct gguf_tensor {
     enum ggml_type type;
     uint64_t offset;        // bytes, relative to the data section
     uint64_t nbytes;        // bytes of tensor data
-    const void *data;       // points into the mapping (aligned to the file's alignment)
+    const void *data;       // points into the file's bytes (aligned to the file's alignment)
     uint64_t file_offset;   // bytes from the start of the file to the tensor info (for messages)
 } gguf_tensor;
 
@@ -117,6 +117,20 @@ typedef struct gguf_ctx gguf_ctx;
 // Opens and validates a file. On failure returns NULL and writes one line to
 // err: "PATH: offset N: reason". Never aborts on bad input.
 gguf_ctx *gguf_open(const char *path, char *err, size_t errlen);
+// How gguf_open_with() holds the file's bytes.
+enum gguf_hold {
+    GGUF_HOLD_MAP = 0,    // a read-only mapping of the file: pages shared with the page
+                          // cache and other processes, 4 KiB each
+    GGUF_HOLD_COPY = 1,   // read into private memory advised for 2 MiB transparent huge
+                          // pages (util_huge_alloc): costs a copy and the load time of a
+                          // read, and saves a TLB miss every 4 KiB when weights stream
+};
+// As gguf_open() (which maps), holding the bytes as asked. GGUF_HOLD_COPY
+// falls back to a mapping where the kernel's transparent huge pages are
+// "never" or absent (a copy would then buy nothing) or the memory cannot be
+// had; gguf_hold_of() says which it got.
+gguf_ctx *gguf_open_with(const char *path, enum gguf_hold hold, char *err, size_t errlen);
+enum gguf_hold gguf_hold_of(const gguf_ctx *ctx);
 // Same over a caller-owned buffer (not copied; must outlive the ctx). `name`
 // stands for the path in messages. Used by tests and the fuzz target.
 gguf_ctx *gguf_open_mem(const void *data, size_t size, const char *name, char *err, size_t errlen);
@@ -127,7 +141,7 @@ uint32_t gguf_version(const gguf_ctx *ctx);
 uint32_t gguf_alignment(const gguf_ctx *ctx);
 uint64_t gguf_data_offset(const gguf_ctx *ctx);  // bytes from file start to the data section
 uint64_t gguf_file_size(const gguf_ctx *ctx);
-const void *gguf_file_data(const gguf_ctx *ctx); // start of the mapping
+const void *gguf_file_data(const gguf_ctx *ctx); // start of the file's bytes
 
 // Metadata, by index.
 int64_t gguf_n_kv(const gguf_ctx *ctx);

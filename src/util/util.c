@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 uint64_t util_now_ns(void) {
@@ -50,4 +52,68 @@ void util_buf_printf(util_buf *b, const char *fmt, ...) {
         b->s = ns;
         b->cap = cap;
     }
+}
+
+// ---- memory in transparent huge pages ---------------------------------------
+
+#define HUGE_SZ ((size_t)2 << 20)
+
+void *util_huge_alloc(size_t n, size_t *len) {
+    if (n == 0 || n > SIZE_MAX - 2 * HUGE_SZ) return NULL;
+    const size_t want = (n + HUGE_SZ - 1) & ~(HUGE_SZ - 1);
+    // Over-map by one huge page, then trim the ends so what is left starts
+    // on a 2 MiB boundary (a huge page can only back an aligned 2 MiB).
+    uint8_t *raw = mmap(NULL, want + HUGE_SZ, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_SZ - 1) & ~(uintptr_t)(HUGE_SZ - 1));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    const size_t tail = (size_t)(raw + want + HUGE_SZ - (p + want));
+    if (tail) munmap(p + want, tail);
+#ifdef MADV_HUGEPAGE
+    madvise(p, want, MADV_HUGEPAGE);   // advice only: without it the memory still works
+#endif
+    *len = want;
+    return p;
+}
+
+void util_huge_free(void *p, size_t len) {
+    if (p) munmap(p, len);
+}
+
+const char *util_thp_mode(void) {
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return "unavailable";
+    char line[128] = "";
+    const char *mode = "unavailable";
+    if (fgets(line, sizeof line, f)) {
+        if (strstr(line, "[always]")) mode = "always";
+        else if (strstr(line, "[madvise]")) mode = "madvise";
+        else if (strstr(line, "[never]")) mode = "never";
+    }
+    fclose(f);
+    return mode;
+}
+
+int64_t util_huge_bytes(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    const uintptr_t a = (uintptr_t)p;
+    bool in = false;
+    int64_t kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        // A mapping's header line is "lo-hi perms offset dev inode [path]";
+        // the field lines under it ("Rss:    12 kB") have no '-' before a space.
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            if (in) break;
+            in = a >= lo && a < hi;
+        } else if (in && !strncmp(line, "AnonHugePages:", 14)) {
+            long long v;
+            if (sscanf(line + 14, "%lld", &v) == 1) kb = v;
+            break;
+        }
+    }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
 }

@@ -1,5 +1,6 @@
 // util.h — small helpers shared by the library and the tools: monotonic
-// time, strict number parsing for command-line flags. Thread-safe.
+// time, strict number parsing for command-line flags, memory in transparent
+// huge pages. Thread-safe.
 #ifndef LLMSCOPE_UTIL_H
 #define LLMSCOPE_UTIL_H
 
@@ -19,5 +20,21 @@ bool util_parse_f64(const char *s, double lo, double hi, double *out);
 // before the first append); the caller frees it.
 typedef struct util_buf { char *s; size_t len, cap; bool oom; } util_buf;
 void util_buf_printf(util_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Memory for data read over and over (model weights, the bandwidth probe's
+// buffer): an anonymous private mapping aligned to 2 MiB and advised for
+// transparent huge pages (MADV_HUGEPAGE), so the kernel backs it with 2 MiB
+// pages where it can and streaming it costs one TLB entry per 2 MiB, not per
+// 4 KiB. Zero-filled. *len receives the mapped length to pass to
+// util_huge_free(). NULL when the mapping fails.
+void *util_huge_alloc(size_t n, size_t *len);
+void util_huge_free(void *p, size_t len);
+// The kernel's transparent huge page mode ("always", "madvise" or "never",
+// the bracketed word of /sys/kernel/mm/transparent_hugepage/enabled), or
+// "unavailable" where the file cannot be read.
+const char *util_thp_mode(void);
+// Bytes of the mapping that holds p which sit in huge pages (AnonHugePages in
+// /proc/self/smaps); -1 when that cannot be read.
+int64_t util_huge_bytes(const void *p);
 
 #endif
