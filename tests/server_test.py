@@ -321,6 +321,35 @@ def test_metrics(srv):
            (p.stdout + p.stderr).decode()[:500])
 
 
+def test_weights_memory():
+    """The weights are read into 2 MiB pages unless --mmap: /metrics says how
+    many bytes are held and how many of them in huge pages, and the ready line
+    says how they are held."""
+    try:
+        thp = re.search(r"\[(\w+)\]", open("/sys/kernel/mm/transparent_hugepage/enabled").read()).group(1)
+    except (OSError, AttributeError):
+        thp = "unavailable"
+    size = os.path.getsize(MODEL)
+    for args in ((), ("--mmap",)):
+        srv = Server(*args, "--parallel", "2", "--ctx", "64")
+        try:
+            _, m, _ = srv.request("GET", "/metrics")
+            wb = re.search(rb"^llmscope_weights_bytes ([0-9.e+]+)$", m, re.M)
+            hb = re.search(rb"^llmscope_weights_huge_page_bytes ([0-9.e+]+)$", m, re.M)
+            huge = float(hb.group(1)) if hb else -1
+            if args:
+                ok = huge == 0 and "weights: file mapping (--mmap)" in srv.logtext()
+            elif thp in ("always", "madvise"):
+                ok = 0 < huge <= size and "weights: read into memory, " in srv.logtext()
+            else:
+                ok = huge == 0 and "weights: file mapping" in srv.logtext()
+            ok = ok and wb is not None and float(wb.group(1)) == size
+            result(f"weights {'--mmap' if args else 'default'} (THP {thp}): llmscope_weights_bytes and _huge_page_bytes, ready line",
+                   ok, f"{wb and wb.group(1)} {hb and hb.group(1)} {srv.logtext()[:400]}")
+        finally:
+            srv.stop()
+
+
 def test_kv_type():
     """--kv-type: the cache's size on /metrics and its type on the ready line
     follow the flag (stories260K: 5 layers, 4 KV heads of 8, here 2 slots of
@@ -920,7 +949,7 @@ def main():
                f"rc={rc}" + ("" if rc == 0 else "; log:\n" + srv.logtext()[:6000]))
     finally:
         srv.stop()
-    for t in (test_kv_type, test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load,
+    for t in (test_kv_type, test_weights_memory, test_auth, test_cancel_frees_slot, test_overload_503, test_idle_connections, test_sigterm_under_load,
               test_flight_recorder, test_hostile_clients, test_conn_limit, test_port_in_use, test_debug_addr):
         try:
             t()

@@ -126,6 +126,25 @@ grep -q "| tg4 | [0-9]" "$tmp/bd.txt" && grep -Eq "^depth: decode at 200 tokens 
 "$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -r 1 -t 2 --no-bw --kv-type f32 --json > "$tmp/bk.json" 2>&1
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["kv_type"]=="f32"' "$tmp/bk.json" \
   && ok "bench --kv-type f32" || bad "bench --kv-type f32" "$(cat "$tmp/bk.json")"
+# The weights: read into 2 MiB pages by default (where the kernel's transparent
+# huge pages are on), a file mapping with --mmap; the output says which.
+thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -r 1 -t 2 --no-bw --json > "$tmp/bh.json" 2>&1
+"$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -r 1 -t 2 --no-bw --json --mmap > "$tmp/bm.json" 2>&1
+python3 -c '
+import json, sys
+d, e, thp = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+assert e["weights_memory"].startswith("file mapping (--mmap)") and e["weights_huge_page_bytes"] == 0, e
+if thp in ("always", "madvise"):
+    assert d["weights_memory"].startswith("read into memory, ") and d["weights_huge_page_bytes"] > 0, d
+else:
+    assert d["weights_memory"].startswith("file mapping") and thp in d["weights_memory"], d' "$tmp/bh.json" "$tmp/bm.json" "${thp:-unavailable}" \
+  && ok "bench says how the weights are held (THP ${thp:-unavailable}; --mmap maps)" \
+  || bad "bench says how the weights are held" "$(cat "$tmp/bh.json" "$tmp/bm.json")"
+"$bin" run -m "$models/stories260K.gguf" -n 8 --temp 0 --mmap > "$tmp/rm.txt" 2> /dev/null
+"$bin" run -m "$models/stories260K.gguf" -n 8 --temp 0 > "$tmp/rh.txt" 2> /dev/null
+[ -s "$tmp/rm.txt" ] && cmp -s "$tmp/rm.txt" "$tmp/rh.txt" && ok "run --mmap gives the same greedy text" \
+  || bad "run --mmap gives the same greedy text" "$(cat "$tmp/rm.txt" "$tmp/rh.txt")"
 for c in bench run; do
   "$bin" $c -m "$models/stories260K.gguf" -n 4 --kv-type q8 > /dev/null 2> "$tmp/err"; rc=$?
   [ $rc -eq 2 ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q "kv-type" "$tmp/err" && ok "$c rejects --kv-type q8" || bad "$c rejects --kv-type q8" "rc=$rc $(cat "$tmp/err")"

@@ -10,6 +10,7 @@
 #include "compute/cpu.h"
 #include "model/llama.h"
 #include "model/sampler.h"
+#include "util/util.h"
 
 static json_t *load_json(const char *name) {
     json_error_t e;
@@ -320,6 +321,32 @@ static void test_levels_agree(void) {
     llama_free(m);
 }
 
+// The file read into 2 MiB pages (the default) and mapped (--mmap) give the
+// same logits, and each says how it holds the weights.
+static void test_load_hold(void) {
+    char err[512], desc[160];
+    llama_model *a = llama_load_with(harness_model("stories260K.gguf"), &(llama_load_params){.mmap = true}, err, sizeof err);
+    llama_model *b = llama_load(harness_model("stories260K.gguf"), err, sizeof err);
+    REQUIRE(a && b);
+    const char *thp = util_thp_mode();
+    const bool on = !strcmp(thp, "always") || !strcmp(thp, "madvise");
+    llama_weights_memory(a, desc, sizeof desc);
+    CHECKF(!strncmp(desc, "file mapping (--mmap)", 21), "%s", desc);
+    CHECK(llama_weights_huge_bytes(a) == 0);
+    llama_weights_memory(b, desc, sizeof desc);
+    if (on) CHECKF(!strncmp(desc, "read into memory, ", 18) && strstr(desc, "in 2 MiB pages"), "%s", desc);
+    else CHECKF(strstr(desc, thp) != NULL, "%s", desc);
+    CHECK(llama_weights_huge_bytes(b) <= (int64_t)gguf_file_size(b->gguf));
+    const int32_t p[] = {1, 403, 407, 261, 378};
+    int32_t ga[32], gb[32];
+    float *l = malloc(sizeof(float) * a->hp.n_vocab);
+    int na = greedy(a, p, 5, 24, ga, l, 8, LLAMA_KV_F16), nb = greedy(b, p, 5, 24, gb, l, 8, LLAMA_KV_F16);
+    CHECK(na == nb && na > 0 && !memcmp(ga, gb, sizeof(int32_t) * (size_t)na));
+    free(l);
+    llama_free(a);
+    llama_free(b);
+}
+
 static void test_load_errors(void) {
     char err[512];
     CHECK(llama_load("/nonexistent/model.gguf", err, sizeof err) == NULL);
@@ -335,6 +362,7 @@ int main(void) {
     RUN(test_multi_sequence_batch);
     RUN(test_prompt_blocks_match_steps);
     RUN(test_levels_agree);
+    RUN(test_load_hold);
     RUN(test_load_errors);
     return harness_done();
 }

@@ -15,6 +15,7 @@
 #include "../compute/affinity.h"
 #include "../compute/ops.h"
 #include "../compute/quant.h"
+#include "../util/util.h"
 #include "../compute/threadpool.h"
 
 #define LLAMA_MAX_CTX_DEFAULT 4096
@@ -122,12 +123,17 @@ static const float *load_vector(llama_model *m, const char *name, int64_t n, cha
 }
 
 llama_model *llama_load(const char *path, char *err, size_t errlen) {
+    return llama_load_with(path, NULL, err, errlen);
+}
+
+llama_model *llama_load_with(const char *path, const llama_load_params *p, char *err, size_t errlen) {
     llama_model *m = calloc(1, sizeof *m);
     if (!m) {
         seterr(err, errlen, "%s: out of memory", path);
         return NULL;
     }
-    m->gguf = gguf_open(path, err, errlen);
+    m->mmap_asked = p && p->mmap;
+    m->gguf = gguf_open_with(path, m->mmap_asked ? GGUF_HOLD_MAP : GGUF_HOLD_COPY, err, errlen);
     if (!m->gguf) goto fail;
     const gguf_ctx *g = m->gguf;
 
@@ -259,6 +265,29 @@ llama_model *llama_load(const char *path, char *err, size_t errlen) {
 fail:
     llama_free(m);
     return NULL;
+}
+
+int64_t llama_weights_huge_bytes(const llama_model *m) {
+    if (gguf_hold_of(m->gguf) != GGUF_HOLD_COPY) return 0;
+    const int64_t h = util_huge_bytes(gguf_file_data(m->gguf)), size = (int64_t)gguf_file_size(m->gguf);
+    return h > size ? size : h;   // the mapping ends on a 2 MiB boundary, past the file
+}
+
+void llama_weights_memory(const llama_model *m, char *buf, size_t n) {
+    const double mib = (double)gguf_file_size(m->gguf) / (1 << 20);
+    if (gguf_hold_of(m->gguf) == GGUF_HOLD_COPY) {
+        const int64_t h = llama_weights_huge_bytes(m);
+        if (h < 0) snprintf(buf, n, "read into memory advised for 2 MiB pages (%.1f MiB; /proc/self/smaps unreadable)", mib);
+        else snprintf(buf, n, "read into memory, %.1f of %.1f MiB in 2 MiB pages", (double)h / (1 << 20), mib);
+    } else if (m->mmap_asked) {
+        snprintf(buf, n, "file mapping (--mmap), %.1f MiB in 4 KiB pages", mib);
+    } else {
+        const char *thp = util_thp_mode();
+        if (!strcmp(thp, "never") || !strcmp(thp, "unavailable"))
+            snprintf(buf, n, "file mapping, %.1f MiB in 4 KiB pages (transparent huge pages: %s)", mib, thp);
+        else
+            snprintf(buf, n, "file mapping, %.1f MiB in 4 KiB pages (no memory for a copy)", mib);
+    }
 }
 
 void llama_free(llama_model *m) {

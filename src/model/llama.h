@@ -46,7 +46,8 @@ typedef struct llama_layer {
 
 typedef struct llama_model {
     llama_hparams hp;
-    gguf_ctx *gguf;                // owns the mapping the weights point into
+    gguf_ctx *gguf;                // owns the memory the weights point into
+    bool mmap_asked;               // llama_load_params.mmap
     tok_vocab *vocab;
     char name[128];                // general.name, or the file's base name
     enum ggml_type ftype;          // the type of most weights (for messages)
@@ -62,7 +63,22 @@ typedef struct llama_model {
 
 // Loads a model. On failure returns NULL with one line in err naming the file
 // and the problem (missing tensor, wrong shape, unsupported architecture …).
+// The file is read into memory in 2 MiB transparent huge pages
+// (GGUF_HOLD_COPY): decode streams every weight once a token, and with 4 KiB
+// pages of a file mapping it takes a TLB miss every 4 KiB.
 llama_model *llama_load(const char *path, char *err, size_t errlen);
+
+typedef struct llama_load_params {
+    bool mmap;   // map the file instead (--mmap): starts without a copy, shares the page cache
+} llama_load_params;
+llama_model *llama_load_with(const char *path, const llama_load_params *p, char *err, size_t errlen);
+
+// How the weights are held, one line for logs and reports: "read into memory,
+// 136.6 of 136.6 MiB in 2 MiB pages", "file mapping (--mmap), 4 KiB pages" …
+void llama_weights_memory(const llama_model *m, char *buf, size_t n);
+// Bytes of the weights' memory in huge pages (0 for a file mapping; -1 when
+// /proc/self/smaps cannot be read).
+int64_t llama_weights_huge_bytes(const llama_model *m);
 void llama_free(llama_model *m);
 
 // Element type of the KV cache. f16 (the default, as in llama.cpp) halves

@@ -526,6 +526,9 @@ srv_engine *eng_start(const eng_config *cfg, const llama_model *m, char *err, si
     if (!e->ctx) { free(e); return NULL; }
     e->n_ctx = llama_ctx_n_ctx(e->ctx);
     met_gauge_set(MET_KV_BYTES, (double)llama_ctx_kv_bytes(e->ctx));
+    met_gauge_set(MET_WEIGHT_BYTES, (double)gguf_file_size(m->gguf));
+    const int64_t huge = llama_weights_huge_bytes(m);
+    met_gauge_set(MET_WEIGHT_HUGE, huge > 0 ? (double)huge : 0.0);
     e->q_tok = prof_queue_new("tokenize", (size_t)e->cfg.max_queue);
     e->q_admit = prof_queue_new("admit", (size_t)e->cfg.max_queue);
     e->tok_threads = calloc((size_t)e->cfg.tok_threads, sizeof(pthread_t));

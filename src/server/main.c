@@ -33,6 +33,8 @@ static void usage(FILE *f) {
             "  -c, --ctx N             context length per sequence (default: the model's, at most 4096)\n"
             "  --batch N               most tokens in one forward step (default 512)\n"
             "  --kv-type f16|f32       KV cache elements (default f16)\n"
+            "  --mmap                  map the model file (4 KiB pages) instead of reading it into\n"
+            "                          2 MiB transparent huge pages\n"
             "  --prefill-chunk N       most prompt tokens of one sequence per step (default 256)\n"
             "  --tokenizer-threads N   tokenizer workers (default 2)\n"
             "  --max-queue N           requests waiting before 503 (default 64)\n"
@@ -94,12 +96,13 @@ int main(int argc, char **argv) {
     eng_config ec = {.n_threads = 0, .parallel = 8, .n_ctx = 0, .max_queue = 64, .tok_threads = 2, .n_batch = 512, .prefill_chunk = 256};
     http_config hc = {.max_conns = 256, .read_timeout_s = 30, .max_body = 1 << 20};
     int64_t shutdown_s = 10, trace_window_s = 10, trace_events = TRACE_DEFAULT_EVENTS;
-    bool trace = false;
+    bool trace = false, use_mmap = false;
     hc.trace_dir = ".";
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
         else if (!strcmp(argv[i], "--debug-remote")) hc.debug_remote = true;
+        else if (!strcmp(argv[i], "--mmap")) use_mmap = true;
         else if (!strcmp(argv[i], "--enable-trace")) trace = true;
         else if (!strncmp(argv[i], "--enable-trace=", 15)) {
             v = argv[i] + 15;
@@ -208,8 +211,10 @@ int main(int argc, char **argv) {
     }
 
     uint64_t t0 = util_now_ns();
-    llama_model *m = llama_load(model_path, err, sizeof err);
+    llama_model *m = llama_load_with(model_path, &(llama_load_params){.mmap = use_mmap}, err, sizeof err);
     if (!m) { fprintf(stderr, "llm-server: %s\n", err); http_stop(); return 1; }
+    char wmem[160];
+    llama_weights_memory(m, wmem, sizeof wmem);
     srv_engine *e = eng_start(&ec, m, err, sizeof err);
     if (!e) { fprintf(stderr, "llm-server: %s\n", err); http_stop(); llama_free(m); return 1; }
     const char *base = strrchr(model_path, '/');
@@ -219,6 +224,7 @@ int main(int argc, char **argv) {
              strchr(shown, ':') ? "]" : "", port);
     fprintf(stderr,
             "llm-server: ready in %.0f ms: %s, %d-token context, %d parallel sequences, %s KV cache, %s\n"
+            "  weights: %s\n"
             "  try:  curl -s '%s/infer?prompt=Once+upon+a+time&max_tokens=32'\n"
             "        curl -sN %s/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}'\n"
             "        hey -z 30s -q 16 -c 8 %s/infer\n"
@@ -227,7 +233,7 @@ int main(int argc, char **argv) {
             "        curl -s '%s/debug/pprof/profile?seconds=10' > cpu.pprof   # go tool pprof cpu.pprof\n"
             "        curl -s '%s/debug/trace?seconds=5' > trace.json          # ui.perfetto.dev\n",
             (double)(util_now_ns() - t0) / 1e6, m->name, eng_n_ctx(e), eng_parallel(e), eng_kv_type(e),
-            eng_placement(e),
+            eng_placement(e), wmem,
             url, url, url, url, url, url, url);
 
     int sig = 0;

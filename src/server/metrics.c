@@ -52,6 +52,9 @@ static const struct { const char *name, *help; } gdefs[MET_N_GAUGE] = {
     [MET_KV_USAGE] = {"llmscope_kv_cache_usage_perc", "Fraction of KV-cache positions in use (0 to 1)."},
     [MET_BATCH_SEQS] = {"llmscope_batch_sequences", "Sequences in the last forward step."},
     [MET_KV_BYTES] = {"llmscope_kv_cache_bytes", "Bytes held by the KV cache (f16 or f32 elements: --kv-type)."},
+    [MET_WEIGHT_BYTES] = {"llmscope_weights_bytes", "Bytes of the model file held in memory."},
+    [MET_WEIGHT_HUGE] = {"llmscope_weights_huge_page_bytes",
+                         "Bytes of the model held in 2 MiB pages at start (0 with --mmap or where the kernel gave none)."},
 };
 
 typedef struct hist {

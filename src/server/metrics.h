@@ -28,6 +28,8 @@ typedef enum met_gauge {
     MET_KV_USAGE,     // llmscope_kv_cache_usage_perc (0..1)
     MET_BATCH_SEQS,   // llmscope_batch_sequences (sequences in the last step)
     MET_KV_BYTES,     // llmscope_kv_cache_bytes (set at start)
+    MET_WEIGHT_BYTES, // llmscope_weights_bytes (set at start)
+    MET_WEIGHT_HUGE,  // llmscope_weights_huge_page_bytes (set at start)
     MET_N_GAUGE
 } met_gauge;
 

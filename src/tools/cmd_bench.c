@@ -26,7 +26,7 @@
 
 static void bench_usage(FILE *f) {
     fprintf(f,
-            "usage: llmscope bench -m FILE [-p N] [-n N] [-d N] [-np N] [-t N] [-r N] [--json]\n"
+            "usage: llmscope bench -m FILE [-p N] [-n N] [-d N] [-np N] [-t N] [-r N] [--mmap] [--json]\n"
             "  -p, --n-prompt N   prompt tokens for the pp test (default 128; 0 skips it)\n"
             "  -n, --n-gen N      generated tokens for the tg test (default 64; 0 skips it)\n"
             "  -d, --n-depth N    tokens already in the context when each test starts (default 0);\n"
@@ -37,6 +37,8 @@ static void bench_usage(FILE *f) {
             "  --cpu-affinity LIST    pin compute thread i to the i-th CPU of LIST (e.g. 0-3,6)\n"
             "  --numa MODE            off (default), distribute (threads over nodes) or isolate\n"
             "  --kv-type f16|f32      KV cache elements (default f16)\n"
+            "  --mmap             map the model file (4 KiB pages) instead of reading it into\n"
+            "                     2 MiB transparent huge pages\n"
             "  -r, --repetitions  runs per test after one warm-up (default 3)\n"
             "  --no-bw            skip the memory bandwidth measurement\n"
             "  --json             one JSON object on stdout instead of the table\n");
@@ -116,7 +118,7 @@ static double median(double *x, int n) {   // sorts x
 int cmd_bench(int argc, char **argv) {
     const char *cpu_affinity = NULL, *numa = NULL, *model_path = NULL;
     int64_t n_prompt = 128, n_gen = 64, n_depth = 0, n_threads = 0, reps = 3, n_par = 1;
-    bool json = false, no_bw = false;
+    bool json = false, no_bw = false, use_mmap = false;
     enum llama_kv_type kv_type = LLAMA_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -124,6 +126,7 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { bench_usage(stdout); return 0; }
         else if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--no-bw")) no_bw = true;
+        else if (!strcmp(argv[i], "--mmap")) use_mmap = true;
         else if (opt_value(argc, argv, &i, "-m", "--model", &v, &miss)) model_path = v;
         else if (opt_value(argc, argv, &i, "-p", "--n-prompt", &v, &miss)) ok = miss || opt_i64("bench", "-p", v, 0, 1 << 16, &n_prompt);
         else if (opt_value(argc, argv, &i, "-n", "--n-gen", &v, &miss)) ok = miss || opt_i64("bench", "-n", v, 0, 1 << 16, &n_gen);
@@ -147,7 +150,7 @@ int cmd_bench(int argc, char **argv) {
     if (!model_path) { bench_usage(stderr); return 2; }
 
     char err[512];
-    llama_model *m = llama_load(model_path, err, sizeof err);
+    llama_model *m = llama_load_with(model_path, &(llama_load_params){.mmap = use_mmap}, err, sizeof err);
     if (!m) { fprintf(stderr, "llmscope bench: %s\n", err); return 1; }
     int32_t need = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
     const int32_t depth = (int32_t)n_depth;
@@ -250,8 +253,9 @@ int cmd_bench(int argc, char **argv) {
     const int n_frac = n_gen > 0 ? n_bw : 0;
     double frac = n_frac ? median(bfrac, n_frac) : 0.0;   // sorted: bfrac[0] .. bfrac[n_frac - 1]
     const char *tname = ggml_type_name(m->ftype);
-    char cpu[256];
+    char cpu[256], wmem[160];
     cpu_describe(cpu, sizeof cpu);
+    llama_weights_memory(m, wmem, sizeof wmem);
 
     if (json) {
         // Built with jansson so names from the (untrusted) file are escaped.
@@ -264,6 +268,8 @@ int cmd_bench(int argc, char **argv) {
                               "mem_read_bw_bytes_per_s", bw, "decode_weight_bytes_per_s", dec_bytes,
                               "decode_bw_fraction", frac);
         if (o) json_object_set_new(o, "kv_type", json_string(llama_ctx_kv_type(c)));
+        if (o) json_object_set_new(o, "weights_memory", json_string(wmem));
+        if (o) json_object_set_new(o, "weights_huge_page_bytes", json_integer(llama_weights_huge_bytes(m)));
         if (o && n_bw) json_object_set_new(o, "mem_read_bw_probes", json_integer(n_bw));
         if (o && n_peak) {
             json_object_set_new(o, "madd_peak_per_s", json_real(peak_med));
@@ -302,7 +308,8 @@ int cmd_bench(int argc, char **argv) {
         if (depth > 0 && n_gen > 0)
             printf("| %s | %s | %.2f MiB | %.2f M | %d | tg%lld | %.2f ± %.2f |\n", m->name, tname, mib, mp, nth,
                    (long long)n_gen, sg0.mean, sg0.sd);
-        printf("\ncpu: %s\nplacement: %s\nkv cache: %s\n", cpu, llama_ctx_placement(c), llama_ctx_kv_type(c));
+        printf("\ncpu: %s\nplacement: %s\nkv cache: %s\nweights: %s\n", cpu, llama_ctx_placement(c), llama_ctx_kv_type(c),
+               wmem);
         if (npar > 1)
             printf("parallel decode: %d sequences give %.2fx the tokens/s of one (median of %lld paired rounds; "
                    "%.2f-%.2f)\n", npar, x_med, (long long)reps, ratio[0], ratio[reps - 1]);

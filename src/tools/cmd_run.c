@@ -21,6 +21,8 @@ static void run_usage(FILE *f) {
             "  --numa MODE            off (default), distribute (threads over nodes) or isolate\n"
             "  -c, --ctx N            context length (default: the model's, at most 4096)\n"
             "  --kv-type f16|f32      KV cache elements (default f16)\n"
+            "  --mmap                 map the model file (4 KiB pages) instead of reading it into\n"
+            "                         2 MiB transparent huge pages\n"
             "  --temp T               temperature; 0 = greedy (default 0.8)\n"
             "  --top-k K              (default 40)     --top-p P (default 0.95)\n"
             "  --min-p P              (default 0.05)   --repeat-penalty R (default 1.0)\n"
@@ -33,7 +35,7 @@ int cmd_run(int argc, char **argv) {
     const char *cpu_affinity = NULL, *numa = NULL, *model_path = NULL, *prompt = "";
     int64_t n_predict = 128, n_threads = 0, n_ctx = 0, top_k = 40, seed = 0;
     double temp = 0.8, top_p = 0.95, min_p = 0.05, rep = 1.0;
-    bool no_bos = false, print_ids = false;
+    bool no_bos = false, print_ids = false, use_mmap = false;
     enum llama_kv_type kv_type = LLAMA_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -41,6 +43,7 @@ int cmd_run(int argc, char **argv) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { run_usage(stdout); return 0; }
         else if (!strcmp(argv[i], "--no-bos")) no_bos = true;
         else if (!strcmp(argv[i], "--ids")) print_ids = true;
+        else if (!strcmp(argv[i], "--mmap")) use_mmap = true;
         else if (opt_value(argc, argv, &i, "-m", "--model", &v, &miss)) model_path = v;
         else if (opt_value(argc, argv, &i, "-p", "--prompt", &v, &miss)) prompt = v;
         else if (opt_value(argc, argv, &i, "-n", "--n-predict", &v, &miss)) ok = miss || opt_i64("run", "-n", v, 0, 1 << 20, &n_predict);
@@ -68,7 +71,7 @@ int cmd_run(int argc, char **argv) {
     if (!model_path) { run_usage(stderr); return 2; }
 
     char err[512];
-    llama_model *m = llama_load(model_path, err, sizeof err);
+    llama_model *m = llama_load_with(model_path, &(llama_load_params){.mmap = use_mmap}, err, sizeof err);
     if (!m) { fprintf(stderr, "llmscope run: %s\n", err); return 1; }
     const tok_vocab *voc = m->vocab;
     size_t plen = strlen(prompt);
