@@ -66,7 +66,8 @@ void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, in
 int mm_simple(const mm_weight *w, const float *x, int64_t T, float *y);
 
 // Memory read bandwidth, measured on the pool by streaming a buffer of `bytes`
-// (larger than the caches) `reps` times; returns bytes per second.
+// (larger than the caches; held in 2 MiB pages where the kernel gives them,
+// as loaded weights are) `reps` times; returns the best, in bytes per second.
 struct tp_pool;
 double mm_measure_read_bw(struct tp_pool *pool, size_t bytes, int reps);
 
