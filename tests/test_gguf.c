@@ -345,7 +345,7 @@ static void test_huge_alloc(void) {
     const bool on = !strcmp(thp, "always") || !strcmp(thp, "madvise");
     size_t len = 0;
     const size_t n = ((size_t)5 << 20) + 1;
-    uint8_t *p = util_huge_alloc(n, &len);
+    uint8_t *p = util_huge_alloc(n, &len, NULL);
     REQUIRE(p);
     CHECKF(len == (size_t)6 << 20, "len %zu", len);
     CHECK(((uintptr_t)p & (((uintptr_t)2 << 20) - 1)) == 0);
@@ -359,7 +359,7 @@ static void test_huge_alloc(void) {
     else CHECKF(h == 0, "THP %s but %lld bytes in huge pages", thp, (long long)h);
     CHECK(h <= (int64_t)len);
     util_huge_free(p, len);
-    CHECK(util_huge_alloc(0, &len) == NULL);
+    CHECK(util_huge_alloc(0, &len, NULL) == NULL);
 }
 
 // GGUF_HOLD_COPY holds the same bytes as the mapping, in memory of its own

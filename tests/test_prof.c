@@ -613,6 +613,19 @@ static void test_heap_profile(void) {
     close(fd);
     unlink(path);
 
+    // A model file read into memory (util_huge_alloc with a name, as
+    // llama_load does) is its own entry too, until it is freed.
+    size_t hl = 0;
+    uint8_t *w = util_huge_alloc((size_t)4 << 20, &hl, "/models/x.gguf");
+    REQUIRE(w);
+    memset(w, 1, (size_t)1 << 20);   // 1 MiB resident
+    heap_values("[weights] /models/x.gguf", v);
+    CHECKF(v[1] == (int64_t)hl && v[3] >= 1 << 20 && v[3] <= (int64_t)hl, "len %zu: mapped %lld resident %lld", hl,
+           (long long)v[1], (long long)v[3]);
+    util_huge_free(w, hl);
+    heap_values("[weights] /models/x.gguf", v);
+    CHECK(v[1] == 0 && v[3] == 0);
+
     prof_response r = {0};
     CHECK(prof_heap_profile(true, 0, &r) == PROF_OK);
     dprof d;

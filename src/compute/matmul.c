@@ -1636,7 +1636,7 @@ double mm_measure_read_bw(struct tp_pool *pool, size_t bytes, int reps) {
     // In 2 MiB pages where the kernel gives them, as the weights are
     // (llama_load): 3-4% faster to stream than 4 KiB pages on a Zen 4 host,
     // and decode's share of the bandwidth is measured against the best.
-    buf = util_huge_alloc(a.bytes, &len);
+    buf = util_huge_alloc(a.bytes, &len, NULL);
     if (!buf && posix_memalign(&buf, 4096, a.bytes) != 0) return 0.0;
     a.buf = buf;
     tp_run(pool, bw_touch, &a);

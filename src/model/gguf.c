@@ -446,7 +446,7 @@ gguf_ctx *gguf_open_mem(const void *data, size_t size, const char *name, char *e
 static void *read_huge(int fd, const char *path, size_t size, size_t *len, char *err, size_t errlen) {
     *len = 0;
     size_t hl;
-    uint8_t *p = util_huge_alloc(size, &hl);
+    uint8_t *p = util_huge_alloc(size, &hl, path);
     if (!p) return NULL;
     for (size_t got = 0; got < size;) {
         const size_t chunk = size - got < ((size_t)64 << 20) ? size - got : (size_t)64 << 20;

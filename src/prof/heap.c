@@ -480,6 +480,23 @@ static bool add_mapped_files(prof_profile *p) {
         ok = prof_profile_add_named(p, name, v, l, 3);
     }
     free(files);
+    // Model files read into memory (llama_load's default) are anonymous
+    // memory, not a mapped file: each named util_huge_alloc() region is a
+    // sample "[weights] PATH" the same way, with the bytes in huge pages.
+    util_region *rg = calloc(16, sizeof *rg);
+    if (!rg) return false;
+    const int nr = util_huge_regions(rg, 16);
+    for (int i = 0; i < nr && ok; i++) {
+        int64_t rss = 0, huge = 0;
+        if (!util_mapping_usage(rg[i].p, &rss, &huge)) continue;
+        char name[300];
+        snprintf(name, sizeof name, "[weights] %.255s", rg[i].name);
+        int64_t v[4] = {1, (int64_t)rg[i].len, 1, rss};
+        prof_label l[4] = {{"kind", "weights", 0, NULL}, {"mapped", NULL, (int64_t)rg[i].len, "bytes"},
+                           {"resident", NULL, rss, "bytes"}, {"huge_pages", NULL, huge, "bytes"}};
+        ok = prof_profile_add_named(p, name, v, l, 4);
+    }
+    free(rg);
     return ok;
 }
 

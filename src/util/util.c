@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +59,20 @@ void util_buf_printf(util_buf *b, const char *fmt, ...) {
 
 #define HUGE_SZ ((size_t)2 << 20)
 
-void *util_huge_alloc(size_t n, size_t *len) {
+#define MAX_REGIONS 16
+static pthread_mutex_t regions_mu = PTHREAD_MUTEX_INITIALIZER;
+static util_region regions[MAX_REGIONS];
+static int n_regions;
+
+int util_huge_regions(util_region *out, int max) {
+    pthread_mutex_lock(&regions_mu);
+    int n = n_regions < max ? n_regions : max;
+    memcpy(out, regions, sizeof *out * (size_t)(n > 0 ? n : 0));
+    pthread_mutex_unlock(&regions_mu);
+    return n;
+}
+
+void *util_huge_alloc(size_t n, size_t *len, const char *name) {
     if (n == 0 || n > SIZE_MAX - 2 * HUGE_SZ) return NULL;
     const size_t want = (n + HUGE_SZ - 1) & ~(HUGE_SZ - 1);
     // Over-map by one huge page, then trim the ends so what is left starts
@@ -73,11 +87,25 @@ void *util_huge_alloc(size_t n, size_t *len) {
     madvise(p, want, MADV_HUGEPAGE);   // advice only: without it the memory still works
 #endif
     *len = want;
+    if (name) {
+        pthread_mutex_lock(&regions_mu);
+        if (n_regions < MAX_REGIONS) {
+            regions[n_regions] = (util_region){.p = p, .len = want};
+            snprintf(regions[n_regions].name, sizeof regions[n_regions].name, "%s", name);
+            n_regions++;
+        }
+        pthread_mutex_unlock(&regions_mu);
+    }
     return p;
 }
 
 void util_huge_free(void *p, size_t len) {
-    if (p) munmap(p, len);
+    if (!p) return;
+    pthread_mutex_lock(&regions_mu);
+    for (int i = 0; i < n_regions; i++)
+        if (regions[i].p == p) { regions[i] = regions[--n_regions]; break; }
+    pthread_mutex_unlock(&regions_mu);
+    munmap(p, len);
 }
 
 const char *util_thp_mode(void) {
@@ -94,13 +122,13 @@ const char *util_thp_mode(void) {
     return mode;
 }
 
-int64_t util_huge_bytes(const void *p) {
+bool util_mapping_usage(const void *p, int64_t *rss, int64_t *huge) {
     FILE *f = fopen("/proc/self/smaps", "r");
-    if (!f) return -1;
+    if (!f) return false;
     char line[512];
     const uintptr_t a = (uintptr_t)p;
     bool in = false;
-    int64_t kb = -1;
+    long long r = -1, h = -1;
     while (fgets(line, sizeof line, f)) {
         unsigned long lo, hi;
         // A mapping's header line is "lo-hi perms offset dev inode [path]";
@@ -108,12 +136,19 @@ int64_t util_huge_bytes(const void *p) {
         if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
             if (in) break;
             in = a >= lo && a < hi;
-        } else if (in && !strncmp(line, "AnonHugePages:", 14)) {
-            long long v;
-            if (sscanf(line + 14, "%lld", &v) == 1) kb = v;
-            break;
+        } else if (in) {
+            if (!strncmp(line, "Rss:", 4)) sscanf(line + 4, "%lld", &r);
+            else if (!strncmp(line, "AnonHugePages:", 14)) sscanf(line + 14, "%lld", &h);
         }
     }
     fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
+    if (r < 0 || h < 0) return false;
+    *rss = (int64_t)r * 1024;
+    *huge = (int64_t)h * 1024;
+    return true;
+}
+
+int64_t util_huge_bytes(const void *p) {
+    int64_t rss, huge;
+    return util_mapping_usage(p, &rss, &huge) ? huge : -1;
 }

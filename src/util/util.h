@@ -26,9 +26,17 @@ void util_buf_printf(util_buf *b, const char *fmt, ...) __attribute__((format(pr
 // transparent huge pages (MADV_HUGEPAGE), so the kernel backs it with 2 MiB
 // pages where it can and streaming it costs one TLB entry per 2 MiB, not per
 // 4 KiB. Zero-filled. *len receives the mapped length to pass to
-// util_huge_free(). NULL when the mapping fails.
-void *util_huge_alloc(size_t n, size_t *len);
+// util_huge_free(). NULL when the mapping fails. A non-NULL `name` (a model
+// file's path) lists the memory in util_huge_regions() until it is freed,
+// so the heap profile can show it.
+void *util_huge_alloc(size_t n, size_t *len, const char *name);
 void util_huge_free(void *p, size_t len);
+// The named util_huge_alloc() memory that is live (at most `max` copied).
+typedef struct util_region { const void *p; size_t len; char name[256]; } util_region;
+int util_huge_regions(util_region *out, int max);
+// Resident bytes and bytes in huge pages of the mapping that holds p (Rss and
+// AnonHugePages in /proc/self/smaps); false when that cannot be read.
+bool util_mapping_usage(const void *p, int64_t *rss, int64_t *huge);
 // The kernel's transparent huge page mode ("always", "madvise" or "never",
 // the bracketed word of /sys/kernel/mm/transparent_hugepage/enabled), or
 // "unavailable" where the file cannot be read.
