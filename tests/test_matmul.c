@@ -93,7 +93,7 @@ static void check_type(enum ggml_type type, int iters) {
         // kernels use them): the same bits again.
         const size_t sb = mm_block_sums_size(&w);
         if (sb && T >= 8) {
-            int32_t *bsum = malloc(sb);
+            uint8_t *bsum = malloc(sb);
             REQUIRE(bsum);
             mm_block_sums(&w, bsum);
             w.bsum = bsum;
@@ -143,7 +143,7 @@ static void test_model_shapes(void) {
             cpu_set_level(CPU_LEVEL_SCALAR);
             REQUIRE(mm_simple(&w, x, T, ref) == 0);
             cpu_set_level(top);
-            int32_t *bsum = NULL;   // q8_0: as the model loader attaches them
+            uint8_t *bsum = NULL;   // q8_0: as the model loader attaches them
             if (mm_block_sums_size(&w)) {
                 REQUIRE((bsum = malloc(mm_block_sums_size(&w))));
                 mm_block_sums(&w, bsum);

@@ -239,17 +239,26 @@ static bool use_vnni_pack(void) { return cpu_level() >= CPU_LEVEL_AVX512 && cpu_
 
 size_t mm_block_sums_size(const mm_weight *w) {
     if (w->type != GGML_TYPE_Q8_0 || !use_vnni_pack()) return 0;
-    return sizeof(int32_t) * (size_t)(w->K / 32) * (size_t)w->N;
+    return (size_t)(w->N / 8) * (size_t)(w->K / 32) * 32;
 }
 
-void mm_block_sums(const mm_weight *w, int32_t *out) {
+void mm_block_sums(const mm_weight *w, uint8_t *out) {
     const int64_t nb = w->K / 32;
     const block_q8_0 *blk = w->data;
-    for (int64_t i = 0; i < nb * w->N; i++) {
-        int32_t s = 0;
-        for (int j = 0; j < 32; j++) s += blk[i].qs[j];
-        out[i] = -128 * s;
-    }
+    for (int64_t t = 0; t < w->N / 8; t++)
+        for (int64_t b = 0; b < nb; b++) {
+            int16_t neg[8];
+            fp16_t d[8];
+            for (int r = 0; r < 8; r++) {
+                const block_q8_0 *q = &blk[(t * 8 + r) * nb + b];
+                int s = 0;
+                for (int j = 0; j < 32; j++) s += q->qs[j];
+                neg[r] = (int16_t)-s;   // |Σq| <= 4096
+                d[r] = q->d;
+            }
+            memcpy(out + (t * nb + b) * 32, neg, 16);
+            memcpy(out + (t * nb + b) * 32 + 16, d, 16);
+        }
 }
 
 static inline enum ggml_type pack_layout(enum ggml_type type, int64_t T) {
@@ -1045,12 +1054,15 @@ AVX512VNNI_TARGET static void widen_u8(enum ggml_type type, int R, const uint8_t
 // The lone-group tile for 8 q8_0 rows with their block sums
 // (mm_weight.bsum), its whole loop over the blocks in asm. Per block: each
 // row's block of the next tile prefetched into L2 (pn0/pn3/pn6: rows 0/3/6
-// a span ahead, rows rowb apart); the 8 rows' int32 sums started at their
-// −128·Σw (c0/c3/c6 into bs8, cs = nb·4 bytes between rows); 8 steps, each
-// the tokens' quad-word g made unsigned (xor 0x80: x + 128) and, per row,
-// its quad g broadcast straight from the weights as the signed operand of
-// one vpdpbusd ({1to8}; Σ(x + 128)·w = Σx·w + 128·Σw); then per row its
-// f16 scale times the tokens' (dx, read once), the sums converted, one FMA.
+// a span ahead, rows rowb apart), and the next tile's sums (cs ahead); the
+// 8 rows' −Σw (int16) and scales (f16), 32 bytes at c, widened in one load
+// each, the sums times 128 (vpslld 7) and each row's spread over the
+// tokens' lanes by vpermd (the index vectors live in ymm8-15), which starts
+// that row's int32 sum at −128·Σw; 8 steps, each the tokens' quad-word g
+// made unsigned (xor 0x80: x + 128) and, per row, its quad g broadcast
+// straight from the weights as the signed operand of one vpdpbusd
+// ({1to8}; Σ(x + 128)·w = Σx·w + 128·Σw); then per row its scale spread by
+// vpermps times the tokens' (dx, read once), the sums converted, one FMA.
 // No copy of the rows made unsigned: the same integers as the other tiles,
 // so the same results (before this loop, block sums instead of the copy:
 // one core, rows in L2, 1.14-1.20x; stories110M q8_0, 8 sequences,
@@ -1067,62 +1079,77 @@ AVX512VNNI_TARGET static void widen_u8(enum ggml_type type, int R, const uint8_t
 // rounds, results bit-identical: one core, rows in L1 or L2, K = 768-2048,
 // 115-120 → 135-141 G MAC/s (1.18-1.26x); 2 threads from DRAM 1.13-1.19x;
 // stories110M Q8_0, 8 sequences, 1.09-1.12x.
+// The loop was then bound by its loads, not its multiply-adds: without
+// the 8 scale loads of a block (a probe, wrong results) it ran 1.07-1.08x,
+// without the 8 vmulps 1.01x, with each row's sum in two chains 0.97-1.01x.
+// Each row's sum and scale used to be read from the row (vpbroadcastw) and
+// from a row-major array of int32 sums (vpbroadcastd): 16 loads a block.
+// Laid out by tile, as here, they are 2 loads and 16 register permutes, and
+// take the same 4 bytes a row and block. Same-process rounds, results
+// bit-identical: one core, rows in L1, 1.15-1.18x; 2 threads, rows in L2,
+// 1.12x, from DRAM 1.05-1.12x; 8 sequences decoded together, stories110M
+// Q8_0 1.03-1.11x, TinyLlama Q8_0 1.12x. As int32 sums and f32 scales (64
+// bytes a tile and block) the tile ran 0.93-0.97x from DRAM: it then read
+// 23% more than the weights, not 12%.
 // Tried: each row's quads 2p and 2p + 1 as one 8-byte broadcast against
 // the tokens' quads interleaved (half the weight loads, a vphaddd per row
 // and block), 0.88-0.96x of this loop; prefetching each row every other
 // block (4 a block) 0.75-0.81x from DRAM, as a line in 17 goes unfetched;
 // one linear prefetch stream two tiles ahead (4.25 a block) 0.93x end to end.
 #define VQ_PF(base, idx) "prefetcht1 (%[" #base "]" idx ")\n\t"
-#define VQ_SUM(base, idx, a) "vpbroadcastd (%[" #base "]" idx "), %%" a "\n\t"
 #define VQ_ROW(g, base, idx, a) "vpdpbusd " #g "*4(%[" #base "]" idx ")%{1to8%}, %%ymm24, %%" a "\n\t"
 #define VQ_STEP(g)                                                                                        \
-    "vpxord " #g "*32(%[xp]), %[m], %%ymm24\n\t" VQ_ROW(g, p0, "", "ymm16") VQ_ROW(g, p0, ",%[rs],1", "ymm17") \
+    "vpxord " #g "*32(%[xp]), %%ymm27, %%ymm24\n\t" VQ_ROW(g, p0, "", "ymm16") VQ_ROW(g, p0, ",%[rs],1", "ymm17") \
     VQ_ROW(g, p0, ",%[rs],2", "ymm18") VQ_ROW(g, p3, "", "ymm19") VQ_ROW(g, p0, ",%[rs],4", "ymm20")            \
     VQ_ROW(g, p3, ",%[rs],2", "ymm21") VQ_ROW(g, p6, "", "ymm22") VQ_ROW(g, p3, ",%[rs],4", "ymm23")
-#define VQ_SCALE(base, idx, a, f)                                                                              \
-    "vpbroadcastw -2(%[" #base "]" idx "), %%xmm25\n\tvcvtph2ps %%xmm25, %%ymm25\n\t"                        \
-    "vmulps %%ymm26, %%ymm25, %%ymm25\n\tvcvtdq2ps %%" a ", %%" a "\n\tvfmadd231ps %%ymm25, %%" a ", %%" f "\n\t"
-AVX512VNNI_TARGET static void vtile_q8s(const uint8_t *w, size_t rowb, const int32_t *bs8, const uint8_t *grp,
+#define VQ_SUM(i, a) "vpermd %%ymm28, %%ymm" #i ", %%" a "\n\t"
+#define VQ_SCALE(i, a, f)                                                                            \
+    "vpermps %%ymm29, %%ymm" #i ", %%ymm25\n\tvmulps %%ymm26, %%ymm25, %%ymm25\n\t"                \
+    "vcvtdq2ps %%" a ", %%" a "\n\tvfmadd231ps %%ymm25, %%" a ", %%" f "\n\t"
+static const int32_t vq_lane_idx[64] __attribute__((aligned(32))) = {
+    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+    4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7};
+AVX512VNNI_TARGET static void vtile_q8s(const uint8_t *w, size_t rowb, const uint8_t *ts, const uint8_t *grp,
                                         int64_t nb, __m256 *res) {
     const size_t span = 8 * rowb;
-    // The next tile's block sums, all their lines now (the loop has no spare
-    // register for them): without this the tile ran 0.94-0.98x, spread over
-    // the loop in chunks of 16 blocks 1.00-1.04x.
-    for (int i = 0; i < 8; i++)
-        for (int64_t o = 0; o < nb * 4; o += 64) __builtin_prefetch((const char *)(bs8 + (size_t)(i + 8) * (size_t)nb) + o, 0, 2);
     const uint8_t *p0 = w + 2, *p3 = p0 + 3 * rowb, *p6 = p0 + 6 * rowb;
     const uint8_t *pn0 = w + span, *pn3 = pn0 + 3 * rowb, *pn6 = pn0 + 6 * rowb;
-    const int32_t *c0 = bs8, *c3 = bs8 + 3 * nb, *c6 = bs8 + 6 * nb;
-    const uint8_t *xp = grp;
+    const uint8_t *c = ts, *xp = grp;
     int64_t n = nb;
-    const size_t cs = (size_t)nb * 4;
+    const size_t cs = (size_t)nb * 32;   // the next tile's sums
     const __m256i m80 = _mm256_set1_epi8((char)0x80);
     __asm__ volatile(
         "vpxor %%xmm0, %%xmm0, %%xmm0\n\tvpxor %%xmm1, %%xmm1, %%xmm1\n\tvpxor %%xmm2, %%xmm2, %%xmm2\n\t"
         "vpxor %%xmm3, %%xmm3, %%xmm3\n\tvpxor %%xmm4, %%xmm4, %%xmm4\n\tvpxor %%xmm5, %%xmm5, %%xmm5\n\t"
         "vpxor %%xmm6, %%xmm6, %%xmm6\n\tvpxor %%xmm7, %%xmm7, %%xmm7\n\t"
+        "vmovdqa32 %[m], %%ymm27\n\t"
+        "vmovdqa (%[ix]), %%ymm8\n\tvmovdqa 32(%[ix]), %%ymm9\n\tvmovdqa 64(%[ix]), %%ymm10\n\t"
+        "vmovdqa 96(%[ix]), %%ymm11\n\tvmovdqa 128(%[ix]), %%ymm12\n\tvmovdqa 160(%[ix]), %%ymm13\n\t"
+        "vmovdqa 192(%[ix]), %%ymm14\n\tvmovdqa 224(%[ix]), %%ymm15\n\t"
         "1:\n\t"
         VQ_PF(pn0, "") VQ_PF(pn0, ",%[rs],1") VQ_PF(pn0, ",%[rs],2") VQ_PF(pn3, "") VQ_PF(pn0, ",%[rs],4")
-        VQ_PF(pn3, ",%[rs],2") VQ_PF(pn6, "") VQ_PF(pn3, ",%[rs],4")
-        VQ_SUM(c0, "", "ymm16") VQ_SUM(c0, ",%[cs],1", "ymm17") VQ_SUM(c0, ",%[cs],2", "ymm18") VQ_SUM(c3, "", "ymm19")
-        VQ_SUM(c0, ",%[cs],4", "ymm20") VQ_SUM(c3, ",%[cs],2", "ymm21") VQ_SUM(c6, "", "ymm22") VQ_SUM(c3, ",%[cs],4", "ymm23")
+        VQ_PF(pn3, ",%[rs],2") VQ_PF(pn6, "") VQ_PF(pn3, ",%[rs],4") VQ_PF(c, ",%[cs],1")
+        "vpmovsxwd (%[c]), %%ymm28\n\tvcvtph2ps 16(%[c]), %%ymm29\n\tvpslld $7, %%ymm28, %%ymm28\n\t"
+        VQ_SUM(8, "ymm16") VQ_SUM(9, "ymm17") VQ_SUM(10, "ymm18") VQ_SUM(11, "ymm19")
+        VQ_SUM(12, "ymm20") VQ_SUM(13, "ymm21") VQ_SUM(14, "ymm22") VQ_SUM(15, "ymm23")
         "vmovaps 256(%[xp]), %%ymm26\n\t"
         VQ_STEP(0) VQ_STEP(1) VQ_STEP(2) VQ_STEP(3) VQ_STEP(4) VQ_STEP(5) VQ_STEP(6) VQ_STEP(7)
-        VQ_SCALE(p0, "", "ymm16", "ymm0") VQ_SCALE(p0, ",%[rs],1", "ymm17", "ymm1") VQ_SCALE(p0, ",%[rs],2", "ymm18", "ymm2")
-        VQ_SCALE(p3, "", "ymm19", "ymm3") VQ_SCALE(p0, ",%[rs],4", "ymm20", "ymm4") VQ_SCALE(p3, ",%[rs],2", "ymm21", "ymm5")
-        VQ_SCALE(p6, "", "ymm22", "ymm6") VQ_SCALE(p3, ",%[rs],4", "ymm23", "ymm7")
+        VQ_SCALE(8, "ymm16", "ymm0") VQ_SCALE(9, "ymm17", "ymm1") VQ_SCALE(10, "ymm18", "ymm2")
+        VQ_SCALE(11, "ymm19", "ymm3") VQ_SCALE(12, "ymm20", "ymm4") VQ_SCALE(13, "ymm21", "ymm5")
+        VQ_SCALE(14, "ymm22", "ymm6") VQ_SCALE(15, "ymm23", "ymm7")
         "add $34, %[p0]\n\tadd $34, %[p3]\n\tadd $34, %[p6]\n\t"
         "add $34, %[pn0]\n\tadd $34, %[pn3]\n\tadd $34, %[pn6]\n\t"
-        "add $4, %[c0]\n\tadd $4, %[c3]\n\tadd $4, %[c6]\n\t"
-        "add $320, %[xp]\n\t"
+        "add $32, %[c]\n\tadd $320, %[xp]\n\t"
         "dec %[n]\n\tjnz 1b\n\t"
         "vmovups %%ymm0, (%[res])\n\tvmovups %%ymm1, 32(%[res])\n\tvmovups %%ymm2, 64(%[res])\n\t"
         "vmovups %%ymm3, 96(%[res])\n\tvmovups %%ymm4, 128(%[res])\n\tvmovups %%ymm5, 160(%[res])\n\t"
         "vmovups %%ymm6, 192(%[res])\n\tvmovups %%ymm7, 224(%[res])\n\t"
         : [p0] "+r"(p0), [p3] "+r"(p3), [p6] "+r"(p6), [pn0] "+r"(pn0), [pn3] "+r"(pn3), [pn6] "+r"(pn6),
-          [c0] "+r"(c0), [c3] "+r"(c3), [c6] "+r"(c6), [xp] "+r"(xp), [n] "+r"(n)
-        : [rs] "r"(rowb), [cs] "r"(cs), [m] "v"(m80), [res] "r"(res)
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "memory", "cc");
+          [c] "+r"(c), [xp] "+r"(xp), [n] "+r"(n)
+        : [rs] "r"(rowb), [cs] "r"(cs), [m] "v"(m80), [res] "r"(res), [ix] "r"(vq_lane_idx)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",
+          "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24",
+          "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "memory", "cc");
 }
 #undef VQ_PF
 #undef VQ_SUM
@@ -1136,7 +1163,7 @@ AVX512VNNI_TARGET static void vtile_q8s(const uint8_t *w, size_t rowb, const int
 // of it) to prefetch, spread over the blocks; without, block b of row i is
 // read from w + i·rowb and made unsigned in the tile (one group: each block
 // serves one load of x), or, for 8 q8_0 rows of one group with their block
-// sums bs8 (row i's at bs8 + i·nb), used as they are (vtile_q8s).
+// sums ts (the tile's, mm_weight.bsum), used as they are (vtile_q8s).
 // Read from the weights, each row's block of the next tile (span ahead) is
 // prefetched into L2 only (prefetcht1), one line a row and block, whatever
 // the row length. Into L1 and in address order, as decode does it, the
@@ -1146,14 +1173,14 @@ AVX512VNNI_TARGET static void vtile_q8s(const uint8_t *w, size_t rowb, const int
 // 1.01-1.07x; two tiles ahead instead of one 0.98-1.03x. Decode keeps L1:
 // there L2 ran 0.92-0.96x.
 AVX512VNNI_TARGET static ALWAYS_INLINE void vtile(enum ggml_type type, int R, int G, const uint8_t *w, size_t rowb,
-                                                  const int32_t *bs8, const uint8_t *pre, const float *pds,
+                                                  const uint8_t *ts, const uint8_t *pre, const float *pds,
                                                   const uint8_t *grp, int64_t gb, int64_t nb, __m256 *res) {
     __m256 acc[VR1][VG];
     _Alignas(32) uint8_t wt[VR1][32];
     const int shift = type == GGML_TYPE_Q8_0 ? 4 : 0;   // 8·Σq → 128·Σq
     const size_t bs = type == GGML_TYPE_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
-    if (type == GGML_TYPE_Q8_0 && R == 8 && G == 1 && !pre && bs8) {   // the rows as they are, with their block sums
-        vtile_q8s(w, rowb, bs8, grp, nb, res);
+    if (type == GGML_TYPE_Q8_0 && R == 8 && G == 1 && !pre && ts) {   // the rows as they are, with their block sums
+        vtile_q8s(w, rowb, ts, grp, nb, res);
         return;
     }
     PRAGMA_UNROLL(8) for (int i = 0; i < R; i++)
@@ -1220,12 +1247,14 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vtile(enum ggml_type type, int R, in
 // Rows r.. (R of them) against one token group g, straight from the weights:
 // the tile, then the lanes of real tokens to y.
 AVX512VNNI_TARGET static ALWAYS_INLINE void vrows1(enum ggml_type type, int R, const uint8_t *wd, size_t rowb,
-                                                   const int32_t *bsum, const uint8_t *pack, int64_t gb, int64_t nb,
+                                                   const uint8_t *bsum, const uint8_t *pack, int64_t gb, int64_t nb,
                                                    int64_t g, int64_t T, int64_t N, long r, float *y) {
     __m256 res[VR1];
     _Alignas(32) float lanes[8];
-    vtile(type, R, 1, wd + (size_t)r * rowb, rowb, bsum ? bsum + (size_t)r * (size_t)nb : NULL, NULL, NULL,
-          pack + g * gb, gb, nb, res);
+    // The sums are laid out by tiles of 8 rows from row 0: a tile that starts
+    // elsewhere (items of 12 rows, a static split by 4) goes without.
+    const uint8_t *ts = bsum && R == 8 && r % 8 == 0 ? bsum + (size_t)(r / 8) * (size_t)nb * 32 : NULL;
+    vtile(type, R, 1, wd + (size_t)r * rowb, rowb, ts, NULL, NULL, pack + g * gb, gb, nb, res);
     const int64_t t0 = g * 8;
     const int nt = T - t0 < 8 ? (int)(T - t0) : 8;
     if (R == 8) {   // 8 × 8 through the transpose: one store per token (about 1.01x end to end)
@@ -1272,7 +1301,7 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vstrip(enum ggml_type type, int R, c
 // One thread's rows [r0, r1): as prun_typed, panels of rows that stay in L2
 // while every token group passes over them, strips of VR rows widened once.
 AVX512VNNI_TARGET static ALWAYS_INLINE void vrun_typed(enum ggml_type type, const uint8_t *wd, size_t rowb,
-                                                       const int32_t *bsum, const uint8_t *pack, int64_t K, int64_t T,
+                                                       const uint8_t *bsum, const uint8_t *pack, int64_t K, int64_t T,
                                                        int64_t N, long r0, long r1, float *y) {
     const int64_t nb = K / 32, ng = (T + 7) / 8, gb = pack_bytes(GGML_TYPE_Q4_0, K);
     if (ng == 1 || K > STRIP_K) {   // each weight block serves one group: no widening ahead
@@ -1312,7 +1341,7 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void vrun_typed(enum ggml_type type, cons
 }
 
 AVX512VNNI_TARGET static void vrun_avx512vnni(enum ggml_type type, const uint8_t *wd, size_t rowb,
-                                              const int32_t *bsum, const uint8_t *pack, int64_t K, int64_t T,
+                                              const uint8_t *bsum, const uint8_t *pack, int64_t K, int64_t T,
                                               int64_t N, long r0, long r1, float *y) {
     if (type == GGML_TYPE_Q8_0) vrun_typed(GGML_TYPE_Q8_0, wd, rowb, bsum, pack, K, T, N, r0, r1, y);
     else vrun_typed(GGML_TYPE_Q4_0, wd, rowb, NULL, pack, K, T, N, r0, r1, y);

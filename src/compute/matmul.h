@@ -21,17 +21,20 @@ typedef struct mm_weight {
     const void *data;      // (N, K) in `type`
     int64_t K;             // elements per row (a multiple of 32 for block types, 256 for K-quants)
     int64_t N;             // rows
-    // q8_0 only, optional: −128 × the sum of each block's 32 values, row r's
-    // block b at bsum[r·K/32 + b] (mm_block_sums). With it, batched decode
-    // on AVX-512 VNNI reads the weight bytes as they are (matmul.c, vtile).
-    const int32_t *bsum;
+    // q8_0 only, optional: for each tile of 8 rows from row 0 (rows 8i ..
+    // 8i + 7) and block b, 32 bytes at bsum + (i·K/32 + b)·32: the 8 rows'
+    // −Σ of the block's 32 values (int16), then their scales (f16)
+    // (mm_block_sums). With it, batched decode on AVX-512 VNNI reads the
+    // weight bytes as they are (matmul.c, vtile_q8s).
+    const uint8_t *bsum;
 } mm_weight;
 
-// Bytes mm_block_sums() writes for w: K/32 int32 per row for a q8_0 weight
-// when this machine's kernels use them (AVX-512 VNNI), else 0.
+// Bytes mm_block_sums() writes for w: 4 per block of the rows in whole
+// tiles of 8, for a q8_0 weight when this machine's kernels use them
+// (AVX-512 VNNI), else 0.
 size_t mm_block_sums_size(const mm_weight *w);
 // Fills out (mm_block_sums_size(w) bytes) with the block sums of w.bsum.
-void mm_block_sums(const mm_weight *w, int32_t *out);
+void mm_block_sums(const mm_weight *w, uint8_t *out);
 
 // Bytes of scratch ("wdata") the activations of T rows need for this weight type.
 size_t mm_wdata_size(enum ggml_type type, int64_t K, int64_t T);

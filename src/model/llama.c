@@ -94,17 +94,27 @@ static int load_weight(llama_model *m, const char *name, int64_t K, int64_t N, m
 
 // The block sums the batched q8_0 kernel reads (mm_weight.bsum), where this
 // machine's kernels use them: 4 bytes per 32-value block, 12% of the weight.
-static int attach_block_sums(llama_model *m, mm_weight *w, char *err, size_t errlen) {
-    const size_t bytes = mm_block_sums_size(w);
-    if (!bytes) return 0;
-    int32_t *s = model_own(m, bytes);
-    if (!s) {
-        seterr(err, errlen, "%s: out of memory for the block sums of a %lld x %lld weight", gguf_path(m->gguf),
-               (long long)w->N, (long long)w->K);
+// All of a model's in one region of huge pages, as the weights are (the
+// kernel streams them beside the weights), listed as "PATH (block sums)".
+static int attach_block_sums(llama_model *m, mm_weight **ws, int n, char *err, size_t errlen) {
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (mm_block_sums_size(ws[i]) + 63) & ~(size_t)63;
+    if (!total) return 0;
+    char name[300];
+    snprintf(name, sizeof name, "%s (block sums)", gguf_path(m->gguf));
+    uint8_t *mem = util_huge_alloc(total, &m->bsum_len, name);
+    if (!mem) {
+        seterr(err, errlen, "%s: out of memory for the block sums (%zu bytes)", gguf_path(m->gguf), total);
         return -1;
     }
-    mm_block_sums(w, s);
-    w->bsum = s;
+    m->bsum_mem = mem;
+    for (int i = 0; i < n; i++) {
+        const size_t bytes = mm_block_sums_size(ws[i]);
+        if (!bytes) continue;
+        mm_block_sums(ws[i], mem);
+        ws[i]->bsum = mem;
+        mem += (bytes + 63) & ~(size_t)63;
+    }
     return 0;
 }
 
@@ -251,12 +261,22 @@ llama_model *llama_load_with(const char *path, const llama_load_params *p, char 
 #undef W
 #undef NV
     }
-    if (attach_block_sums(m, &m->output, err, errlen)) goto fail;
-    for (int l = 0; l < hp->n_layer; l++) {
-        llama_layer *L = &m->layers[l];
-        mm_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-            if (attach_block_sums(m, ws[i], err, errlen)) goto fail;
+    {
+        mm_weight **all = malloc(sizeof *all * (size_t)(7 * hp->n_layer + 1));
+        if (!all) {
+            seterr(err, errlen, "%s: out of memory", path);
+            goto fail;
+        }
+        int n = 0;
+        all[n++] = &m->output;
+        for (int l = 0; l < hp->n_layer; l++) {
+            llama_layer *L = &m->layers[l];
+            mm_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) all[n++] = ws[i];
+        }
+        const int rc = attach_block_sums(m, all, n, err, errlen);
+        free(all);
+        if (rc) goto fail;
     }
     // A pass reads one embedding row per token, not the whole table (unless
     // the table is also the classifier).
@@ -292,6 +312,7 @@ void llama_weights_memory(const llama_model *m, char *buf, size_t n) {
 
 void llama_free(llama_model *m) {
     if (!m) return;
+    util_huge_free(m->bsum_mem, m->bsum_len);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);

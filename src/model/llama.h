@@ -57,6 +57,8 @@ typedef struct llama_model {
     llama_layer *layers;           // (n_layer)
     uint64_t n_params;             // elements in all weight tensors
     uint64_t weight_bytes;         // bytes one forward pass reads (each weight once)
+    void *bsum_mem;                // the q8_0 weights' block sums (mm_weight.bsum), one region
+    size_t bsum_len;
     void **owned;                  // buffers made at load (converted tensors)
     int n_owned;
 } llama_model;
