@@ -128,7 +128,8 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["kv_type"]
   && ok "bench --kv-type f32" || bad "bench --kv-type f32" "$(cat "$tmp/bk.json")"
 # The weights: read into 2 MiB pages by default (where the kernel's transparent
 # huge pages are on), a file mapping with --mmap; the output says which.
-thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled 2>/dev/null)
+[ -z "$thp" ] || [ "$thp" = inherit ] && thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
 "$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -r 1 -t 2 --no-bw --json > "$tmp/bh.json" 2>&1
 "$bin" bench -m "$models/stories260K.gguf" -p 0 -n 4 -r 1 -t 2 --no-bw --json --mmap > "$tmp/bm.json" 2>&1
 python3 -c '

@@ -349,10 +349,9 @@ static void test_huge_alloc(void) {
     REQUIRE(p);
     CHECKF(len == (size_t)6 << 20, "len %zu", len);
     CHECK(((uintptr_t)p & (((uintptr_t)2 << 20) - 1)) == 0);
-    size_t nz = 0;
-    for (size_t i = 0; i < len; i += 4096) nz += p[i] != 0;
-    CHECK(nz == 0);
-    memset(p, 0x5a, len);   // faults every page in
+    // Written before any read: a read would map the shared zero page, which
+    // kernels before 6.12 split into 4 KiB pages on the first write.
+    memset(p, 0x5a, len);
     const int64_t h = util_huge_bytes(p);
     CHECKF(h >= 0, "/proc/self/smaps unreadable");
     if (on) CHECKF(h >= (int64_t)2 << 20, "THP %s but %lld bytes of 6 MiB in huge pages", thp, (long long)h);
@@ -360,6 +359,29 @@ static void test_huge_alloc(void) {
     CHECK(h <= (int64_t)len);
     util_huge_free(p, len);
     CHECK(util_huge_alloc(0, &len, NULL) == NULL);
+    p = util_huge_alloc(4096, &len, NULL);   // zero-filled
+    REQUIRE(p);
+    size_t nz = 0;
+    for (size_t i = 0; i < len; i++) nz += p[i] != 0;
+    CHECK(nz == 0 && len == (size_t)2 << 20);
+    util_huge_free(p, len);
+}
+
+// Whether the mapping that holds p may be written (from /proc/self/maps).
+static bool writable(const void *p) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return true;
+    char line[512], perm[8] = "";
+    bool w = true;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perm) == 3 && (uintptr_t)p >= lo && (uintptr_t)p < hi) {
+            w = perm[1] == 'w';
+            break;
+        }
+    }
+    fclose(f);
+    return w;
 }
 
 // GGUF_HOLD_COPY holds the same bytes as the mapping, in memory of its own
@@ -379,6 +401,7 @@ static void test_hold_copy(void) {
         CHECK(gguf_file_size(a) == gguf_file_size(b) && gguf_file_data(a) != gguf_file_data(b));
         CHECK(!memcmp(gguf_file_data(a), gguf_file_data(b), gguf_file_size(a)));
         if (on) CHECK(((uintptr_t)gguf_file_data(b) & (((uintptr_t)2 << 20) - 1)) == 0);
+        CHECKF(!writable(gguf_file_data(b)), "%s: the copy is writable", files[f]);
         CHECK(gguf_n_tensors(a) == gguf_n_tensors(b));
         for (int64_t i = 0; i < gguf_n_tensors(b); i++) {
             const gguf_tensor *ta = gguf_tensor_at(a, i), *tb = gguf_tensor_at(b, i);
@@ -388,14 +411,25 @@ static void test_hold_copy(void) {
         gguf_close(a);
         gguf_close(b);
     }
-    // A bad file read into memory is refused the same way (and the memory released: ASan).
+    // A bad file read into memory is refused the same way, and its copy
+    // released (it is listed in util_huge_regions while it lives).
     char path[] = "/tmp/llmscope-test-XXXXXX";
     int fd = mkstemp(path);
     REQUIRE(fd >= 0);
     const uint8_t junk[64] = {'G', 'G', 'U', 'F', 9};
     CHECK(write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
     close(fd);
+    util_region rg[16];
+    const int before = util_huge_regions(rg, 16);
     CHECK(gguf_open_with(path, GGUF_HOLD_COPY, err, sizeof err) == NULL && strstr(err, path) && strstr(err, "offset"));
+    CHECK(util_huge_regions(rg, 16) == before);
+    gguf_ctx *g = gguf_open_with(harness_model("stories260K.gguf"), GGUF_HOLD_COPY, err, sizeof err);
+    REQUIRE(g);
+    const int during = util_huge_regions(rg, 16);
+    CHECK(during == before + (on ? 1 : 0));
+    if (on) CHECK(rg[during - 1].p == gguf_file_data(g) && strstr(rg[during - 1].name, "stories260K.gguf"));
+    gguf_close(g);
+    CHECK(util_huge_regions(rg, 16) == before);
     unlink(path);
 }
 

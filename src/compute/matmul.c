@@ -36,7 +36,6 @@
 #include "quant.h"
 #include "threadpool.h"
 #include "../util/util.h"
-#include "../util/util.h"
 
 #define DO_PRAGMA(x) _Pragma(#x)
 #define PRAGMA_UNROLL(n) DO_PRAGMA(GCC unroll n)   // loops over tile rows/tokens: unrolled, so accumulators stay in registers

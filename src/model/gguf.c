@@ -441,10 +441,13 @@ gguf_ctx *gguf_open_mem(const void *data, size_t size, const char *name, char *e
     return open_common(data, size, name ? name : "<memory>", false, GGUF_HOLD_MAP, 0, err, errlen);
 }
 
-// Reads the whole file into memory from util_huge_alloc(). NULL (with err
-// set only for a read error; *len 0) when the memory cannot be had.
-static void *read_huge(int fd, const char *path, size_t size, size_t *len, char *err, size_t errlen) {
+// Reads the whole file into memory from util_huge_alloc(), named by the
+// path, and makes it read-only (a stray write faults, as on the mapping).
+// NULL with *read_error false when the memory cannot be had; NULL with
+// *read_error true (and err set) when the file cannot be read.
+static void *read_huge(int fd, const char *path, size_t size, size_t *len, bool *read_error, char *err, size_t errlen) {
     *len = 0;
+    *read_error = false;
     size_t hl;
     uint8_t *p = util_huge_alloc(size, &hl, path);
     if (!p) return NULL;
@@ -455,10 +458,12 @@ static void *read_huge(int fd, const char *path, size_t size, size_t *len, char 
             if (err && errlen)
                 snprintf(err, errlen, "%s: offset %zu: read: %s", path, got, k < 0 ? strerror(errno) : "file shrank while loading");
             util_huge_free(p, hl);
+            *read_error = true;
             return NULL;
         }
         got += (size_t)k;
     }
+    mprotect(p, hl, PROT_READ);
     *len = hl;
     return p;
 }
@@ -487,10 +492,13 @@ gguf_ctx *gguf_open_with(const char *path, enum gguf_hold hold, char *err, size_
     void *p = NULL;
     if (hold == GGUF_HOLD_COPY) {
         const char *thp = util_thp_mode();
-        if (!strcmp(thp, "always") || !strcmp(thp, "madvise")) {
-            if (err && errlen) err[0] = 0;
-            p = read_huge(fd, path, size, &hold_len, err, errlen);
-            if (!p && err && errlen && err[0]) { close(fd); return NULL; }   // a read error, not a lack of memory
+        // A copy is private memory: only where it leaves at least as much
+        // again free (a file mapping pages instead of pushing others out).
+        const int64_t avail = util_mem_available();
+        if ((!strcmp(thp, "always") || !strcmp(thp, "madvise")) && (avail < 0 || (int64_t)size <= avail / 2)) {
+            bool read_error;
+            p = read_huge(fd, path, size, &hold_len, &read_error, err, errlen);
+            if (read_error) { close(fd); return NULL; }
         }
         if (!p) hold = GGUF_HOLD_MAP;
     }

@@ -127,8 +127,10 @@ enum gguf_hold {
 };
 // As gguf_open() (which maps), holding the bytes as asked. GGUF_HOLD_COPY
 // falls back to a mapping where the kernel's transparent huge pages are
-// "never" or absent (a copy would then buy nothing) or the memory cannot be
-// had; gguf_hold_of() says which it got.
+// "never" or absent (a copy would then buy nothing), where the file is more
+// than half the memory still available (util_mem_available), or where the
+// memory cannot be had; gguf_hold_of() says which it got. The copy is
+// read-only, as the mapping is.
 gguf_ctx *gguf_open_with(const char *path, enum gguf_hold hold, char *err, size_t errlen);
 enum gguf_hold gguf_hold_of(const gguf_ctx *ctx);
 // Same over a caller-owned buffer (not copied; must outlive the ctx). `name`

@@ -95,13 +95,13 @@ static int load_weight(llama_model *m, const char *name, int64_t K, int64_t N, m
 // The block sums the batched q8_0 kernel reads (mm_weight.bsum), where this
 // machine's kernels use them: 4 bytes per 32-value block, 12% of the weight.
 // All of a model's in one region of huge pages, as the weights are (the
-// kernel streams them beside the weights), listed as "PATH (block sums)".
+// kernel streams them beside the weights), listed as "PATH, block sums".
 static int attach_block_sums(llama_model *m, mm_weight **ws, int n, char *err, size_t errlen) {
     size_t total = 0;
     for (int i = 0; i < n; i++) total += (mm_block_sums_size(ws[i]) + 63) & ~(size_t)63;
     if (!total) return 0;
     char name[300];
-    snprintf(name, sizeof name, "%s (block sums)", gguf_path(m->gguf));
+    snprintf(name, sizeof name, "%s, block sums", gguf_path(m->gguf));
     uint8_t *mem = util_huge_alloc(total, &m->bsum_len, name);
     if (!mem) {
         seterr(err, errlen, "%s: out of memory for the block sums (%zu bytes)", gguf_path(m->gguf), total);
@@ -306,7 +306,7 @@ void llama_weights_memory(const llama_model *m, char *buf, size_t n) {
         if (!strcmp(thp, "never") || !strcmp(thp, "unavailable"))
             snprintf(buf, n, "file mapping, %.1f MiB in 4 KiB pages (transparent huge pages: %s)", mib, thp);
         else
-            snprintf(buf, n, "file mapping, %.1f MiB in 4 KiB pages (no memory for a copy)", mib);
+            snprintf(buf, n, "file mapping, %.1f MiB in 4 KiB pages (too little free memory for a copy)", mib);
     }
 }
 

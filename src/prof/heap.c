@@ -487,8 +487,8 @@ static bool add_mapped_files(prof_profile *p) {
     if (!rg) return false;
     const int nr = util_huge_regions(rg, 16);
     for (int i = 0; i < nr && ok; i++) {
-        int64_t rss = 0, huge = 0;
-        if (!util_mapping_usage(rg[i].p, &rss, &huge)) continue;
+        const int64_t rss = rg[i].rss, huge = rg[i].huge;
+        if (rss < 0) continue;
         char name[300];
         snprintf(name, sizeof name, "[weights] %.255s", rg[i].name);
         int64_t v[4] = {1, (int64_t)rg[i].len, 1, rss};

@@ -68,6 +68,8 @@ int util_huge_regions(util_region *out, int max) {
     pthread_mutex_lock(&regions_mu);
     int n = n_regions < max ? n_regions : max;
     memcpy(out, regions, sizeof *out * (size_t)(n > 0 ? n : 0));
+    for (int i = 0; i < n; i++)
+        if (!util_mapping_usage(out[i].p, &out[i].rss, &out[i].huge)) out[i].rss = out[i].huge = -1;
     pthread_mutex_unlock(&regions_mu);
     return n;
 }
@@ -108,18 +110,56 @@ void util_huge_free(void *p, size_t len) {
     munmap(p, len);
 }
 
-const char *util_thp_mode(void) {
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (!f) return "unavailable";
+static const char *thp_word(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
     char line[128] = "";
-    const char *mode = "unavailable";
+    const char *mode = NULL;
     if (fgets(line, sizeof line, f)) {
         if (strstr(line, "[always]")) mode = "always";
         else if (strstr(line, "[madvise]")) mode = "madvise";
         else if (strstr(line, "[never]")) mode = "never";
+        else if (strstr(line, "[inherit]")) mode = "inherit";
     }
     fclose(f);
     return mode;
+}
+
+const char *util_thp_mode(void) {
+    // Kernels with transparent huge pages of several sizes (6.8+) set each
+    // size on its own; "inherit" takes the top-level setting.
+    const char *m = thp_word("/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled");
+    if (!m || !strcmp(m, "inherit")) m = thp_word("/sys/kernel/mm/transparent_hugepage/enabled");
+    return m && strcmp(m, "inherit") ? m : "unavailable";
+}
+
+int64_t util_mem_available(void) {
+    int64_t avail = -1;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        long long kb;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) { avail = (int64_t)kb * 1024; break; }
+        fclose(f);
+    }
+    // A cgroup v2 limit (the process's own group, mounted at /sys/fs/cgroup).
+    long long max = -1, cur = -1;
+    f = fopen("/sys/fs/cgroup/memory.max", "r");
+    if (f) {
+        if (fscanf(f, "%lld", &max) != 1) max = -1;   // "max": no limit
+        fclose(f);
+    }
+    f = fopen("/sys/fs/cgroup/memory.current", "r");
+    if (f) {
+        if (fscanf(f, "%lld", &cur) != 1) cur = -1;
+        fclose(f);
+    }
+    if (max > 0 && cur >= 0) {
+        const int64_t left = max > cur ? (int64_t)(max - cur) : 0;
+        if (avail < 0 || left < avail) avail = left;
+    }
+    return avail;
 }
 
 bool util_mapping_usage(const void *p, int64_t *rss, int64_t *huge) {

@@ -31,16 +31,25 @@ void util_buf_printf(util_buf *b, const char *fmt, ...) __attribute__((format(pr
 // so the heap profile can show it.
 void *util_huge_alloc(size_t n, size_t *len, const char *name);
 void util_huge_free(void *p, size_t len);
-// The named util_huge_alloc() memory that is live (at most `max` copied).
-typedef struct util_region { const void *p; size_t len; char name[256]; } util_region;
+// The named util_huge_alloc() memory that is live (at most `max` copied),
+// each with its resident bytes and bytes in huge pages (-1 when
+// /proc/self/smaps cannot be read), read while no region can be freed.
+typedef struct util_region { const void *p; size_t len; int64_t rss, huge; char name[256]; } util_region;
 int util_huge_regions(util_region *out, int max);
 // Resident bytes and bytes in huge pages of the mapping that holds p (Rss and
 // AnonHugePages in /proc/self/smaps); false when that cannot be read.
 bool util_mapping_usage(const void *p, int64_t *rss, int64_t *huge);
-// The kernel's transparent huge page mode ("always", "madvise" or "never",
-// the bracketed word of /sys/kernel/mm/transparent_hugepage/enabled), or
-// "unavailable" where the file cannot be read.
+// The kernel's transparent huge page mode for 2 MiB pages: "always",
+// "madvise" or "never" (the bracketed word of
+// /sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled where the
+// kernel has per-size settings and it is not "inherit", else of
+// .../transparent_hugepage/enabled), or "unavailable" where neither can be
+// read.
 const char *util_thp_mode(void);
+// Bytes this process could still take without pushing others out:
+// MemAvailable, or less where a cgroup v2 memory.max is lower; -1 when
+// unknown.
+int64_t util_mem_available(void);
 // Bytes of the mapping that holds p which sit in huge pages (AnonHugePages in
 // /proc/self/smaps); -1 when that cannot be read.
 int64_t util_huge_bytes(const void *p);
