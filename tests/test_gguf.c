@@ -419,17 +419,17 @@ static void test_hold_copy(void) {
     const uint8_t junk[64] = {'G', 'G', 'U', 'F', 9};
     CHECK(write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
     close(fd);
-    util_region rg[16];
-    const int before = util_huge_regions(rg, 16);
+    util_region rg[UTIL_MAX_REGIONS];
+    const int before = util_huge_regions(rg, UTIL_MAX_REGIONS);
     CHECK(gguf_open_with(path, GGUF_HOLD_COPY, err, sizeof err) == NULL && strstr(err, path) && strstr(err, "offset"));
-    CHECK(util_huge_regions(rg, 16) == before);
+    CHECK(util_huge_regions(rg, UTIL_MAX_REGIONS) == before);
     gguf_ctx *g = gguf_open_with(harness_model("stories260K.gguf"), GGUF_HOLD_COPY, err, sizeof err);
     REQUIRE(g);
-    const int during = util_huge_regions(rg, 16);
+    const int during = util_huge_regions(rg, UTIL_MAX_REGIONS);
     CHECK(during == before + (on ? 1 : 0));
     if (on) CHECK(rg[during - 1].p == gguf_file_data(g) && strstr(rg[during - 1].name, "stories260K.gguf"));
     gguf_close(g);
-    CHECK(util_huge_regions(rg, 16) == before);
+    CHECK(util_huge_regions(rg, UTIL_MAX_REGIONS) == before);
     unlink(path);
 }
 

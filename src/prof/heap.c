@@ -483,9 +483,9 @@ static bool add_mapped_files(prof_profile *p) {
     // Model files read into memory (llama_load's default) are anonymous
     // memory, not a mapped file: each named util_huge_alloc() region is a
     // sample "[weights] PATH" the same way, with the bytes in huge pages.
-    util_region *rg = calloc(16, sizeof *rg);
+    util_region *rg = calloc(UTIL_MAX_REGIONS, sizeof *rg);
     if (!rg) return false;
-    const int nr = util_huge_regions(rg, 16);
+    const int nr = util_huge_regions(rg, UTIL_MAX_REGIONS);
     for (int i = 0; i < nr && ok; i++) {
         const int64_t rss = rg[i].rss, huge = rg[i].huge;
         if (rss < 0) continue;

@@ -59,9 +59,8 @@ void util_buf_printf(util_buf *b, const char *fmt, ...) {
 
 #define HUGE_SZ ((size_t)2 << 20)
 
-#define MAX_REGIONS 16
 static pthread_mutex_t regions_mu = PTHREAD_MUTEX_INITIALIZER;
-static util_region regions[MAX_REGIONS];
+static util_region regions[UTIL_MAX_REGIONS];
 static int n_regions;
 
 int util_huge_regions(util_region *out, int max) {
@@ -91,7 +90,7 @@ void *util_huge_alloc(size_t n, size_t *len, const char *name) {
     *len = want;
     if (name) {
         pthread_mutex_lock(&regions_mu);
-        if (n_regions < MAX_REGIONS) {
+        if (n_regions < UTIL_MAX_REGIONS) {
             regions[n_regions] = (util_region){.p = p, .len = want};
             snprintf(regions[n_regions].name, sizeof regions[n_regions].name, "%s", name);
             n_regions++;

@@ -34,6 +34,7 @@ void util_huge_free(void *p, size_t len);
 // The named util_huge_alloc() memory that is live (at most `max` copied),
 // each with its resident bytes and bytes in huge pages (-1 when
 // /proc/self/smaps cannot be read), read while no region can be freed.
+#define UTIL_MAX_REGIONS 16   // named regions listed at once; later ones are not listed
 typedef struct util_region { const void *p; size_t len; int64_t rss, huge; char name[256]; } util_region;
 int util_huge_regions(util_region *out, int max);
 // Resident bytes and bytes in huge pages of the mapping that holds p (Rss and
