@@ -517,6 +517,11 @@ gguf_ctx *gguf_open_with(const char *path, enum gguf_hold hold, char *err, size_
 
 enum gguf_hold gguf_hold_of(const gguf_ctx *ctx) { return ctx->hold; }
 
+int gguf_set_writable(gguf_ctx *ctx, int writable) {
+    if (!ctx->mapped || ctx->hold != GGUF_HOLD_COPY) return -1;
+    return mprotect((void *)ctx->base, ctx->hold_len, writable ? PROT_READ | PROT_WRITE : PROT_READ);
+}
+
 void gguf_close(gguf_ctx *ctx) {
     if (!ctx) return;
     for (int64_t i = 0; i < ctx->n_kv; i++) { free(ctx->kv[i].key); free(ctx->kv[i].str_off); }

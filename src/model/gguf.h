@@ -133,6 +133,11 @@ enum gguf_hold {
 // read-only, as the mapping is.
 gguf_ctx *gguf_open_with(const char *path, enum gguf_hold hold, char *err, size_t errlen);
 enum gguf_hold gguf_hold_of(const gguf_ctx *ctx);
+// For GGUF_HOLD_COPY: makes the copy writable (1) or read-only again (0),
+// all of it at once (the region stays one mapping, its huge pages whole),
+// so a loader can rewrite tensors in place. 0 on success; -1 for a mapping
+// or when mprotect fails.
+int gguf_set_writable(gguf_ctx *ctx, int writable);
 // Same over a caller-owned buffer (not copied; must outlive the ctx). `name`
 // stands for the path in messages. Used by tests and the fuzz target.
 gguf_ctx *gguf_open_mem(const void *data, size_t size, const char *name, char *err, size_t errlen);
