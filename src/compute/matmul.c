@@ -132,6 +132,21 @@ AVX2_TARGET static void prep_row_avx2(const float *x, int64_t K, uint8_t *dst) {
     }
 }
 
+// One token for weights in strips (stile1): the row as prep_row_avx2 writes
+// it, then per block −128·Σq (int32).
+AVX2_TARGET static void prep_row_strip(const float *x, int64_t K, uint8_t *dst) {
+    prep_row_avx2(x, K, dst);
+    int32_t *neg = (int32_t *)(dst + K + (K / 32) * 4);
+    for (int64_t b = 0; b < K / 32; b++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(dst + b * 32));
+        const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+        neg[b] = -128 * _mm_cvtsi128_si32(h);
+    }
+}
+
 // ---- packed activations for batches (lanes = tokens) ----------------------------
 //
 // From PACK_MIN tokens on, the AVX2 path lays the quantized activations out
@@ -146,7 +161,9 @@ AVX2_TARGET static void prep_row_avx2(const float *x, int64_t K, uint8_t *dst) {
 //     (element pairs, for _mm256_madd_epi16), then the 8 tokens' scales.
 //   q4_0 weights (PK4 bytes): 8 × [8 tokens × 4 int8] (element quads, for
 //     _mm256_maddubs_epi16 with the unsigned nibbles), the 8 scales, then
-//     8·Σq per token (int32): q4_0 values are nibble − 8.
+//     8·Σq per token (int32): q4_0 values are nibble − 8. For q8_0 weights
+//     in strips (mm_to_strips) the same with −128·Σq: their values are
+//     stored + 128.
 #define PACK_MIN 8
 #define PK8 (16 * 32 + 32)
 #define PK4 (8 * 32 + 32 + 32)
@@ -183,7 +200,8 @@ AVX2_TARGET static ALWAYS_INLINE void transpose8x32(__m256i r[8]) {
 // reciprocal done once for the 8 lanes (token by token, the scalar chain
 // through a general register took most of the packing's time). Same values
 // as quant_block_avx2 per token.
-AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int64_t K, int n, uint8_t *grp) {
+AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int64_t K, int n, uint8_t *grp,
+                                         bool strip) {
     _Alignas(32) static const float zeros[32];
     const int64_t nb = K / 32;
     for (int64_t b = 0; b < nb; b++) {
@@ -223,7 +241,9 @@ AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int
             }
             _mm256_store_ps((float *)(blk + 8 * 32), d);
             const __m256i sum = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-            _mm256_store_si256((__m256i *)(blk + 8 * 32 + 32), _mm256_slli_epi32(sum, 3));
+            const __m256i off = strip ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 7))
+                                      : _mm256_slli_epi32(sum, 3);
+            _mm256_store_si256((__m256i *)(blk + 8 * 32 + 32), off);
         }
     }
 }
@@ -237,7 +257,7 @@ static bool use_pack(int64_t T) { return T >= PACK_MIN && cpu_level() >= CPU_LEV
 static bool use_vnni_pack(void) { return cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni; }
 
 size_t mm_block_sums_size(const mm_weight *w) {
-    if (w->type != GGML_TYPE_Q8_0 || !use_vnni_pack()) return 0;
+    if (w->type != GGML_TYPE_Q8_0 || w->strips || !use_vnni_pack()) return 0;
     return (size_t)(w->N / 8) * (size_t)(w->K / 32) * 32;
 }
 
@@ -264,9 +284,15 @@ static inline enum ggml_type pack_layout(enum ggml_type type, int64_t T) {
     return type == GGML_TYPE_Q8_0 && (T <= 8 || use_vnni_pack()) ? GGML_TYPE_Q4_0 : type;
 }
 
+// Weights in strips are read by the strip kernels (stile8, stile1) where
+// AVX-512 VNNI is used, from packed groups whatever T; elsewhere (a level
+// lowered for tests) by the scalar code, from rows of q8_0 blocks.
+static bool strip_vnni(const mm_weight *w) { return w->strips && use_vnni_pack(); }
+static bool packs(const mm_weight *w, int64_t T) { return w->strips ? strip_vnni(w) : use_pack(T); }
+
 void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
     if (kq_type(w->type)) { kq_prepare_rows(w, T, ith, nth, t0, t1); return; }
-    if (is_quant(w->type) && use_pack(T)) {   // threads split token groups
+    if (is_quant(w->type) && packs(w, T)) {   // threads split token groups
         tp_split((T + 7) / 8, ith, nth, 1, t0, t1);
         *t0 *= 8;
         *t1 = *t1 * 8 < T ? *t1 * 8 : T;
@@ -280,13 +306,17 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     if (kq_type(w->type)) { kq_prepare(w, x, T, wdata, ith, nth); return; }
     if (!is_quant(w->type)) return;
     long t0, t1;
-    if (use_pack(T)) {   // threads split token groups (mm_prepare_rows)
-        const enum ggml_type lay = pack_layout(w->type, T);
+    if (strip_vnni(w) && T == 1) {
+        if (ith == 0) prep_row_strip(x, w->K, wdata);
+        return;
+    }
+    if (packs(w, T)) {   // threads split token groups (mm_prepare_rows)
+        const enum ggml_type lay = w->strips ? GGML_TYPE_Q4_0 : pack_layout(w->type, T);
         const int64_t gb = pack_bytes(lay, w->K);
         tp_split((T + 7) / 8, ith, nth, 1, &t0, &t1);
         for (long g = t0; g < t1; g++) {
             const int n = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
-            pack_group_avx2(lay, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb);
+            pack_group_avx2(lay, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb, w->strips);
         }
         return;
     }
@@ -338,6 +368,53 @@ static float dot_q_scalar(enum ggml_type type, const void *row, const uint8_t *x
         s += dw * ds[b] * (float)acc;
     }
     return s;
+}
+
+// Row r of a q8_0 weight in strips (mm_to_strips) · a prepared activation row.
+#define STRIP_BLOCK (16 * (int64_t)sizeof(block_q8_0))   // 544: 16 rows' block
+static float dot_strip_scalar(const uint8_t *data, int64_t r, const uint8_t *xq, int64_t K) {
+    const int8_t *qs = (const int8_t *)xq;
+    const float *ds = (const float *)(xq + K);
+    const int64_t nb = K / 32, i = r % 16;
+    const uint8_t *s = data + (size_t)(r / 16) * (size_t)(nb * STRIP_BLOCK);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = s + b * STRIP_BLOCK;
+        int32_t acc = 0;
+        for (int j = 0; j < 32; j++) acc += (int8_t)(blk[32 + (j / 4) * 64 + i * 4 + j % 4] ^ 0x80) * qs[b * 32 + j];
+        fp16_t d;
+        memcpy(&d, blk + 2 * i, sizeof d);
+        sum += fp16_to_fp32(d) * ds[b] * (float)acc;
+    }
+    return sum;
+}
+
+int mm_strips_wanted(const mm_weight *w) {
+    return w->type == GGML_TYPE_Q8_0 && !w->strips && w->N >= 16 && w->N % 16 == 0 && w->K % 32 == 0 &&
+           use_vnni_pack();
+}
+
+int mm_to_strips(mm_weight *w, void *data) {
+    const int64_t nb = w->K / 32;
+    const size_t rowb = (size_t)nb * sizeof(block_q8_0), sb = 16 * rowb;
+    uint8_t *tmp = malloc(sb);
+    if (!tmp) return -1;
+    for (int64_t st = 0; st < w->N / 16; st++) {
+        uint8_t *s = (uint8_t *)data + (size_t)st * sb;
+        memcpy(tmp, s, sb);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = s + b * STRIP_BLOCK;
+            for (int i = 0; i < 16; i++) {
+                const block_q8_0 *blk = (const block_q8_0 *)(tmp + (size_t)i * rowb) + b;
+                memcpy(o + 2 * i, &blk->d, 2);
+                for (int j = 0; j < 32; j++) o[32 + (j / 4) * 64 + i * 4 + j % 4] = (uint8_t)blk->qs[j] ^ 0x80;
+            }
+        }
+    }
+    free(tmp);
+    w->strips = 1;
+    w->bsum = NULL;
+    return 0;
 }
 
 // ---- AVX2: quantized tiles -----------------------------------------------------
@@ -1416,6 +1493,118 @@ AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, s
     }
 }
 
+// ---- AVX-512 VNNI: q8_0 weights in strips of 16 rows ---------------------------
+//
+// In a strip (mm_to_strips) one 64-byte load holds quad g of a block for 16
+// rows, the values made unsigned, and one vpdpbusd multiplies it by token
+// t's quad g broadcast from the packed activations ({1to16}): 16 rows ×
+// 4 values of one token in one instruction, from one load of the token's
+// 4 bytes. The rows' tiles (vtile_q8s) broadcast each row's quad instead,
+// against the 8 tokens: 8 rows a 256-bit vpdpbusd, one load each. Each
+// int32 sum starts at the token's −128·Σx (packed, mm_prepare), so it ends
+// at Σ x·w; the float steps per block (convert, scale d_w·d_x, add) are the
+// other kernels', so 8 tokens come out bit-identical to vtile's. A strip is
+// one contiguous stream: the weights of a thread's rows are read in address
+// order, prefetched a fixed distance ahead.
+#define STRIP_PF 2048   // bytes ahead the strip kernels prefetch into L1 (stile1 also 2× that into L2)
+
+// y[t·N + 0..15] for the nt (1..8) real tokens of one packed group at grp,
+// for the strip at sp (nb blocks); pf: prefetch ahead (the strip's first
+// pass; later groups find it in cache). The loop in asm, so each token's
+// quad is the {1to16} operand of its vpdpbusd: compiled, every quad took a
+// vpbroadcastd of its own (same-process rounds, one group, K = 768, rows in
+// L3: 1.10x as asm; from DRAM 0.98-1.07x, within the noise).
+#define ST_STEP(g)                                                                                                  \
+    "vmovdqu64 32+" #g "*64(%[wb]), %%zmm24\n\t"                                                                    \
+    "vpdpbusd " #g "*32+0(%[xb])%{1to16%}, %%zmm24, %%zmm16\n\tvpdpbusd " #g "*32+4(%[xb])%{1to16%}, %%zmm24, %%zmm17\n\t" \
+    "vpdpbusd " #g "*32+8(%[xb])%{1to16%}, %%zmm24, %%zmm18\n\tvpdpbusd " #g "*32+12(%[xb])%{1to16%}, %%zmm24, %%zmm19\n\t" \
+    "vpdpbusd " #g "*32+16(%[xb])%{1to16%}, %%zmm24, %%zmm20\n\tvpdpbusd " #g "*32+20(%[xb])%{1to16%}, %%zmm24, %%zmm21\n\t" \
+    "vpdpbusd " #g "*32+24(%[xb])%{1to16%}, %%zmm24, %%zmm22\n\tvpdpbusd " #g "*32+28(%[xb])%{1to16%}, %%zmm24, %%zmm23\n\t"
+#define ST_F(t, a, f)                                                                                    \
+    "vmulps 256+" #t "*4(%[xb])%{1to16%}, %%zmm25, %%zmm26\n\tvcvtdq2ps %%" a ", %%" a "\n\t"            \
+    "vfmadd231ps %%zmm26, %%" a ", %%" f "\n\t"
+#define ST_PF(o) "prefetcht0 " #o "+2048(%[wb])\n\t"
+#define ST_LOOP(PF)                                                                                          \
+    "1:\n\t" PF                                                                                              \
+    "vpbroadcastd 288(%[xb]), %%zmm16\n\tvpbroadcastd 292(%[xb]), %%zmm17\n\tvpbroadcastd 296(%[xb]), %%zmm18\n\t" \
+    "vpbroadcastd 300(%[xb]), %%zmm19\n\tvpbroadcastd 304(%[xb]), %%zmm20\n\tvpbroadcastd 308(%[xb]), %%zmm21\n\t" \
+    "vpbroadcastd 312(%[xb]), %%zmm22\n\tvpbroadcastd 316(%[xb]), %%zmm23\n\t"                              \
+    ST_STEP(0) ST_STEP(1) ST_STEP(2) ST_STEP(3) ST_STEP(4) ST_STEP(5) ST_STEP(6) ST_STEP(7)                   \
+    "vcvtph2ps (%[wb]), %%zmm25\n\t"                                                                         \
+    ST_F(0, "zmm16", "zmm0") ST_F(1, "zmm17", "zmm1") ST_F(2, "zmm18", "zmm2") ST_F(3, "zmm19", "zmm3")      \
+    ST_F(4, "zmm20", "zmm4") ST_F(5, "zmm21", "zmm5") ST_F(6, "zmm22", "zmm6") ST_F(7, "zmm23", "zmm7")      \
+    "add $544, %[wb]\n\tadd $320, %[xb]\n\tdec %[n]\n\tjnz 1b\n\t"
+_Static_assert(STRIP_PF == 2048 && STRIP_BLOCK == 544 && PK4 == 320, "the strip kernels' asm constants");
+AVX512VNNI_TARGET static void stile8(const uint8_t *sp, int64_t nb, const uint8_t *grp, float *y, int64_t N, int nt,
+                                     bool pf) {
+    _Alignas(64) float res[8][16];
+    const uint8_t *wb = sp, *xb = grp;
+    int64_t n = nb;
+#define ST_ASM(PF)                                                                                                    \
+    __asm__ volatile(                                                                                                 \
+        "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t"            \
+        "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"            \
+        "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t" ST_LOOP(PF)                                 \
+        "vmovaps %%zmm0, (%[res])\n\tvmovaps %%zmm1, 64(%[res])\n\tvmovaps %%zmm2, 128(%[res])\n\t"                      \
+        "vmovaps %%zmm3, 192(%[res])\n\tvmovaps %%zmm4, 256(%[res])\n\tvmovaps %%zmm5, 320(%[res])\n\t"                  \
+        "vmovaps %%zmm6, 384(%[res])\n\tvmovaps %%zmm7, 448(%[res])\n\t"                                                 \
+        : [wb] "+r"(wb), [xb] "+r"(xb), [n] "+r"(n)                                                                      \
+        : [res] "r"(&res[0][0])                                                                                          \
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20",   \
+          "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "memory", "cc")
+    if (pf) ST_ASM(ST_PF(0) ST_PF(64) ST_PF(128) ST_PF(192) ST_PF(256) ST_PF(320) ST_PF(384) ST_PF(448) ST_PF(512));
+    else ST_ASM("");
+#undef ST_ASM
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, _mm512_load_ps(res[t]));
+}
+#undef ST_STEP
+#undef ST_F
+#undef ST_PF
+#undef ST_LOOP
+
+// One token (decode): the block's 8 quads in 4 chains of int32 sums, added
+// (exactly) before the float step, so the results are those of stile8.
+AVX512VNNI_TARGET static void stile1(const uint8_t *sp, int64_t nb, const uint8_t *xq, float *y) {
+    __m512 f = _mm512_setzero_ps();
+    const float *xd = (const float *)(xq + nb * 32);
+    const int32_t *xneg = (const int32_t *)(xq + nb * 36);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = sp + b * STRIP_BLOCK, *xb = xq + b * 32;
+        PRAGMA_UNROLL(9) for (int l = 0; l < 9; l++) {
+            _mm_prefetch((const char *)wb + STRIP_PF + 64 * l, _MM_HINT_T0);
+            _mm_prefetch((const char *)wb + 2 * STRIP_PF + 64 * l, _MM_HINT_T1);
+        }
+        __m512i a[4];
+        a[0] = _mm512_set1_epi32(xneg[b]);
+        PRAGMA_UNROLL(3) for (int c = 1; c < 4; c++) a[c] = _mm512_setzero_si512();
+        PRAGMA_UNROLL(8) for (int g = 0; g < 8; g++)
+            a[g % 4] = _mm512_dpbusd_epi32(a[g % 4], _mm512_loadu_si512((const void *)(wb + 32 + 64 * g)),
+                                           _mm512_set1_epi32(*(const int32_t *)(xb + 4 * g)));
+        const __m512i s = _mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3]));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wb));
+        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), f);
+    }
+    _mm512_storeu_ps(y, f);
+}
+
+// Rows [r0, r1) (whole strips) for the T tokens packed at pack.
+AVX512VNNI_TARGET static void srun(const uint8_t *wd, const uint8_t *pack, int64_t K, int64_t T, int64_t N, long r0,
+                                   long r1, float *y) {
+    const int64_t nb = K / 32, gb = nb * PK4;
+    const size_t sb = (size_t)(nb * STRIP_BLOCK);
+    for (long r = r0; r < r1; r += 16) {
+        const uint8_t *sp = wd + (size_t)(r / 16) * sb;
+        if (T == 1) {
+            stile1(sp, nb, pack, y + r);
+            continue;
+        }
+        for (int64_t g = 0; g * 8 < T; g++) {
+            const int nt = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
+            stile8(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
+        }
+    }
+}
+
 // ---- AVX2: float weights -------------------------------------------------------
 
 AVX2_TARGET static inline __m256 load8_avx2(enum ggml_type type, const void *row, int64_t k) {
@@ -1517,6 +1706,14 @@ static void compute_rows(const mm_weight *w, const float *x, const void *wdata, 
     const int64_t K = w->K, N = w->N;
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
     if (r0 >= r1) return;
+    if (w->strips) {
+        if (strip_vnni(w)) srun(w->data, wdata, K, T, N, r0, r1, y);
+        else
+            for (int64_t t = 0; t < T; t++)
+                for (long r = r0; r < r1; r++)
+                    y[t * N + r] = dot_strip_scalar(w->data, r, (const uint8_t *)wdata + t * xq_stride(K), K);
+        return;
+    }
     if (is_quant(w->type)) {
         if (use_pack(T)) {
             if (use_vnni_pack()) vrun_avx512vnni(w->type, w->data, rowb, w->bsum, wdata, K, T, N, r0, r1, y);
@@ -1549,7 +1746,7 @@ static void compute_rows(const mm_weight *w, const float *x, const void *wdata, 
 void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y, int ith, int nth) {
     if (kq_type(w->type)) { kq_compute(w, wdata, T, y, ith, nth); return; }   // kquant.c
     long r0, r1;
-    tp_split(w->N, ith, nth, 4, &r0, &r1);
+    tp_split(w->N, ith, nth, w->strips ? 16 : 4, &r0, &r1);
     compute_rows(w, x, wdata, T, y, r0, r1);
 }
 
@@ -1571,6 +1768,7 @@ static long chunk_rows(const mm_weight *w, int64_t T, int nth) {
     const long min_rows = (long)((32 * 1024 + per_row - 1) / per_row);
     if (rows < min_rows) rows = min_rows;
     const long r48 = (rows + 47) / 48 * 48;
+    if (w->strips) return (long)w->N / r48 >= 2L * nth ? r48 : (rows + 15) / 16 * 16;   // whole strips
     return (long)w->N / r48 >= 2L * nth ? r48 : (rows + 11) / 12 * 12;
 }
 
