@@ -8,6 +8,7 @@
 
 #include "harness.h"
 #include "compute/cpu.h"
+#include "compute/matmul.h"
 #include "model/llama.h"
 #include "model/sampler.h"
 #include "util/util.h"
@@ -347,6 +348,43 @@ static void test_load_hold(void) {
     llama_free(b);
 }
 
+// q8_0 matrices are rewritten in strips of 16 rows in the private copy where
+// the kernels read strips (AVX-512 VNNI): not in a mapping, not when asked
+// to keep the rows. Strips and rows give the same greedy text and logits
+// within the rounding of the sums.
+static void test_load_strips(void) {
+    char err[512], desc[200];
+    const char *path = harness_model("tinyllamas-stories-260k-q8_0.gguf");
+    llama_model *r = llama_load_with(path, &(llama_load_params){.rows = true}, err, sizeof err);
+    llama_model *s = llama_load(path, err, sizeof err);
+    llama_model *mp = llama_load_with(path, &(llama_load_params){.mmap = true}, err, sizeof err);
+    REQUIRE(r && s && mp);
+    const mm_weight probe = {.type = GGML_TYPE_Q8_0, .K = 64, .N = 64};
+    const bool want = mm_strips_wanted(&probe) && gguf_hold_of(s->gguf) == GGUF_HOLD_COPY;
+    CHECK(r->n_strips == 0 && mp->n_strips == 0);
+    CHECKF(want ? s->n_strips > 0 : s->n_strips == 0, "%d matrices in strips", s->n_strips);
+    CHECKF(want ? s->layers[0].wq.strips && !r->layers[0].wq.strips : !s->layers[0].wq.strips, "wq strips %d",
+           s->layers[0].wq.strips);
+    llama_weights_memory(s, desc, sizeof desc);
+    CHECKF(!want || strstr(desc, "in strips of 16 rows"), "%s", desc);
+    fprintf(stderr, "  %s\n", desc);
+    const int32_t p[] = {1, 403, 407, 261, 378};
+    int32_t gr[48], gs[48];
+    const int V = r->hp.n_vocab;
+    float *lr = malloc(sizeof(float) * V), *ls = malloc(sizeof(float) * V);
+    REQUIRE(lr && ls);
+    for (int nb = 1; nb <= 8; nb += 7) {   // the prompt token by token, then in one pass
+        const int n1 = greedy(r, p, 5, 40, gr, lr, nb, LLAMA_KV_F16), n2 = greedy(s, p, 5, 40, gs, ls, nb, LLAMA_KV_F16);
+        CHECKF(n1 == n2 && n1 > 0 && !memcmp(gr, gs, sizeof(int32_t) * (size_t)n1), "greedy text differs (batch %d)", nb);
+        double worst = 0, scale = 0;
+        for (int i = 0; i < V; i++) scale = fabs(lr[i]) > scale ? fabs(lr[i]) : scale;
+        for (int i = 0; i < V; i++) worst = fabs(ls[i] - lr[i]) > worst ? fabs(ls[i] - lr[i]) : worst;
+        CHECKF(worst <= 1e-4 * scale, "logits differ by %g (largest %g, batch %d)", worst, scale, nb);
+    }
+    free(lr); free(ls);
+    llama_free(r); llama_free(s); llama_free(mp);
+}
+
 static void test_load_errors(void) {
     char err[512];
     CHECK(llama_load("/nonexistent/model.gguf", err, sizeof err) == NULL);
@@ -363,6 +401,7 @@ int main(void) {
     RUN(test_prompt_blocks_match_steps);
     RUN(test_levels_agree);
     RUN(test_load_hold);
+    RUN(test_load_strips);
     RUN(test_load_errors);
     return harness_done();
 }

@@ -118,6 +118,26 @@ static int attach_block_sums(llama_model *m, mm_weight **ws, int n, char *err, s
     return 0;
 }
 
+// The q8_0 matrices rewritten in strips of 16 rows (mm_to_strips) where the
+// kernels read strips, in the private copy only (a mapping stays as the
+// file is). Not the embedding table when it is also the classifier: its
+// rows are looked up one by one.
+static int lay_out_strips(llama_model *m, mm_weight **ws, int n, char *err, size_t errlen) {
+    int want = 0;
+    for (int i = 0; i < n; i++) want += mm_strips_wanted(ws[i]) && ws[i]->data != m->tok_embd.data;
+    if (!want || gguf_hold_of(m->gguf) != GGUF_HOLD_COPY || gguf_set_writable(m->gguf, 1) != 0) return 0;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        if (!mm_strips_wanted(ws[i]) || ws[i]->data == m->tok_embd.data) continue;
+        if (mm_to_strips(ws[i], (void *)ws[i]->data) != 0) {
+            seterr(err, errlen, "%s: out of memory rewriting the weights in strips", gguf_path(m->gguf));
+            rc = -1;
+        } else m->n_strips++;
+    }
+    gguf_set_writable(m->gguf, 0);
+    return rc;
+}
+
 // A vector weight (norm) as f32, converted when the file stores another type.
 static const float *load_vector(llama_model *m, const char *name, int64_t n, char *err, size_t errlen) {
     mm_weight w;
@@ -274,7 +294,8 @@ llama_model *llama_load_with(const char *path, const llama_load_params *p, char 
             mm_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
             for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) all[n++] = ws[i];
         }
-        const int rc = attach_block_sums(m, all, n, err, errlen);
+        int rc = p && p->rows ? 0 : lay_out_strips(m, all, n, err, errlen);
+        if (!rc) rc = attach_block_sums(m, all, n, err, errlen);
         free(all);
         if (rc) goto fail;
     }
@@ -299,6 +320,10 @@ void llama_weights_memory(const llama_model *m, char *buf, size_t n) {
         const int64_t h = llama_weights_huge_bytes(m);
         if (h < 0) snprintf(buf, n, "read into memory advised for 2 MiB pages (%.1f MiB; /proc/self/smaps unreadable)", mib);
         else snprintf(buf, n, "read into memory, %.1f of %.1f MiB in 2 MiB pages", (double)h / (1 << 20), mib);
+        if (m->n_strips) {
+            const size_t l = strlen(buf);
+            snprintf(buf + l, n - l, "; %d q8_0 matrices in strips of 16 rows", m->n_strips);
+        }
     } else if (m->mmap_asked) {
         snprintf(buf, n, "file mapping (--mmap), %.1f MiB in 4 KiB pages", mib);
     } else {
