@@ -407,7 +407,12 @@ int mm_to_strips(mm_weight *w, void *data) {
             for (int i = 0; i < 16; i++) {
                 const block_q8_0 *blk = (const block_q8_0 *)(tmp + (size_t)i * rowb) + b;
                 memcpy(o + 2 * i, &blk->d, 2);
-                for (int j = 0; j < 32; j++) o[32 + (j / 4) * 64 + i * 4 + j % 4] = (uint8_t)blk->qs[j] ^ 0x80;
+                for (int g = 0; g < 8; g++) {   // a quad at a time, the 4 values made unsigned
+                    uint32_t q;
+                    memcpy(&q, blk->qs + 4 * g, 4);
+                    q ^= 0x80808080u;
+                    memcpy(o + 32 + g * 64 + i * 4, &q, 4);
+                }
             }
         }
     }
