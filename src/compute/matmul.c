@@ -1511,14 +1511,19 @@ AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, s
 // other kernels', so 8 tokens come out bit-identical to vtile's. A strip is
 // one contiguous stream: the weights of a thread's rows are read in address
 // order, prefetched a fixed distance ahead.
-#define STRIP_PF 2048   // bytes ahead the strip kernels prefetch into L1 (stile1 also 2× that into L2)
+#define STRIP_PF 2048    // bytes ahead stile1 prefetches into L1 (and 2× that into L2)
+#define STRIP_PF8 8192   // bytes ahead stile8 prefetches into L2
 
 // y[t·N + 0..15] for the nt (1..8) real tokens of one packed group at grp,
 // for the strip at sp (nb blocks); pf: prefetch ahead (the strip's first
 // pass; later groups find it in cache). The loop in asm, so each token's
 // quad is the {1to16} operand of its vpdpbusd: compiled, every quad took a
 // vpbroadcastd of its own (same-process rounds, one group, K = 768, rows in
-// L3: 1.10x as asm; from DRAM 0.98-1.07x, within the noise).
+// L3: 1.10x as asm; from DRAM 0.98-1.07x, within the noise). The rows 8
+// KiB ahead go to L2 (prefetcht1): 8 sequences of stories110M Q8_0 ran
+// 1.02-1.11x against 2 KiB ahead into L1 (4 KiB ahead into L2 1.03-1.05x,
+// 16-32 KiB 1.04-1.06x; 1, 4 and 8 KiB into L1 no better); TinyLlama and
+// stories15M Q8_0 and prefill 0.99-1.03x.
 #define ST_STEP(g)                                                                                                  \
     "vmovdqu64 32+" #g "*64(%[wb]), %%zmm24\n\t"                                                                    \
     "vpdpbusd " #g "*32+0(%[xb])%{1to16%}, %%zmm24, %%zmm16\n\tvpdpbusd " #g "*32+4(%[xb])%{1to16%}, %%zmm24, %%zmm17\n\t" \
@@ -1528,7 +1533,7 @@ AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, s
 #define ST_F(t, a, f)                                                                                    \
     "vmulps 256+" #t "*4(%[xb])%{1to16%}, %%zmm25, %%zmm26\n\tvcvtdq2ps %%" a ", %%" a "\n\t"            \
     "vfmadd231ps %%zmm26, %%" a ", %%" f "\n\t"
-#define ST_PF(o) "prefetcht0 " #o "+2048(%[wb])\n\t"
+#define ST_PF(o) "prefetcht1 " #o "+8192(%[wb])\n\t"
 #define ST_LOOP(PF)                                                                                          \
     "1:\n\t" PF                                                                                              \
     "vpbroadcastd 288(%[xb]), %%zmm16\n\tvpbroadcastd 292(%[xb]), %%zmm17\n\tvpbroadcastd 296(%[xb]), %%zmm18\n\t" \
@@ -1539,7 +1544,7 @@ AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, s
     ST_F(0, "zmm16", "zmm0") ST_F(1, "zmm17", "zmm1") ST_F(2, "zmm18", "zmm2") ST_F(3, "zmm19", "zmm3")      \
     ST_F(4, "zmm20", "zmm4") ST_F(5, "zmm21", "zmm5") ST_F(6, "zmm22", "zmm6") ST_F(7, "zmm23", "zmm7")      \
     "add $544, %[wb]\n\tadd $320, %[xb]\n\tdec %[n]\n\tjnz 1b\n\t"
-_Static_assert(STRIP_PF == 2048 && STRIP_BLOCK == 544 && PK4 == 320, "the strip kernels' asm constants");
+_Static_assert(STRIP_PF8 == 8192 && STRIP_BLOCK == 544 && PK4 == 320, "the strip kernels' asm constants");
 AVX512VNNI_TARGET static void stile8(const uint8_t *sp, int64_t nb, const uint8_t *grp, float *y, int64_t N, int nt,
                                      bool pf) {
     _Alignas(64) float res[8][16];
