@@ -52,6 +52,12 @@ size_t mm_block_sums_size(const mm_weight *w);
 // Fills out (mm_block_sums_size(w) bytes) with the block sums of w.bsum.
 void mm_block_sums(const mm_weight *w, uint8_t *out);
 
+// Whether one mm_prepare() serves both weights: the same type, both in
+// strips or neither (strips take their activations in another form).
+static inline int mm_same_input(const mm_weight *a, const mm_weight *b) {
+    return a->type == b->type && !a->strips == !b->strips;
+}
+
 // Bytes of scratch ("wdata") the activations of T rows need for this weight type.
 size_t mm_wdata_size(enum ggml_type type, int64_t K, int64_t T);
 

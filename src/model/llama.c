@@ -543,7 +543,7 @@ static void matmul_group(llama_ctx *c, const mm_weight *const *ws, float *const 
         mm_prepare(ws[i], x, T, c->wdata, ith, nth);
         tp_barrier(c->pool);
         for (int j = i; j < n; j++) {
-            if (done[j] || ws[j]->type != ws[i]->type) continue;
+            if (done[j] || !mm_same_input(ws[j], ws[i])) continue;
             mm_compute_shared(ws[j], x, c->wdata, T, ys[j], tp_shared_counter(c->pool), ith, nth);
             done[j] = true;
         }
@@ -589,7 +589,7 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
         const mm_weight *qkv[] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[] = {c->q, c->k, c->v};
         for (int i = 0; i < 3; i++) {
-            if (i == 0 || qkv[i]->type != qkv[i - 1]->type) mm_prepare(qkv[i], xn, T, wd, 0, 1);
+            if (i == 0 || !mm_same_input(qkv[i], qkv[i - 1])) mm_prepare(qkv[i], xn, T, wd, 0, 1);
             mm_compute_shared(qkv[i], xn, wd, T, qkv_out[i], tp_shared_counter(c->pool), ith, nth);
         }
         if (g1 > g0) {   // the first attention task's keys and values on their way while the peer ends
@@ -637,7 +637,7 @@ static void forward_small(llama_ctx *c, int ith, int nth) {
         for (int64_t t = 0; t < T; t++) op_rmsnorm(xn + t * E, x + t * E, L->ffn_norm, (int)E, hp->rms_eps);
         mm_prepare(&L->w_gate, xn, T, wd, 0, 1);
         mm_compute_shared(&L->w_gate, xn, wd, T, c->hb, tp_shared_counter(c->pool), ith, nth);
-        if (L->w_up.type != L->w_gate.type) mm_prepare(&L->w_up, xn, T, wd, 0, 1);
+        if (!mm_same_input(&L->w_up, &L->w_gate)) mm_prepare(&L->w_up, xn, T, wd, 0, 1);
         mm_compute_shared(&L->w_up, xn, wd, T, c->hb2, tp_shared_counter(c->pool), ith, nth);
         tp_barrier(c->pool);
         op_silu_mul(xn, c->hb, c->hb2, (int)(T * F));   // into this thread's copy: hb is shared
