@@ -326,7 +326,7 @@ static void test_packed_activations(void) {
     fprintf(stderr, "  packed activations: %d values equal to the rule's\n", checked);
 }
 
-// q8_0 weights rewritten in strips of 16 rows (mm_to_strips), as the model
+// q8_0 and q4_0 weights rewritten in strips of 16 rows (mm_to_strips), as the model
 // loader does where the kernels read them: the layout matmul.h documents,
 // the scalar code's results bit for bit (levels below AVX-512 VNNI read
 // strips with it), and with VNNI the packed kernels' results bit for bit
@@ -354,45 +354,48 @@ static void test_strips(void) {
     tp_pool *pool = tp_create(2, "mmstrip");
     REQUIRE(pool);
     int fast = 0;
-    for (int it = 0; it < 160; it++) {
-        const int64_t K = 32 * (1 + rnd() % 24), N = 16 * (1 + rnd() % (it % 4 ? 12 : 80));
+    for (int it = 0; it < 320; it++) {
+        const enum ggml_type type = it % 2 ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
+        const int64_t K = 32 * (1 + rnd() % 24), N = 16 * (1 + rnd() % (it % 8 > 1 ? 12 : 80));
         const int64_t T = 1 + rnd() % (it % 3 ? 11 : 40);
         const int nth = 1 + (int)(rnd() % 3);
-        const size_t rowb = ggml_nbytes(GGML_TYPE_Q8_0, K);
-        float *wf = malloc(sizeof(float) * (size_t)K), *x = malloc(sizeof(float) * (size_t)(T * K));
+        const size_t rowb = ggml_nbytes(type, K);
+        float *wf = malloc(sizeof(float) * (size_t)(N * K)), *x = malloc(sizeof(float) * (size_t)(T * K));
         uint8_t *wq = malloc(rowb * (size_t)N), *ws = malloc(rowb * (size_t)N);
         float *ref = malloc(sizeof(float) * (size_t)(T * N)), *y = malloc(sizeof(float) * (size_t)(T * N));
         float *yv = malloc(sizeof(float) * (size_t)(T * N));
-        const size_t wds = mm_wdata_size(GGML_TYPE_Q8_0, K, T), wda = (wds + 64 + 63) & ~(size_t)63;
+        const size_t wds = mm_wdata_size(type, K, T), wda = (wds + 64 + 63) & ~(size_t)63;
         uint8_t *wd = aligned_alloc(64, wda);
         REQUIRE(wf && x && wq && ws && ref && y && yv && wd);
         for (int64_t r = 0; r < N; r++) {
             for (int64_t k = 0; k < K; k++) wf[k] = frnd();
-            quantize_row(GGML_TYPE_Q8_0, wf, wq + (size_t)r * rowb, K);
+            quantize_row(type, wf, wq + (size_t)r * rowb, K);
         }
-        if (rnd() % 2)   // values of −128, which a file may hold: 0 once made unsigned
+        if (type == GGML_TYPE_Q8_0 && rnd() % 2)   // values of −128, which a file may hold: 0 once made unsigned
             for (int64_t i = 0; i < N * K / 16; i++) {
                 const int64_t e = rnd() % (N * K);
                 ((block_q8_0 *)wq)[e / 32].qs[e % 32] = -128;
             }
         for (int64_t i = 0; i < T * K; i++) x[i] = frnd() * (rnd() % 50 == 0 ? 40.0f : 1.0f);
-        const mm_weight w = {.type = GGML_TYPE_Q8_0, .data = wq, .K = K, .N = N};
+        for (int64_t r = 0; r < N; r++) dequantize_row(type, wq + (size_t)r * rowb, wf + r * K, K);
+        const mm_weight w = {.type = type, .data = wq, .K = K, .N = N};
         memcpy(ws, wq, rowb * (size_t)N);
         mm_weight s = w;
         s.data = ws;
         REQUIRE(mm_to_strips(&s, ws) == 0);
         CHECK(s.strips);
-        // The layout: strip r/16, block b at (r/16·nb + b)·544: 16 scales, then quad g of 16 rows, +128.
-        const int64_t nb = K / 32;
+        // The layout: strip r/16, block b at (r/16·nb + b)·16·(block bytes): 16 scales, then 64 bytes
+        // for each 4 bytes of the rows' blocks (q8_0's values + 128, q4_0's nibble bytes as they are).
+        const int64_t nb = K / 32, bs = type == GGML_TYPE_Q8_0 ? 34 : 18;
         for (int k = 0; k < 8; k++) {
-            const int64_t r = rnd() % N, b = rnd() % nb, e = rnd() % 32;
-            const block_q8_0 *q = (const block_q8_0 *)(wq + (size_t)r * rowb) + b;
-            const uint8_t *blk = ws + (size_t)((r / 16) * nb + b) * 544;
-            CHECKF(!memcmp(blk + 2 * (r % 16), &q->d, 2), "strips K=%lld row %lld block %lld: scale misplaced",
-                   (long long)K, (long long)r, (long long)b);
-            CHECKF(blk[32 + (e / 4) * 64 + (r % 16) * 4 + e % 4] == (uint8_t)(q->qs[e] ^ 0x80),
-                   "strips K=%lld row %lld block %lld value %lld misplaced", (long long)K, (long long)r, (long long)b,
-                   (long long)e);
+            const int64_t r = rnd() % N, b = rnd() % nb, e = rnd() % (bs - 2);
+            const uint8_t *q = wq + (size_t)r * rowb + (size_t)(b * bs);
+            const uint8_t *blk = ws + (size_t)((r / 16) * nb + b) * (size_t)(16 * bs);
+            CHECKF(!memcmp(blk + 2 * (r % 16), q, 2), "%s strips K=%lld row %lld block %lld: scale misplaced",
+                   ggml_type_name(type), (long long)K, (long long)r, (long long)b);
+            CHECKF(blk[32 + (e / 4) * 64 + (r % 16) * 4 + e % 4] == (uint8_t)(q[2 + e] ^ (type == GGML_TYPE_Q8_0 ? 0x80 : 0)),
+                   "%s strips K=%lld row %lld block %lld byte %lld misplaced", ggml_type_name(type), (long long)K,
+                   (long long)r, (long long)b, (long long)e);
         }
         for (int lv = CPU_LEVEL_SCALAR; lv <= (int)top; lv++) {
             cpu_set_level((enum cpu_level)lv);
@@ -404,28 +407,26 @@ static void test_strips(void) {
             for (int64_t i = 0; i < T * N; i++) y[i] = NAN;
             run_split(&s, x, T, y, wd, nth);
             int64_t diff = harness_first_diff(y, v ? y : yv, T * N);   // below VNNI: the scalar rows' bits
-            CHECKF(diff < 0, "strips K=%lld N=%lld T=%lld threads=%d level %s: token %lld row %lld is %.9g, rows' %.9g",
-                   (long long)K, (long long)N, (long long)T, nth, cpu_level_name((enum cpu_level)lv),
+            CHECKF(diff < 0, "%s strips K=%lld N=%lld T=%lld threads=%d level %s: token %lld row %lld is %.9g, rows' %.9g",
+                   ggml_type_name(type), (long long)K, (long long)N, (long long)T, nth, cpu_level_name((enum cpu_level)lv),
                    (long long)(diff / N), (long long)(diff % N), diff < 0 ? 0.0 : y[diff], diff < 0 ? 0.0 : yv[diff]);
             if (!v) continue;
             fast++;
             if (T >= 8) {   // the rows' packed kernels, bit for bit
                 diff = harness_first_diff(y, ref, T * N);
-                CHECKF(diff < 0, "strips K=%lld N=%lld T=%lld: token %lld row %lld is %.9g, the rows' kernel %.9g",
-                       (long long)K, (long long)N, (long long)T, (long long)(diff / N), (long long)(diff % N),
+                CHECKF(diff < 0, "%s strips K=%lld N=%lld T=%lld: token %lld row %lld is %.9g, the rows' kernel %.9g",
+                       ggml_type_name(type), (long long)K, (long long)N, (long long)T, (long long)(diff / N), (long long)(diff % N),
                        diff < 0 ? 0.0 : y[diff], diff < 0 ? 0.0 : ref[diff]);
             }
             double worst = 0;   // against the scalar rows, within the rounding of the sums
             for (int64_t t = 0; t < T; t++)
                 for (int64_t r = 0; r < N; r++) {
                     double mag = 0;
-                    const block_q8_0 *q = (const block_q8_0 *)(wq + (size_t)r * rowb);
-                    for (int64_t k = 0; k < K; k++)
-                        mag += fabs((double)q[k / 32].qs[k % 32] * fp16_to_fp32(q[k / 32].d) * x[t * K + k]);
+                    for (int64_t k = 0; k < K; k++) mag += fabs((double)wf[r * K + k] * x[t * K + k]);
                     const double e = fabs((double)y[t * N + r] - yv[t * N + r]) / (mag + 1e-30);
                     if (!(e <= worst)) worst = e;
                 }
-            CHECKF(worst < 1e-5, "strips K=%lld N=%lld T=%lld: relative error %g", (long long)K, (long long)N,
+            CHECKF(worst < 1e-5, "%s strips K=%lld N=%lld T=%lld: relative error %g", ggml_type_name(type), (long long)K, (long long)N,
                    (long long)T, worst);
             if (T > 1) {   // token 0 alone (stile1) gives its bits in the batch (stile8)
                 float *y1 = malloc(sizeof(float) * (size_t)N);
@@ -433,8 +434,8 @@ static void test_strips(void) {
                 memset(wd, 0, wds + 64);
                 run_split(&s, x, 1, y1, wd, nth);
                 diff = harness_first_diff(y1, y, N);
-                CHECKF(diff < 0, "strips K=%lld N=%lld: one token's row %lld is %.9g, in a batch of %lld %.9g",
-                       (long long)K, (long long)N, (long long)diff, diff < 0 ? 0.0 : y1[diff], (long long)T,
+                CHECKF(diff < 0, "%s strips K=%lld N=%lld: one token's row %lld is %.9g, in a batch of %lld %.9g",
+                       ggml_type_name(type), (long long)K, (long long)N, (long long)diff, diff < 0 ? 0.0 : y1[diff], (long long)T,
                        diff < 0 ? 0.0 : y[diff]);
                 free(y1);
             }
@@ -446,8 +447,8 @@ static void test_strips(void) {
             for (int64_t i = 0; i < T * N; i++) yv[i] = NAN;
             tp_run(pool, strip_worker, &j);
             diff = harness_first_diff(yv, y, T * N);
-            CHECKF(diff < 0, "strips K=%lld N=%lld T=%lld over a pool: token %lld row %lld is %.9g, one thread's %.9g",
-                   (long long)K, (long long)N, (long long)T, (long long)(diff / N), (long long)(diff % N),
+            CHECKF(diff < 0, "%s strips K=%lld N=%lld T=%lld over a pool: token %lld row %lld is %.9g, one thread's %.9g",
+                   ggml_type_name(type), (long long)K, (long long)N, (long long)T, (long long)(diff / N), (long long)(diff % N),
                    diff < 0 ? 0.0 : yv[diff], diff < 0 ? 0.0 : y[diff]);
             memcpy(yv, keep, sizeof(float) * (size_t)(T * N));
             free(keep);

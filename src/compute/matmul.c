@@ -133,8 +133,9 @@ AVX2_TARGET static void prep_row_avx2(const float *x, int64_t K, uint8_t *dst) {
 }
 
 // One token for weights in strips (stile1): the row as prep_row_avx2 writes
-// it, then per block −128·Σq (int32).
-AVX2_TARGET static void prep_row_strip(const float *x, int64_t K, uint8_t *dst) {
+// it, then per block −mul·Σq (int32): mul is 128 for q8_0 (values stored
+// + 128), 8 for q4_0 (nibble − 8).
+AVX2_TARGET static void prep_row_strip(const float *x, int64_t K, uint8_t *dst, int mul) {
     prep_row_avx2(x, K, dst);
     int32_t *neg = (int32_t *)(dst + K + (K / 32) * 4);
     for (int64_t b = 0; b < K / 32; b++) {
@@ -143,7 +144,7 @@ AVX2_TARGET static void prep_row_strip(const float *x, int64_t K, uint8_t *dst) 
         __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
         h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-        neg[b] = -128 * _mm_cvtsi128_si32(h);
+        neg[b] = -mul * _mm_cvtsi128_si32(h);
     }
 }
 
@@ -161,9 +162,9 @@ AVX2_TARGET static void prep_row_strip(const float *x, int64_t K, uint8_t *dst) 
 //     (element pairs, for _mm256_madd_epi16), then the 8 tokens' scales.
 //   q4_0 weights (PK4 bytes): 8 × [8 tokens × 4 int8] (element quads, for
 //     _mm256_maddubs_epi16 with the unsigned nibbles), the 8 scales, then
-//     8·Σq per token (int32): q4_0 values are nibble − 8. For q8_0 weights
-//     in strips (mm_to_strips) the same with −128·Σq: their values are
-//     stored + 128.
+//     8·Σq per token (int32): q4_0 values are nibble − 8. For weights in
+//     strips (mm_to_strips) the same with −128·Σq (q8_0: the values are
+//     stored + 128) or −8·Σq (q4_0).
 #define PACK_MIN 8
 #define PK8 (16 * 32 + 32)
 #define PK4 (8 * 32 + 32 + 32)
@@ -201,7 +202,7 @@ AVX2_TARGET static ALWAYS_INLINE void transpose8x32(__m256i r[8]) {
 // through a general register took most of the packing's time). Same values
 // as quant_block_avx2 per token.
 AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int64_t K, int n, uint8_t *grp,
-                                         bool strip) {
+                                         int neg_shift) {
     _Alignas(32) static const float zeros[32];
     const int64_t nb = K / 32;
     for (int64_t b = 0; b < nb; b++) {
@@ -241,8 +242,8 @@ AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int
             }
             _mm256_store_ps((float *)(blk + 8 * 32), d);
             const __m256i sum = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-            const __m256i off = strip ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sum, 7))
-                                      : _mm256_slli_epi32(sum, 3);
+            const __m256i off = neg_shift ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_sllv_epi32(sum, _mm256_set1_epi32(neg_shift)))
+                                          : _mm256_slli_epi32(sum, 3);
             _mm256_store_si256((__m256i *)(blk + 8 * 32 + 32), off);
         }
     }
@@ -307,7 +308,7 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     if (!is_quant(w->type)) return;
     long t0, t1;
     if (strip_vnni(w) && T == 1) {
-        if (ith == 0) prep_row_strip(x, w->K, wdata);
+        if (ith == 0) prep_row_strip(x, w->K, wdata, w->type == GGML_TYPE_Q8_0 ? 128 : 8);
         return;
     }
     if (packs(w, T)) {   // threads split token groups (mm_prepare_rows)
@@ -316,7 +317,8 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
         tp_split((T + 7) / 8, ith, nth, 1, &t0, &t1);
         for (long g = t0; g < t1; g++) {
             const int n = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
-            pack_group_avx2(lay, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb, w->strips);
+            pack_group_avx2(lay, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb,
+                            !w->strips ? 0 : w->type == GGML_TYPE_Q8_0 ? 7 : 3);
         }
         return;
     }
@@ -370,18 +372,26 @@ static float dot_q_scalar(enum ggml_type type, const void *row, const uint8_t *x
     return s;
 }
 
-// Row r of a q8_0 weight in strips (mm_to_strips) · a prepared activation row.
-#define STRIP_BLOCK (16 * (int64_t)sizeof(block_q8_0))   // 544: 16 rows' block
-static float dot_strip_scalar(const uint8_t *data, int64_t r, const uint8_t *xq, int64_t K) {
+// Row r of a weight in strips (mm_to_strips) · a prepared activation row.
+#define STRIP_BLOCK (16 * (int64_t)sizeof(block_q8_0))     // 544: 16 rows' q8_0 block
+#define STRIP_BLOCK4 (16 * (int64_t)sizeof(block_q4_0))    // 288: 16 rows' q4_0 block
+static float dot_strip_scalar(enum ggml_type type, const uint8_t *data, int64_t r, const uint8_t *xq, int64_t K) {
     const int8_t *qs = (const int8_t *)xq;
     const float *ds = (const float *)(xq + K);
-    const int64_t nb = K / 32, i = r % 16;
-    const uint8_t *s = data + (size_t)(r / 16) * (size_t)(nb * STRIP_BLOCK);
+    const int64_t nb = K / 32, i = r % 16, sb = type == GGML_TYPE_Q8_0 ? STRIP_BLOCK : STRIP_BLOCK4;
+    const uint8_t *s = data + (size_t)(r / 16) * (size_t)(nb * sb);
     float sum = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *blk = s + b * STRIP_BLOCK;
+        const uint8_t *blk = s + b * sb;
         int32_t acc = 0;
-        for (int j = 0; j < 32; j++) acc += (int8_t)(blk[32 + (j / 4) * 64 + i * 4 + j % 4] ^ 0x80) * qs[b * 32 + j];
+        if (type == GGML_TYPE_Q8_0)
+            for (int j = 0; j < 32; j++) acc += (int8_t)(blk[32 + (j / 4) * 64 + i * 4 + j % 4] ^ 0x80) * qs[b * 32 + j];
+        else
+            for (int j = 0; j < 16; j++) {   // byte j of the row: values j (low nibble) and j + 16
+                const uint8_t v = blk[32 + (j / 4) * 64 + i * 4 + j % 4];
+                acc += ((v & 0x0f) - 8) * qs[b * 32 + j];
+                acc += ((v >> 4) - 8) * qs[b * 32 + 16 + j];
+            }
         fp16_t d;
         memcpy(&d, blk + 2 * i, sizeof d);
         sum += fp16_to_fp32(d) * ds[b] * (float)acc;
@@ -390,27 +400,28 @@ static float dot_strip_scalar(const uint8_t *data, int64_t r, const uint8_t *xq,
 }
 
 int mm_strips_wanted(const mm_weight *w) {
-    return w->type == GGML_TYPE_Q8_0 && !w->strips && w->N >= 16 && w->N % 16 == 0 && w->K % 32 == 0 &&
-           use_vnni_pack();
+    return (w->type == GGML_TYPE_Q8_0 || w->type == GGML_TYPE_Q4_0) && !w->strips && w->N >= 16 && w->N % 16 == 0 &&
+           w->K % 32 == 0 && use_vnni_pack();
 }
 
 int mm_to_strips(mm_weight *w, void *data) {
-    const int64_t nb = w->K / 32;
-    const size_t rowb = (size_t)nb * sizeof(block_q8_0), sb = 16 * rowb;
+    const bool q8 = w->type == GGML_TYPE_Q8_0;
+    const int64_t nb = w->K / 32, bs = q8 ? (int64_t)sizeof(block_q8_0) : (int64_t)sizeof(block_q4_0);
+    const size_t rowb = (size_t)(nb * bs), sb = 16 * rowb;
     uint8_t *tmp = malloc(sb);
     if (!tmp) return -1;
     for (int64_t st = 0; st < w->N / 16; st++) {
         uint8_t *s = (uint8_t *)data + (size_t)st * sb;
         memcpy(tmp, s, sb);
         for (int64_t b = 0; b < nb; b++) {
-            uint8_t *o = s + b * STRIP_BLOCK;
+            uint8_t *o = s + b * 16 * bs;
             for (int i = 0; i < 16; i++) {
-                const block_q8_0 *blk = (const block_q8_0 *)(tmp + (size_t)i * rowb) + b;
-                memcpy(o + 2 * i, &blk->d, 2);
-                for (int g = 0; g < 8; g++) {   // a quad at a time, the 4 values made unsigned
+                const uint8_t *blk = tmp + (size_t)i * rowb + (size_t)(b * bs);
+                memcpy(o + 2 * i, blk, 2);   // the scale
+                for (int g = 0; g < (q8 ? 8 : 4); g++) {   // 4 bytes at a time: q8_0 made unsigned, q4_0 as is
                     uint32_t q;
-                    memcpy(&q, blk->qs + 4 * g, 4);
-                    q ^= 0x80808080u;
+                    memcpy(&q, blk + 2 + 4 * g, 4);
+                    if (q8) q ^= 0x80808080u;
                     memcpy(o + 32 + g * 64 + i * 4, &q, 4);
                 }
             }
@@ -1597,20 +1608,110 @@ AVX512VNNI_TARGET static void stile1(const uint8_t *sp, int64_t nb, const uint8_
     _mm512_storeu_ps(y, f);
 }
 
+// q4_0 in strips: a block's 64-byte group h holds bytes 4h..4h+3 of the
+// 16 rows, whose low nibbles are quad h of the values and high nibbles quad
+// h + 4; each load serves two vpdpbusd once its nibbles are split (a shift
+// and two ands). The sums start at the token's −8·Σx. As stile8 otherwise.
+#define S4_STEP(h)                                                                                                   \
+    "vmovdqu64 32+" #h "*64(%[wb]), %%zmm24\n\tvpsrlw $4, %%zmm24, %%zmm25\n\t"                                      \
+    "vpandd %%zmm27, %%zmm24, %%zmm24\n\tvpandd %%zmm27, %%zmm25, %%zmm25\n\t"                                     \
+    "vpdpbusd " #h "*32+0(%[xb])%{1to16%}, %%zmm24, %%zmm16\n\tvpdpbusd " #h "*32+4(%[xb])%{1to16%}, %%zmm24, %%zmm17\n\t" \
+    "vpdpbusd " #h "*32+8(%[xb])%{1to16%}, %%zmm24, %%zmm18\n\tvpdpbusd " #h "*32+12(%[xb])%{1to16%}, %%zmm24, %%zmm19\n\t" \
+    "vpdpbusd " #h "*32+16(%[xb])%{1to16%}, %%zmm24, %%zmm20\n\tvpdpbusd " #h "*32+20(%[xb])%{1to16%}, %%zmm24, %%zmm21\n\t" \
+    "vpdpbusd " #h "*32+24(%[xb])%{1to16%}, %%zmm24, %%zmm22\n\tvpdpbusd " #h "*32+28(%[xb])%{1to16%}, %%zmm24, %%zmm23\n\t" \
+    "vpdpbusd " #h "*32+128(%[xb])%{1to16%}, %%zmm25, %%zmm16\n\tvpdpbusd " #h "*32+132(%[xb])%{1to16%}, %%zmm25, %%zmm17\n\t" \
+    "vpdpbusd " #h "*32+136(%[xb])%{1to16%}, %%zmm25, %%zmm18\n\tvpdpbusd " #h "*32+140(%[xb])%{1to16%}, %%zmm25, %%zmm19\n\t" \
+    "vpdpbusd " #h "*32+144(%[xb])%{1to16%}, %%zmm25, %%zmm20\n\tvpdpbusd " #h "*32+148(%[xb])%{1to16%}, %%zmm25, %%zmm21\n\t" \
+    "vpdpbusd " #h "*32+152(%[xb])%{1to16%}, %%zmm25, %%zmm22\n\tvpdpbusd " #h "*32+156(%[xb])%{1to16%}, %%zmm25, %%zmm23\n\t"
+#define S4_F(t, a, f)                                                                                    \
+    "vmulps 256+" #t "*4(%[xb])%{1to16%}, %%zmm28, %%zmm26\n\tvcvtdq2ps %%" a ", %%" a "\n\t"            \
+    "vfmadd231ps %%zmm26, %%" a ", %%" f "\n\t"
+#define S4_PF(o) "prefetcht1 " #o "+8192(%[wb])\n\t"
+#define S4_LOOP(PF)                                                                                          \
+    "1:\n\t" PF                                                                                              \
+    "vpbroadcastd 288(%[xb]), %%zmm16\n\tvpbroadcastd 292(%[xb]), %%zmm17\n\tvpbroadcastd 296(%[xb]), %%zmm18\n\t" \
+    "vpbroadcastd 300(%[xb]), %%zmm19\n\tvpbroadcastd 304(%[xb]), %%zmm20\n\tvpbroadcastd 308(%[xb]), %%zmm21\n\t" \
+    "vpbroadcastd 312(%[xb]), %%zmm22\n\tvpbroadcastd 316(%[xb]), %%zmm23\n\t"                              \
+    S4_STEP(0) S4_STEP(1) S4_STEP(2) S4_STEP(3)                                                             \
+    "vcvtph2ps (%[wb]), %%zmm28\n\t"                                                                         \
+    S4_F(0, "zmm16", "zmm0") S4_F(1, "zmm17", "zmm1") S4_F(2, "zmm18", "zmm2") S4_F(3, "zmm19", "zmm3")      \
+    S4_F(4, "zmm20", "zmm4") S4_F(5, "zmm21", "zmm5") S4_F(6, "zmm22", "zmm6") S4_F(7, "zmm23", "zmm7")      \
+    "add $288, %[wb]\n\tadd $320, %[xb]\n\tdec %[n]\n\tjnz 1b\n\t"
+_Static_assert(STRIP_BLOCK4 == 288, "the q4_0 strip kernel's asm constants");
+static const int32_t s4_low_nibbles = 0x0f0f0f0f;
+AVX512VNNI_TARGET static void stile8_q4(const uint8_t *sp, int64_t nb, const uint8_t *grp, float *y, int64_t N,
+                                        int nt, bool pf) {
+    _Alignas(64) float res[8][16];
+    const uint8_t *wb = sp, *xb = grp;
+    int64_t n = nb;
+#define S4_ASM(PF)                                                                                                    \
+    __asm__ volatile(                                                                                                 \
+        "vpbroadcastd %[m], %%zmm27\n\t"                                                                             \
+        "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t"            \
+        "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"            \
+        "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t" S4_LOOP(PF)                                 \
+        "vmovaps %%zmm0, (%[res])\n\tvmovaps %%zmm1, 64(%[res])\n\tvmovaps %%zmm2, 128(%[res])\n\t"                      \
+        "vmovaps %%zmm3, 192(%[res])\n\tvmovaps %%zmm4, 256(%[res])\n\tvmovaps %%zmm5, 320(%[res])\n\t"                  \
+        "vmovaps %%zmm6, 384(%[res])\n\tvmovaps %%zmm7, 448(%[res])\n\t"                                                 \
+        : [wb] "+r"(wb), [xb] "+r"(xb), [n] "+r"(n)                                                                      \
+        : [res] "r"(&res[0][0]), [m] "m"(s4_low_nibbles)                                                                 \
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20",   \
+          "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "memory", "cc")
+    if (pf) S4_ASM(S4_PF(0) S4_PF(64) S4_PF(128) S4_PF(192) S4_PF(256));
+    else S4_ASM("");
+#undef S4_ASM
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, _mm512_load_ps(res[t]));
+}
+#undef S4_STEP
+#undef S4_F
+#undef S4_PF
+#undef S4_LOOP
+
+// One token of q4_0 in strips, as stile1.
+AVX512VNNI_TARGET static void stile1_q4(const uint8_t *sp, int64_t nb, const uint8_t *xq, float *y) {
+    __m512 f = _mm512_setzero_ps();
+    const float *xd = (const float *)(xq + nb * 32);
+    const int32_t *xneg = (const int32_t *)(xq + nb * 36);
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *wb = sp + b * STRIP_BLOCK4, *xb = xq + b * 32;
+        PRAGMA_UNROLL(5) for (int l = 0; l < 5; l++) {
+            _mm_prefetch((const char *)wb + STRIP_PF + 64 * l, _MM_HINT_T0);
+            _mm_prefetch((const char *)wb + 2 * STRIP_PF + 64 * l, _MM_HINT_T1);
+        }
+        __m512i a[4];
+        a[0] = _mm512_set1_epi32(xneg[b]);
+        PRAGMA_UNROLL(3) for (int c = 1; c < 4; c++) a[c] = _mm512_setzero_si512();
+        PRAGMA_UNROLL(4) for (int h = 0; h < 4; h++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(wb + 32 + 64 * h));
+            a[h] = _mm512_dpbusd_epi32(a[h], _mm512_and_si512(v, m), _mm512_set1_epi32(*(const int32_t *)(xb + 4 * h)));
+            a[h] = _mm512_dpbusd_epi32(a[h], _mm512_and_si512(_mm512_srli_epi16(v, 4), m),
+                                       _mm512_set1_epi32(*(const int32_t *)(xb + 16 + 4 * h)));
+        }
+        const __m512i s = _mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3]));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wb));
+        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), f);
+    }
+    _mm512_storeu_ps(y, f);
+}
+
 // Rows [r0, r1) (whole strips) for the T tokens packed at pack.
-AVX512VNNI_TARGET static void srun(const uint8_t *wd, const uint8_t *pack, int64_t K, int64_t T, int64_t N, long r0,
-                                   long r1, float *y) {
+AVX512VNNI_TARGET static void srun(enum ggml_type type, const uint8_t *wd, const uint8_t *pack, int64_t K, int64_t T,
+                                   int64_t N, long r0, long r1, float *y) {
+    const bool q8 = type == GGML_TYPE_Q8_0;
     const int64_t nb = K / 32, gb = nb * PK4;
-    const size_t sb = (size_t)(nb * STRIP_BLOCK);
+    const size_t sb = (size_t)(nb * (q8 ? STRIP_BLOCK : STRIP_BLOCK4));
     for (long r = r0; r < r1; r += 16) {
         const uint8_t *sp = wd + (size_t)(r / 16) * sb;
         if (T == 1) {
-            stile1(sp, nb, pack, y + r);
+            if (q8) stile1(sp, nb, pack, y + r);
+            else stile1_q4(sp, nb, pack, y + r);
             continue;
         }
         for (int64_t g = 0; g * 8 < T; g++) {
             const int nt = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
-            stile8(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
+            if (q8) stile8(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
+            else stile8_q4(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
         }
     }
 }
@@ -1717,11 +1818,11 @@ static void compute_rows(const mm_weight *w, const float *x, const void *wdata, 
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
     if (r0 >= r1) return;
     if (w->strips) {
-        if (strip_vnni(w)) srun(w->data, wdata, K, T, N, r0, r1, y);
+        if (strip_vnni(w)) srun(w->type, w->data, wdata, K, T, N, r0, r1, y);
         else
             for (int64_t t = 0; t < T; t++)
                 for (long r = r0; r < r1; r++)
-                    y[t * N + r] = dot_strip_scalar(w->data, r, (const uint8_t *)wdata + t * xq_stride(K), K);
+                    y[t * N + r] = dot_strip_scalar(w->type, w->data, r, (const uint8_t *)wdata + t * xq_stride(K), K);
         return;
     }
     if (is_quant(w->type)) {

@@ -27,22 +27,25 @@ typedef struct mm_weight {
     // (mm_block_sums). With it, batched decode on AVX-512 VNNI reads the
     // weight bytes as they are (matmul.c, vtile_q8s).
     const uint8_t *bsum;
-    // q8_0 only: nonzero when the rows are stored in strips of 16 (see
-    // mm_to_strips) instead of one after the other.
+    // q8_0 and q4_0: nonzero when the rows are stored in strips of 16
+    // (see mm_to_strips) instead of one after the other.
     int strips;
 } mm_weight;
 
-// Whether mm_to_strips() would lay w out in strips: a q8_0 weight of a
-// multiple of 16 rows, on a machine whose kernels read strips (AVX-512
-// VNNI).
+// Whether mm_to_strips() would lay w out in strips: a q8_0 or q4_0 weight
+// of a multiple of 16 rows, on a machine whose kernels read strips
+// (AVX-512 VNNI).
 int mm_strips_wanted(const mm_weight *w);
 // Rewrites w's rows in place (data is w->data, writable) as strips of 16:
 // strip s (rows 16s .. 16s + 15) takes the bytes rows 16s .. 16s + 15 took,
-// and holds for each block b, in 544 bytes at data + (s·K/32 + b)·544, the
-// 16 rows' scales (f16), then for each quad g (values 4g .. 4g + 3) the 16
-// rows' quads, the values made unsigned (+128). One 64-byte load then
-// serves 16 rows (matmul.c, stile8). Sets w->strips. 0, or -1 if the
-// scratch for one strip cannot be had (w is then unchanged).
+// and holds for each block b, in 16 blocks' bytes (q8_0 544, q4_0 288) at
+// data + (s·K/32 + b)·that, the 16 rows' scales (f16), then for each 4
+// bytes g of the block's values 64 bytes: those 4 bytes of the 16 rows.
+// For q8_0 they are values 4g .. 4g + 3, made unsigned (+128); for q4_0
+// bytes 4g .. 4g + 3 of the nibbles as they are (values 4g .. 4g + 3 in
+// the low nibbles, 16 + 4g .. in the high). One 64-byte load then serves
+// 16 rows (matmul.c, stile8). Sets w->strips. 0, or -1 if the scratch for
+// one strip cannot be had (w is then unchanged).
 int mm_to_strips(mm_weight *w, void *data);
 
 // Bytes mm_block_sums() writes for w: 4 per block of the rows in whole

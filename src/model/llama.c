@@ -118,7 +118,7 @@ static int attach_block_sums(llama_model *m, mm_weight **ws, int n, char *err, s
     return 0;
 }
 
-// The q8_0 matrices rewritten in strips of 16 rows (mm_to_strips) where the
+// The q8_0 and q4_0 matrices rewritten in strips of 16 rows (mm_to_strips) where the
 // kernels read strips, in the private copy only (a mapping stays as the
 // file is). Not the embedding table when it is also the classifier: its
 // rows are looked up one by one.
@@ -322,7 +322,7 @@ void llama_weights_memory(const llama_model *m, char *buf, size_t n) {
         else snprintf(buf, n, "read into memory, %.1f of %.1f MiB in 2 MiB pages", (double)h / (1 << 20), mib);
         if (m->n_strips) {
             const size_t l = strlen(buf);
-            snprintf(buf + l, n - l, "; %d q8_0 matrices in strips of 16 rows", m->n_strips);
+            snprintf(buf + l, n - l, "; %d matrices in strips of 16 rows", m->n_strips);
         }
     } else if (m->mmap_asked) {
         snprintf(buf, n, "file mapping (--mmap), %.1f MiB in 4 KiB pages", mib);
