@@ -1535,83 +1535,19 @@ AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, s
 // 1.02-1.11x against 2 KiB ahead into L1 (4 KiB ahead into L2 1.03-1.05x,
 // 16-32 KiB 1.04-1.06x; 1, 4 and 8 KiB into L1 no better); TinyLlama and
 // stories15M Q8_0 and prefill 0.99-1.03x.
+// q8_0: step g, one 64-byte load (quad g of the 16 rows) against quad g of
+// each token.
 #define ST_STEP(g)                                                                                                  \
     "vmovdqu64 32+" #g "*64(%[wb]), %%zmm24\n\t"                                                                    \
     "vpdpbusd " #g "*32+0(%[xb])%{1to16%}, %%zmm24, %%zmm16\n\tvpdpbusd " #g "*32+4(%[xb])%{1to16%}, %%zmm24, %%zmm17\n\t" \
     "vpdpbusd " #g "*32+8(%[xb])%{1to16%}, %%zmm24, %%zmm18\n\tvpdpbusd " #g "*32+12(%[xb])%{1to16%}, %%zmm24, %%zmm19\n\t" \
     "vpdpbusd " #g "*32+16(%[xb])%{1to16%}, %%zmm24, %%zmm20\n\tvpdpbusd " #g "*32+20(%[xb])%{1to16%}, %%zmm24, %%zmm21\n\t" \
     "vpdpbusd " #g "*32+24(%[xb])%{1to16%}, %%zmm24, %%zmm22\n\tvpdpbusd " #g "*32+28(%[xb])%{1to16%}, %%zmm24, %%zmm23\n\t"
-#define ST_F(t, a, f)                                                                                    \
-    "vmulps 256+" #t "*4(%[xb])%{1to16%}, %%zmm25, %%zmm26\n\tvcvtdq2ps %%" a ", %%" a "\n\t"            \
-    "vfmadd231ps %%zmm26, %%" a ", %%" f "\n\t"
-#define ST_PF(o) "prefetcht1 " #o "+8192(%[wb])\n\t"
-#define ST_LOOP(PF)                                                                                          \
-    "1:\n\t" PF                                                                                              \
-    "vpbroadcastd 288(%[xb]), %%zmm16\n\tvpbroadcastd 292(%[xb]), %%zmm17\n\tvpbroadcastd 296(%[xb]), %%zmm18\n\t" \
-    "vpbroadcastd 300(%[xb]), %%zmm19\n\tvpbroadcastd 304(%[xb]), %%zmm20\n\tvpbroadcastd 308(%[xb]), %%zmm21\n\t" \
-    "vpbroadcastd 312(%[xb]), %%zmm22\n\tvpbroadcastd 316(%[xb]), %%zmm23\n\t"                              \
-    ST_STEP(0) ST_STEP(1) ST_STEP(2) ST_STEP(3) ST_STEP(4) ST_STEP(5) ST_STEP(6) ST_STEP(7)                   \
-    "vcvtph2ps (%[wb]), %%zmm25\n\t"                                                                         \
-    ST_F(0, "zmm16", "zmm0") ST_F(1, "zmm17", "zmm1") ST_F(2, "zmm18", "zmm2") ST_F(3, "zmm19", "zmm3")      \
-    ST_F(4, "zmm20", "zmm4") ST_F(5, "zmm21", "zmm5") ST_F(6, "zmm22", "zmm6") ST_F(7, "zmm23", "zmm7")      \
-    "add $544, %[wb]\n\tadd $320, %[xb]\n\tdec %[n]\n\tjnz 1b\n\t"
-_Static_assert(STRIP_PF8 == 8192 && STRIP_BLOCK == 544 && PK4 == 320, "the strip kernels' asm constants");
-AVX512VNNI_TARGET static void stile8(const uint8_t *sp, int64_t nb, const uint8_t *grp, float *y, int64_t N, int nt,
-                                     bool pf) {
-    _Alignas(64) float res[8][16];
-    const uint8_t *wb = sp, *xb = grp;
-    int64_t n = nb;
-#define ST_ASM(PF)                                                                                                    \
-    __asm__ volatile(                                                                                                 \
-        "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t"            \
-        "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"            \
-        "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t" ST_LOOP(PF)                                 \
-        "vmovaps %%zmm0, (%[res])\n\tvmovaps %%zmm1, 64(%[res])\n\tvmovaps %%zmm2, 128(%[res])\n\t"                      \
-        "vmovaps %%zmm3, 192(%[res])\n\tvmovaps %%zmm4, 256(%[res])\n\tvmovaps %%zmm5, 320(%[res])\n\t"                  \
-        "vmovaps %%zmm6, 384(%[res])\n\tvmovaps %%zmm7, 448(%[res])\n\t"                                                 \
-        : [wb] "+r"(wb), [xb] "+r"(xb), [n] "+r"(n)                                                                      \
-        : [res] "r"(&res[0][0])                                                                                          \
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20",   \
-          "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "memory", "cc")
-    if (pf) ST_ASM(ST_PF(0) ST_PF(64) ST_PF(128) ST_PF(192) ST_PF(256) ST_PF(320) ST_PF(384) ST_PF(448) ST_PF(512));
-    else ST_ASM("");
-#undef ST_ASM
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, _mm512_load_ps(res[t]));
-}
-#undef ST_STEP
-#undef ST_F
-#undef ST_PF
-#undef ST_LOOP
-
-// One token (decode): the block's 8 quads in 4 chains of int32 sums, added
-// (exactly) before the float step, so the results are those of stile8.
-AVX512VNNI_TARGET static void stile1(const uint8_t *sp, int64_t nb, const uint8_t *xq, float *y) {
-    __m512 f = _mm512_setzero_ps();
-    const float *xd = (const float *)(xq + nb * 32);
-    const int32_t *xneg = (const int32_t *)(xq + nb * 36);
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = sp + b * STRIP_BLOCK, *xb = xq + b * 32;
-        PRAGMA_UNROLL(9) for (int l = 0; l < 9; l++) {
-            _mm_prefetch((const char *)wb + STRIP_PF + 64 * l, _MM_HINT_T0);
-            _mm_prefetch((const char *)wb + 2 * STRIP_PF + 64 * l, _MM_HINT_T1);
-        }
-        __m512i a[4];
-        a[0] = _mm512_set1_epi32(xneg[b]);
-        PRAGMA_UNROLL(3) for (int c = 1; c < 4; c++) a[c] = _mm512_setzero_si512();
-        PRAGMA_UNROLL(8) for (int g = 0; g < 8; g++)
-            a[g % 4] = _mm512_dpbusd_epi32(a[g % 4], _mm512_loadu_si512((const void *)(wb + 32 + 64 * g)),
-                                           _mm512_set1_epi32(*(const int32_t *)(xb + 4 * g)));
-        const __m512i s = _mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3]));
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wb));
-        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), f);
-    }
-    _mm512_storeu_ps(y, f);
-}
-
-// q4_0 in strips: a block's 64-byte group h holds bytes 4h..4h+3 of the
-// 16 rows, whose low nibbles are quad h of the values and high nibbles quad
+// q4_0 in strips: a block's 64-byte group h holds bytes 4h..4h+3 of the 16
+// rows, whose low nibbles are quad h of the values and high nibbles quad
 // h + 4; each load serves two vpdpbusd once its nibbles are split (a shift
-// and two ands). The sums start at the token's −8·Σx. As stile8 otherwise.
+// and two ands with the 0x0f bytes in zmm27). The sums start at the
+// token's −8·Σx.
 #define S4_STEP(h)                                                                                                   \
     "vmovdqu64 32+" #h "*64(%[wb]), %%zmm24\n\tvpsrlw $4, %%zmm24, %%zmm25\n\t"                                      \
     "vpandd %%zmm27, %%zmm24, %%zmm24\n\tvpandd %%zmm27, %%zmm25, %%zmm25\n\t"                                     \
@@ -1623,70 +1559,96 @@ AVX512VNNI_TARGET static void stile1(const uint8_t *sp, int64_t nb, const uint8_
     "vpdpbusd " #h "*32+136(%[xb])%{1to16%}, %%zmm25, %%zmm18\n\tvpdpbusd " #h "*32+140(%[xb])%{1to16%}, %%zmm25, %%zmm19\n\t" \
     "vpdpbusd " #h "*32+144(%[xb])%{1to16%}, %%zmm25, %%zmm20\n\tvpdpbusd " #h "*32+148(%[xb])%{1to16%}, %%zmm25, %%zmm21\n\t" \
     "vpdpbusd " #h "*32+152(%[xb])%{1to16%}, %%zmm25, %%zmm22\n\tvpdpbusd " #h "*32+156(%[xb])%{1to16%}, %%zmm25, %%zmm23\n\t"
-#define S4_F(t, a, f)                                                                                    \
+// Token t's sum converted and scaled (its scale times the rows', zmm28) into f.
+#define ST_F(t, a, f)                                                                                    \
     "vmulps 256+" #t "*4(%[xb])%{1to16%}, %%zmm28, %%zmm26\n\tvcvtdq2ps %%" a ", %%" a "\n\t"            \
     "vfmadd231ps %%zmm26, %%" a ", %%" f "\n\t"
-#define S4_PF(o) "prefetcht1 " #o "+8192(%[wb])\n\t"
-#define S4_LOOP(PF)                                                                                          \
-    "1:\n\t" PF                                                                                              \
-    "vpbroadcastd 288(%[xb]), %%zmm16\n\tvpbroadcastd 292(%[xb]), %%zmm17\n\tvpbroadcastd 296(%[xb]), %%zmm18\n\t" \
-    "vpbroadcastd 300(%[xb]), %%zmm19\n\tvpbroadcastd 304(%[xb]), %%zmm20\n\tvpbroadcastd 308(%[xb]), %%zmm21\n\t" \
-    "vpbroadcastd 312(%[xb]), %%zmm22\n\tvpbroadcastd 316(%[xb]), %%zmm23\n\t"                              \
-    S4_STEP(0) S4_STEP(1) S4_STEP(2) S4_STEP(3)                                                             \
-    "vcvtph2ps (%[wb]), %%zmm28\n\t"                                                                         \
-    S4_F(0, "zmm16", "zmm0") S4_F(1, "zmm17", "zmm1") S4_F(2, "zmm18", "zmm2") S4_F(3, "zmm19", "zmm3")      \
-    S4_F(4, "zmm20", "zmm4") S4_F(5, "zmm21", "zmm5") S4_F(6, "zmm22", "zmm6") S4_F(7, "zmm23", "zmm7")      \
-    "add $288, %[wb]\n\tadd $320, %[xb]\n\tdec %[n]\n\tjnz 1b\n\t"
-_Static_assert(STRIP_BLOCK4 == 288, "the q4_0 strip kernel's asm constants");
-static const int32_t s4_low_nibbles = 0x0f0f0f0f;
-AVX512VNNI_TARGET static void stile8_q4(const uint8_t *sp, int64_t nb, const uint8_t *grp, float *y, int64_t N,
-                                        int nt, bool pf) {
-    _Alignas(64) float res[8][16];
-    const uint8_t *wb = sp, *xb = grp;
-    int64_t n = nb;
-#define S4_ASM(PF)                                                                                                    \
+#define ST_PF(o) "prefetcht1 " #o "+8192(%[wb])\n\t"
+#define ST_PF8 ST_PF(0) ST_PF(64) ST_PF(128) ST_PF(192) ST_PF(256) ST_PF(320) ST_PF(384) ST_PF(448) ST_PF(512)
+#define ST_PF4 ST_PF(0) ST_PF(64) ST_PF(128) ST_PF(192) ST_PF(256)
+// The loop over the blocks: PF (prefetches), each token's sum started at its
+// packed offset, STEPS, the float step, BLOCK bytes on to the next block.
+#define ST_ASM(PF, STEPS, BLOCK)                                                                                      \
     __asm__ volatile(                                                                                                 \
-        "vpbroadcastd %[m], %%zmm27\n\t"                                                                             \
+        "vpbroadcastd %[m], %%zmm27\n\t"                                                                              \
         "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\tvpxord %%zmm2, %%zmm2, %%zmm2\n\t"            \
         "vpxord %%zmm3, %%zmm3, %%zmm3\n\tvpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"            \
-        "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t" S4_LOOP(PF)                                 \
+        "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t"                                             \
+        "1:\n\t" PF                                                                                                   \
+        "vpbroadcastd 288(%[xb]), %%zmm16\n\tvpbroadcastd 292(%[xb]), %%zmm17\n\tvpbroadcastd 296(%[xb]), %%zmm18\n\t"   \
+        "vpbroadcastd 300(%[xb]), %%zmm19\n\tvpbroadcastd 304(%[xb]), %%zmm20\n\tvpbroadcastd 308(%[xb]), %%zmm21\n\t"   \
+        "vpbroadcastd 312(%[xb]), %%zmm22\n\tvpbroadcastd 316(%[xb]), %%zmm23\n\t" STEPS                                \
+        "vcvtph2ps (%[wb]), %%zmm28\n\t"                                                                              \
+        ST_F(0, "zmm16", "zmm0") ST_F(1, "zmm17", "zmm1") ST_F(2, "zmm18", "zmm2") ST_F(3, "zmm19", "zmm3")           \
+        ST_F(4, "zmm20", "zmm4") ST_F(5, "zmm21", "zmm5") ST_F(6, "zmm22", "zmm6") ST_F(7, "zmm23", "zmm7")           \
+        "add $" BLOCK ", %[wb]\n\tadd $320, %[xb]\n\tdec %[n]\n\tjnz 1b\n\t"                                          \
         "vmovaps %%zmm0, (%[res])\n\tvmovaps %%zmm1, 64(%[res])\n\tvmovaps %%zmm2, 128(%[res])\n\t"                      \
         "vmovaps %%zmm3, 192(%[res])\n\tvmovaps %%zmm4, 256(%[res])\n\tvmovaps %%zmm5, 320(%[res])\n\t"                  \
         "vmovaps %%zmm6, 384(%[res])\n\tvmovaps %%zmm7, 448(%[res])\n\t"                                                 \
         : [wb] "+r"(wb), [xb] "+r"(xb), [n] "+r"(n)                                                                      \
-        : [res] "r"(&res[0][0]), [m] "m"(s4_low_nibbles)                                                                 \
+        : [res] "r"(&res[0][0]), [m] "m"(strip_low_nibbles)                                                              \
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20",   \
           "xmm21", "xmm22", "xmm23", "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "memory", "cc")
-    if (pf) S4_ASM(S4_PF(0) S4_PF(64) S4_PF(128) S4_PF(192) S4_PF(256));
-    else S4_ASM("");
-#undef S4_ASM
+#define ST_Q8 ST_STEP(0) ST_STEP(1) ST_STEP(2) ST_STEP(3) ST_STEP(4) ST_STEP(5) ST_STEP(6) ST_STEP(7)
+#define ST_Q4 S4_STEP(0) S4_STEP(1) S4_STEP(2) S4_STEP(3)
+_Static_assert(STRIP_PF8 == 8192 && STRIP_BLOCK == 544 && STRIP_BLOCK4 == 288 && PK4 == 320,
+               "the strip kernels' asm constants");
+static const int32_t strip_low_nibbles = 0x0f0f0f0f;
+AVX512VNNI_TARGET static void stile8(enum ggml_type type, const uint8_t *sp, int64_t nb, const uint8_t *grp, float *y,
+                                     int64_t N, int nt, bool pf) {
+    _Alignas(64) float res[8][16];
+    const uint8_t *wb = sp, *xb = grp;
+    int64_t n = nb;
+    if (type == GGML_TYPE_Q8_0) {
+        if (pf) ST_ASM(ST_PF8, ST_Q8, "544");
+        else ST_ASM("", ST_Q8, "544");
+    } else {
+        if (pf) ST_ASM(ST_PF4, ST_Q4, "288");
+        else ST_ASM("", ST_Q4, "288");
+    }
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, _mm512_load_ps(res[t]));
 }
+#undef ST_STEP
 #undef S4_STEP
-#undef S4_F
-#undef S4_PF
-#undef S4_LOOP
+#undef ST_F
+#undef ST_PF
+#undef ST_PF8
+#undef ST_PF4
+#undef ST_ASM
+#undef ST_Q8
+#undef ST_Q4
 
-// One token of q4_0 in strips, as stile1.
-AVX512VNNI_TARGET static void stile1_q4(const uint8_t *sp, int64_t nb, const uint8_t *xq, float *y) {
+// One token (decode): the block's quads in 4 chains of int32 sums, added
+// (exactly) before the float step, so the results are those of stile8.
+AVX512VNNI_TARGET static ALWAYS_INLINE void stile1(enum ggml_type type, const uint8_t *sp, int64_t nb,
+                                                   const uint8_t *xq, float *y) {
+    const bool q8 = type == GGML_TYPE_Q8_0;
+    const int64_t bs = q8 ? STRIP_BLOCK : STRIP_BLOCK4;
     __m512 f = _mm512_setzero_ps();
     const float *xd = (const float *)(xq + nb * 32);
     const int32_t *xneg = (const int32_t *)(xq + nb * 36);
     const __m512i m = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *wb = sp + b * STRIP_BLOCK4, *xb = xq + b * 32;
-        PRAGMA_UNROLL(5) for (int l = 0; l < 5; l++) {
+        const uint8_t *wb = sp + b * bs, *xb = xq + b * 32;
+        PRAGMA_UNROLL(9) for (int l = 0; l < 9; l++) {   // the block's lines: 9 (q8_0) or 5 (q4_0)
+            if (!q8 && l >= 5) break;
             _mm_prefetch((const char *)wb + STRIP_PF + 64 * l, _MM_HINT_T0);
             _mm_prefetch((const char *)wb + 2 * STRIP_PF + 64 * l, _MM_HINT_T1);
         }
         __m512i a[4];
         a[0] = _mm512_set1_epi32(xneg[b]);
         PRAGMA_UNROLL(3) for (int c = 1; c < 4; c++) a[c] = _mm512_setzero_si512();
-        PRAGMA_UNROLL(4) for (int h = 0; h < 4; h++) {
-            const __m512i v = _mm512_loadu_si512((const void *)(wb + 32 + 64 * h));
-            a[h] = _mm512_dpbusd_epi32(a[h], _mm512_and_si512(v, m), _mm512_set1_epi32(*(const int32_t *)(xb + 4 * h)));
-            a[h] = _mm512_dpbusd_epi32(a[h], _mm512_and_si512(_mm512_srli_epi16(v, 4), m),
-                                       _mm512_set1_epi32(*(const int32_t *)(xb + 16 + 4 * h)));
+        if (q8) {
+            PRAGMA_UNROLL(8) for (int g = 0; g < 8; g++)
+                a[g % 4] = _mm512_dpbusd_epi32(a[g % 4], _mm512_loadu_si512((const void *)(wb + 32 + 64 * g)),
+                                               _mm512_set1_epi32(*(const int32_t *)(xb + 4 * g)));
+        } else {
+            PRAGMA_UNROLL(4) for (int h = 0; h < 4; h++) {   // low nibbles quad h, high quad h + 4
+                const __m512i v = _mm512_loadu_si512((const void *)(wb + 32 + 64 * h));
+                a[h] = _mm512_dpbusd_epi32(a[h], _mm512_and_si512(v, m), _mm512_set1_epi32(*(const int32_t *)(xb + 4 * h)));
+                a[h] = _mm512_dpbusd_epi32(a[h], _mm512_and_si512(_mm512_srli_epi16(v, 4), m),
+                                           _mm512_set1_epi32(*(const int32_t *)(xb + 16 + 4 * h)));
+            }
         }
         const __m512i s = _mm512_add_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_add_epi32(a[2], a[3]));
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wb));
@@ -1704,14 +1666,13 @@ AVX512VNNI_TARGET static void srun(enum ggml_type type, const uint8_t *wd, const
     for (long r = r0; r < r1; r += 16) {
         const uint8_t *sp = wd + (size_t)(r / 16) * sb;
         if (T == 1) {
-            if (q8) stile1(sp, nb, pack, y + r);
-            else stile1_q4(sp, nb, pack, y + r);
+            if (q8) stile1(GGML_TYPE_Q8_0, sp, nb, pack, y + r);
+            else stile1(GGML_TYPE_Q4_0, sp, nb, pack, y + r);
             continue;
         }
         for (int64_t g = 0; g * 8 < T; g++) {
             const int nt = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
-            if (q8) stile8(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
-            else stile8_q4(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
+            stile8(type, sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
         }
     }
 }
