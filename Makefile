@@ -106,4 +106,6 @@ fuzz: $(FUZZ_BIN)
 clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(SRV_OBJ:.o=.d)
+# Every object's and test's header dependencies (the server's main too: a
+# header that changes a struct must rebuild every object that lays it out).
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(SRV_OBJ:.o=.d) $(BUILD)/obj/src/server/main.d $(TEST_BIN:=.d)
