@@ -1509,7 +1509,7 @@ AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, s
     }
 }
 
-// ---- AVX-512 VNNI: q8_0 weights in strips of 16 rows ---------------------------
+// ---- AVX-512 VNNI: q8_0 and q4_0 weights in strips of 16 rows -------------------
 //
 // In a strip (mm_to_strips) one 64-byte load holds quad g of a block for 16
 // rows, the values made unsigned, and one vpdpbusd multiplies it by token
@@ -1517,7 +1517,8 @@ AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, s
 // 4 values of one token in one instruction, from one load of the token's
 // 4 bytes. The rows' tiles (vtile_q8s) broadcast each row's quad instead,
 // against the 8 tokens: 8 rows a 256-bit vpdpbusd, one load each. Each
-// int32 sum starts at the token's −128·Σx (packed, mm_prepare), so it ends
+// int32 sum starts at the token's −128·Σx for q8_0 (its values stored
+// + 128) or −8·Σx for q4_0 (nibble − 8), packed by mm_prepare, so it ends
 // at Σ x·w; the float steps per block (convert, scale d_w·d_x, add) are the
 // other kernels', so 8 tokens come out bit-identical to vtile's. A strip is
 // one contiguous stream: the weights of a thread's rows are read in address

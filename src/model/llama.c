@@ -122,13 +122,17 @@ static int attach_block_sums(llama_model *m, mm_weight **ws, int n, char *err, s
 // kernels read strips, in the private copy only (a mapping stays as the
 // file is). Not the embedding table when it is also the classifier: its
 // rows are looked up one by one.
+static bool strips_for(const llama_model *m, const mm_weight *w) {
+    return mm_strips_wanted(w) && w->data != m->tok_embd.data;
+}
+
 static int lay_out_strips(llama_model *m, mm_weight **ws, int n, char *err, size_t errlen) {
     int want = 0;
-    for (int i = 0; i < n; i++) want += mm_strips_wanted(ws[i]) && ws[i]->data != m->tok_embd.data;
+    for (int i = 0; i < n; i++) want += strips_for(m, ws[i]);
     if (!want || gguf_hold_of(m->gguf) != GGUF_HOLD_COPY || gguf_set_writable(m->gguf, 1) != 0) return 0;
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
-        if (!mm_strips_wanted(ws[i]) || ws[i]->data == m->tok_embd.data) continue;
+        if (!strips_for(m, ws[i])) continue;
         if (mm_to_strips(ws[i], (void *)ws[i]->data) != 0) {
             seterr(err, errlen, "%s: out of memory rewriting the weights in strips", gguf_path(m->gguf));
             rc = -1;
