@@ -354,10 +354,12 @@ static void test_strips(void) {
     tp_pool *pool = tp_create(2, "mmstrip");
     REQUIRE(pool);
     int fast = 0;
-    for (int it = 0; it < 320; it++) {
-        const enum ggml_type type = it % 2 ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
-        const int64_t K = 32 * (1 + rnd() % 24), N = 16 * (1 + rnd() % (it % 8 > 1 ? 12 : 80));
-        const int64_t T = 1 + rnd() % (it % 3 ? 11 : 40);
+    for (int it = 0; it < 480; it++) {
+        const enum ggml_type type = it % 3 == 2 ? GGML_TYPE_Q4_K : it % 3 ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
+        const bool kq = type == GGML_TYPE_Q4_K;
+        const int64_t K = kq ? 256 * (1 + rnd() % 4) : 32 * (1 + rnd() % 24);
+        const int64_t N = 16 * (1 + rnd() % ((it / 3) % 8 > 1 ? 12 : kq ? 24 : 80));
+        const int64_t T = 1 + rnd() % ((it / 3) % 3 ? 11 : 40);
         const int nth = 1 + (int)(rnd() % 3);
         const size_t rowb = ggml_nbytes(type, K);
         float *wf = malloc(sizeof(float) * (size_t)(N * K)), *x = malloc(sizeof(float) * (size_t)(T * K));
@@ -386,8 +388,18 @@ static void test_strips(void) {
         CHECK(s.strips);
         // The layout: strip r/16, block b at (r/16·nb + b)·16·(block bytes): 16 scales, then 64 bytes
         // for each 4 bytes of the rows' blocks (q8_0's values + 128, q4_0's nibble bytes as they are).
-        const int64_t nb = K / 32, bs = type == GGML_TYPE_Q8_0 ? 34 : 18;
-        for (int k = 0; k < 8; k++) {
+        // Q4_K: 16 d, 16 dmin, scale byte k of the 16 rows at 64 + 16k, then 64 bytes for each 4 bytes of qs.
+        const int64_t nb = K / (kq ? 256 : 32), bs = kq ? 144 : type == GGML_TYPE_Q8_0 ? 34 : 18;
+        for (int k = 0; kq && k < 16; k++) {
+            const int64_t r = rnd() % N, b = rnd() % nb, e = rnd() % 144, i = r % 16;
+            const uint8_t *q = wq + (size_t)r * rowb + (size_t)(b * bs);
+            const uint8_t *blk = ws + (size_t)((r / 16) * nb + b) * (size_t)(16 * bs);
+            const int64_t at = e < 2 ? 2 * i + e : e < 4 ? 32 + 2 * i + e - 2 : e < 16 ? 64 + 16 * (e - 4) + i
+                                                                            : 256 + ((e - 16) / 4) * 64 + 4 * i + (e - 16) % 4;
+            CHECKF(blk[at] == q[e], "q4_K strips K=%lld row %lld super-block %lld byte %lld misplaced", (long long)K,
+                   (long long)r, (long long)b, (long long)e);
+        }
+        for (int k = 0; !kq && k < 8; k++) {
             const int64_t r = rnd() % N, b = rnd() % nb, e = rnd() % (bs - 2);
             const uint8_t *q = wq + (size_t)r * rowb + (size_t)(b * bs);
             const uint8_t *blk = ws + (size_t)((r / 16) * nb + b) * (size_t)(16 * bs);

@@ -352,22 +352,27 @@ static void test_load_hold(void) {
 // the kernels read strips (AVX-512 VNNI): not in a mapping, not when asked
 // to keep the rows. Strips and rows give the same greedy text and logits
 // within the rounding of the sums.
-static void test_load_strips(void) {
+// A model loaded as strips (where the kernels read them) against the same
+// file loaded as rows: the same greedy text and logits within 1e-4 of the
+// largest, prompt token by token and in one pass; type: the type whose
+// matrices go in strips.
+static void strips_vs_rows(const char *path, enum ggml_type type) {
     char err[512], desc[200];
-    const char *path = harness_model("tinyllamas-stories-260k-q8_0.gguf");
     llama_model *r = llama_load_with(path, &(llama_load_params){.rows = true}, err, sizeof err);
     llama_model *s = llama_load(path, err, sizeof err);
     llama_model *mp = llama_load_with(path, &(llama_load_params){.mmap = true}, err, sizeof err);
     REQUIRE(r && s && mp);
-    const mm_weight probe = {.type = GGML_TYPE_Q8_0, .K = 64, .N = 64};
-    const bool want = mm_strips_wanted(&probe) && gguf_hold_of(s->gguf) == GGUF_HOLD_COPY;
+    // Strips wherever AVX-512 VNNI is used and the weights are a private copy.
+    const bool vnni = cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
+    const bool want = vnni && gguf_hold_of(s->gguf) == GGUF_HOLD_COPY;
+    CHECKF(s->layers[0].wq.type == type, "%s: wq is %s", path, ggml_type_name(s->layers[0].wq.type));
     CHECK(r->n_strips == 0 && mp->n_strips == 0);
-    CHECKF(want ? s->n_strips > 0 : s->n_strips == 0, "%d matrices in strips", s->n_strips);
-    CHECKF(want ? s->layers[0].wq.strips && !r->layers[0].wq.strips : !s->layers[0].wq.strips, "wq strips %d",
+    CHECKF(want ? s->n_strips > 0 : s->n_strips == 0, "%s: %d matrices in strips", path, s->n_strips);
+    CHECKF(want ? s->layers[0].wq.strips && !r->layers[0].wq.strips : !s->layers[0].wq.strips, "%s: wq strips %d", path,
            s->layers[0].wq.strips);
     llama_weights_memory(s, desc, sizeof desc);
     CHECKF(!want || strstr(desc, "in strips of 16 rows"), "%s", desc);
-    fprintf(stderr, "  %s\n", desc);
+    fprintf(stderr, "  %s: %s\n", ggml_type_name(type), desc);
     const int32_t p[] = {1, 403, 407, 261, 378};
     int32_t gr[48], gs[48];
     const int V = r->hp.n_vocab;
@@ -375,14 +380,30 @@ static void test_load_strips(void) {
     REQUIRE(lr && ls);
     for (int nb = 1; nb <= 8; nb += 7) {   // the prompt token by token, then in one pass
         const int n1 = greedy(r, p, 5, 40, gr, lr, nb, LLAMA_KV_F16), n2 = greedy(s, p, 5, 40, gs, ls, nb, LLAMA_KV_F16);
-        CHECKF(n1 == n2 && n1 > 0 && !memcmp(gr, gs, sizeof(int32_t) * (size_t)n1), "greedy text differs (batch %d)", nb);
+        CHECKF(n1 == n2 && n1 > 0 && !memcmp(gr, gs, sizeof(int32_t) * (size_t)n1), "%s: greedy text differs (batch %d)",
+               path, nb);
         double worst = 0, scale = 0;
         for (int i = 0; i < V; i++) scale = fabs(lr[i]) > scale ? fabs(lr[i]) : scale;
         for (int i = 0; i < V; i++) worst = fabs(ls[i] - lr[i]) > worst ? fabs(ls[i] - lr[i]) : worst;
-        CHECKF(worst <= 1e-4 * scale, "logits differ by %g (largest %g, batch %d)", worst, scale, nb);
+        CHECKF(worst <= 1e-4 * scale, "%s: logits differ by %g (largest %g, batch %d)", path, worst, scale, nb);
     }
     free(lr); free(ls);
     llama_free(r); llama_free(s); llama_free(mp);
+}
+
+// q8_0 on the stories260K file; Q4_K on a tiny256 model from `gguf synth`.
+static void test_load_strips(void) {
+    strips_vs_rows(harness_model("tinyllamas-stories-260k-q8_0.gguf"), GGML_TYPE_Q8_0);
+    const char *bin = getenv("LLMSCOPE_BIN");
+    char dir[] = "/tmp/llmscope-strips-XXXXXX", cmd[2048], path[600];
+    REQUIRE(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/q4k.gguf", dir);
+    snprintf(cmd, sizeof cmd, "%s/llmscope gguf synth --shape tiny256 --type q4_k --vocab %s --seed 4 -o %s >/dev/null",
+             bin && *bin ? bin : "build/bin", harness_model("vocab/ggml-vocab-llama-spm.gguf"), path);
+    REQUIRE(system(cmd) == 0);
+    strips_vs_rows(path, GGML_TYPE_Q4_K);
+    unlink(path);
+    rmdir(dir);
 }
 
 static void test_load_errors(void) {

@@ -26,6 +26,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -532,13 +533,22 @@ static bool kq_pack(enum ggml_type type, int64_t T) {
     return kq_type(type) && T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2;
 }
 
+static bool kq_vnni(void) { return cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni; }
+
+// Q4_K weights in strips (kq_to_strips) are read by the strip kernels where
+// AVX-512 VNNI is used: one token packed alone (KS_PK1), 2+ in groups of 8
+// lanes; elsewhere (a level lowered for tests) by the scalar code, from
+// rows of block_q8_K.
+static bool ks_vnni(const mm_weight *w) { return w->strips && kq_vnni(); }
+static bool kq_groups(const mm_weight *w, int64_t T) { return w->strips ? ks_vnni(w) && T >= 2 : kq_pack(w->type, T); }
+
 size_t kq_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
     const int64_t rows = xk_stride(K) * T, packed = (T + 7) / 8 * (K / QK_K) * pkk(type);
     return (size_t)(kq_type(type) && packed > rows ? packed : rows) + 64;
 }
 
 void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
-    if (kq_pack(w->type, T)) {   // whole token groups
+    if (kq_groups(w, T)) {   // whole token groups
         tp_split((T + 7) / 8, ith, nth, 1, t0, t1);
         *t0 *= 8;
         *t1 = *t1 * 8 < T ? *t1 * 8 : T;
@@ -548,22 +558,29 @@ void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, 
     tp_split(T, ith, nth, 1, t0, t1);
 }
 
-// Token x (K values; NULL: a zero padding token) into lane `lane` of a group.
-AVX2_TARGET static void pack_token(enum ggml_type type, const float *x, int64_t K, uint8_t *grp, int lane) {
+// A group's bytes per super-block when it has L lanes: 8 (PKK, PKK6), or 1
+// for one Q4_K token against weights in strips (KS_PK1: the same layout
+// with one lane: 256 bytes of values, d, then the 4 pairs of sums).
+#define KS_PK1 (64 * 4 + 4 + 4 * 4)
+static inline int64_t pk_lanes(enum ggml_type type, int L) { return L == 8 ? pkk(type) : KS_PK1; }
+
+// Token x (K values; NULL: a zero padding token) into lane `lane` of a group
+// of L lanes (8; or 1, Q4_K only).
+AVX2_TARGET static void pack_token(enum ggml_type type, const float *x, int64_t K, uint8_t *grp, int lane, int L) {
     for (int64_t b = 0; b < K / QK_K; b++) {
         block_q8_K q;
         if (x) quantize_row_q8_K_avx2(x + b * QK_K, &q, QK_K);
         else memset(&q, 0, sizeof q);
-        uint8_t *blk = grp + b * pkk(type);
-        for (int g = 0; g < 64; g++) memcpy(blk + g * 32 + lane * 4, q.qs + 4 * g, 4);
-        memcpy(blk + 64 * 32 + lane * 4, &q.d, 4);
+        uint8_t *blk = grp + b * pk_lanes(type, L);
+        for (int g = 0; g < 64; g++) memcpy(blk + g * 4 * L + lane * 4, q.qs + 4 * g, 4);
+        memcpy(blk + 64 * 4 * L + lane * 4, &q.d, 4);
         if (type == GGML_TYPE_Q6_K) {
             for (int p = 0; p < 8; p++) memcpy(blk + 64 * 32 + 32 + p * 32 + lane * 4, q.bsums + 2 * p, 4);
             continue;
         }
         for (int p = 0; p < 4; p++) {
             const int16_t s[2] = {(int16_t)(q.bsums[4 * p] + q.bsums[4 * p + 1]), (int16_t)(q.bsums[4 * p + 2] + q.bsums[4 * p + 3])};
-            memcpy(blk + 64 * 32 + 32 + p * 32 + lane * 4, s, 4);
+            memcpy(blk + 65 * 4 * L + p * 4 * L + lane * 4, s, 4);
         }
     }
 }
@@ -571,11 +588,15 @@ AVX2_TARGET static void pack_token(enum ggml_type type, const float *x, int64_t 
 void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth) {
     long t0, t1;
     kq_prepare_rows(w, T, ith, nth, &t0, &t1);
-    if (kq_pack(w->type, T)) {
+    if (ks_vnni(w) && T == 1) {
+        if (t0 < t1) pack_token(w->type, x, w->K, wdata, 0, 1);
+        return;
+    }
+    if (kq_groups(w, T)) {
         const int64_t gb = (w->K / QK_K) * pkk(w->type);
         const long end = t0 < t1 ? (t1 + 7) / 8 * 8 : t1;   // the owner of the last group pads it
         for (long t = t0; t < end; t++)
-            pack_token(w->type, t < T ? x + t * w->K : NULL, w->K, (uint8_t *)wdata + t / 8 * gb, (int)(t % 8));
+            pack_token(w->type, t < T ? x + t * w->K : NULL, w->K, (uint8_t *)wdata + t / 8 * gb, (int)(t % 8), 8);
         return;
     }
     const int64_t st = xk_stride(w->K);
@@ -1003,6 +1024,197 @@ AVX512VNNI_TARGET static void kq_vprows(enum ggml_type type, const uint8_t *wd, 
     else kq_vprows_typed(GGML_TYPE_Q4_K, wd, rowb, pack, K, T, N, r0, r1, y);
 }
 
+// ---- AVX-512 VNNI: Q4_K in strips of 16 rows -------------------------------
+//
+// kq_to_strips lays each 16 rows of a Q4_K weight out as one stream, per
+// super-block the 16 rows' 2304 bytes rearranged (KS_SB):
+//   [0, 32)      the 16 rows' d (f16)
+//   [32, 64)     their dmin (f16)
+//   [64, 256)    scale byte k (0..11) of the 16 rows at 64 + 16k
+//   [256, 2304)  32 groups of 64 bytes: group 8c + h holds bytes
+//                qs[32c + 4h .. 32c + 4h + 3] of the 16 rows (row i at 4i),
+//                whose low nibbles are quad h of sub-block 2c and high
+//                nibbles quad h of sub-block 2c + 1.
+// One 64-byte load then serves 16 rows: a 512-bit vpdpbusd multiplies a
+// sub-block quad of 16 rows by one token's quad broadcast ({1to16}), as the
+// q8_0 and q4_0 strips do (matmul.c, stile8). The 16 rows' scales and mins
+// are unpacked from their bytes with 128-bit operations once per
+// super-block for all the tokens. Each sub-block's int32 sum is multiplied
+// by its scale (vpmulld) and the mins' sum is taken by vpdpwssd from the
+// pair sums packed with the tokens, so the integers and the float steps per
+// super-block are kq_vptile's: the same bits, with one token as in a batch.
+#define KS_SB ((int64_t)(16 * sizeof(block_q4_K)))
+#define KS_PF 2048    // bytes ahead ks_tile1 prefetches into L1 (and 2× that into L2)
+#define KS_PF8 8192   // bytes ahead ks_tile8 prefetches into L2
+
+int kq_strips_wanted(const mm_weight *w) {
+    return w->type == GGML_TYPE_Q4_K && !w->strips && w->N >= 16 && w->N % 16 == 0 && w->K % QK_K == 0 && kq_vnni();
+}
+
+int kq_to_strips(mm_weight *w, void *data) {
+    const int64_t nb = w->K / QK_K;
+    const size_t rowb = (size_t)nb * sizeof(block_q4_K), sb = 16 * rowb;
+    uint8_t *tmp = malloc(sb);
+    if (!tmp) return -1;
+    for (int64_t st = 0; st < w->N / 16; st++) {
+        uint8_t *s = (uint8_t *)data + (size_t)st * sb;
+        memcpy(tmp, s, sb);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *o = s + b * KS_SB;
+            for (int i = 0; i < 16; i++) {
+                const block_q4_K *q = (const block_q4_K *)(tmp + (size_t)i * rowb) + b;
+                memcpy(o + 2 * i, &q->d, 2);
+                memcpy(o + 32 + 2 * i, &q->dmin, 2);
+                for (int k = 0; k < 12; k++) o[64 + 16 * k + i] = q->scales[k];
+                for (int g = 0; g < 32; g++) memcpy(o + 256 + 64 * g + 4 * i, q->qs + 4 * g, 4);
+            }
+        }
+    }
+    free(tmp);
+    w->strips = 1;
+    return 0;
+}
+
+// Row r of a weight in strips · a Q8_K activation row: the row's block put
+// back together, then the rows' scalar reference (the same sum, the same
+// bits).
+static float ks_dot_scalar(const uint8_t *data, int64_t r, const block_q8_K *x, int64_t nb) {
+    const uint8_t *s = data + (size_t)(r / 16) * (size_t)(nb * KS_SB);
+    const int i = (int)(r % 16);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = s + b * KS_SB;
+        block_q4_K q;
+        memcpy(&q.d, o + 2 * i, 2);
+        memcpy(&q.dmin, o + 32 + 2 * i, 2);
+        for (int k = 0; k < 12; k++) q.scales[k] = o[64 + 16 * k + i];
+        for (int g = 0; g < 32; g++) memcpy(q.qs + 4 * g, o + 256 + 64 * g + 4 * i, 4);
+        sum += dot_q4K_scalar(&q, x + b, 1);
+    }
+    return sum;
+}
+
+// The 16 rows' 6-bit scales (sc[j], bytes) and mins of a strip's
+// super-block at o, the mins as the int16 pairs (m_2p, m_2p+1) of each row
+// vpdpwssd takes (mp[p]). Byte shifts are 16-bit shifts masked.
+AVX512VNNI_TARGET static ALWAYS_INLINE void ks_scales(const uint8_t *o, __m128i sc[8], __m512i mp[4]) {
+    __m128i S[12], m[8];
+    UNROLL(12) for (int k = 0; k < 12; k++) S[k] = _mm_loadu_si128((const __m128i *)(o + 64 + 16 * k));
+    const __m128i k63 = _mm_set1_epi8(63), k15 = _mm_set1_epi8(15), k48 = _mm_set1_epi8(0x30);
+    UNROLL(4) for (int j = 0; j < 4; j++) {
+        sc[j] = _mm_and_si128(S[j], k63);
+        m[j] = _mm_and_si128(S[j + 4], k63);
+        const __m128i top_s = _mm_and_si128(_mm_srli_epi16(S[j], 2), k48), top_m = _mm_and_si128(_mm_srli_epi16(S[j + 4], 2), k48);
+        sc[j + 4] = _mm_or_si128(_mm_and_si128(S[j + 8], k15), top_s);
+        m[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(S[j + 8], 4), k15), top_m);
+    }
+    UNROLL(4) for (int p = 0; p < 4; p++)
+        mp[p] = _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(m[2 * p], m[2 * p + 1]),
+                                                      _mm_unpacklo_epi8(m[2 * p], m[2 * p + 1])));
+}
+
+// The float steps of one super-block for the 16 rows and one token (its d
+// and pair sums at xd, xp): kq_vptile's, lane by lane.
+AVX512VNNI_TARGET static ALWAYS_INLINE __m512 ks_float(__m512 acc, __m512i sumi, const __m512i mp[4], __m512 dd,
+                                                       __m512 dm, const uint8_t *xd, const uint8_t *xp, int L) {
+    __m512i summ = _mm512_setzero_si512();
+    UNROLL(4) for (int p = 0; p < 4; p++)
+        summ = _mm512_dpwssd_epi32(summ, mp[p], _mm512_set1_epi32(*(const int32_t *)(xp + p * 4 * L)));
+    const __m512 dx = _mm512_set1_ps(*(const float *)xd);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(dd, dx), acc);
+    return _mm512_fnmadd_ps(_mm512_cvtepi32_ps(summ), _mm512_mul_ps(dm, dx), acc);
+}
+
+// One token (decode): y[0..15] for the strip at sp (nb super-blocks), the
+// token packed alone at xq (KS_PK1 a super-block). Each pair of sub-blocks
+// in 4 chains of int32 sums (added exactly before their scales).
+AVX512VNNI_TARGET static void ks_tile1(const uint8_t *sp, int64_t nb, const uint8_t *xq, float *y) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = sp + b * KS_SB, *xb = xq + b * KS_PK1;
+        UNROLL(36) for (int l = 0; l < 36; l++) {
+            _mm_prefetch((const char *)o + KS_PF + 64 * l, _MM_HINT_T0);
+            _mm_prefetch((const char *)o + 2 * KS_PF + 64 * l, _MM_HINT_T1);
+        }
+        __m128i sc[8];
+        __m512i mp[4];
+        ks_scales(o, sc, mp);
+        __m512i sumi = _mm512_setzero_si512();
+        UNROLL(4) for (int c = 0; c < 4; c++) {
+            __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+            UNROLL(8) for (int h = 0; h < 8; h++) {
+                const __m512i v = _mm512_loadu_si512((const void *)(o + 256 + 64 * (8 * c + h)));
+                a[h & 1] = _mm512_dpbusd_epi32(a[h & 1], _mm512_and_si512(v, m4),
+                                               _mm512_set1_epi32(*(const int32_t *)(xb + 4 * (16 * c + h))));
+                a[2 + (h & 1)] = _mm512_dpbusd_epi32(a[2 + (h & 1)], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                                     _mm512_set1_epi32(*(const int32_t *)(xb + 4 * (16 * c + 8 + h))));
+            }
+            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_cvtepu8_epi32(sc[2 * c])));
+            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(_mm512_add_epi32(a[2], a[3]), _mm512_cvtepu8_epi32(sc[2 * c + 1])));
+        }
+        const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32)));
+        acc = ks_float(acc, sumi, mp, dd, dm, xb + 256, xb + 260, 1);
+    }
+    _mm512_storeu_ps(y, acc);
+}
+
+// A group of 8 token lanes (PKK a super-block) at grp: y[t·N + 0..15] for
+// its nt real tokens. pf: prefetch the strip ahead (its first group; later
+// groups find it in cache). Sub-block by sub-block, the 8 tokens' sums side
+// by side.
+AVX512VNNI_TARGET static void ks_tile8(const uint8_t *sp, int64_t nb, const uint8_t *grp, float *y, int64_t N, int nt,
+                                       bool pf) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[8];
+    UNROLL(8) for (int t = 0; t < 8; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = sp + b * KS_SB, *xb = grp + b * PKK;
+        if (pf)
+            UNROLL(36) for (int l = 0; l < 36; l++) _mm_prefetch((const char *)o + KS_PF8 + 64 * l, _MM_HINT_T1);
+        __m128i sc[8];
+        __m512i mp[4];
+        ks_scales(o, sc, mp);
+        __m512i sumi[8];
+        UNROLL(8) for (int t = 0; t < 8; t++) sumi[t] = _mm512_setzero_si512();
+        UNROLL(8) for (int s = 0; s < 8; s++) {
+            __m512i a[8];
+            UNROLL(8) for (int t = 0; t < 8; t++) a[t] = _mm512_setzero_si512();
+            UNROLL(8) for (int h = 0; h < 8; h++) {
+                __m512i v = _mm512_loadu_si512((const void *)(o + 256 + 64 * (8 * (s / 2) + h)));
+                v = s & 1 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m4) : _mm512_and_si512(v, m4);
+                UNROLL(8) for (int t = 0; t < 8; t++)
+                    a[t] = _mm512_dpbusd_epi32(a[t], v, _mm512_set1_epi32(*(const int32_t *)(xb + 32 * (8 * s + h) + 4 * t)));
+            }
+            const __m512i scv = _mm512_cvtepu8_epi32(sc[s]);
+            UNROLL(8) for (int t = 0; t < 8; t++) sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(a[t], scv));
+        }
+        const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32)));
+        UNROLL(8) for (int t = 0; t < 8; t++)
+            acc[t] = ks_float(acc[t], sumi[t], mp, dd, dm, xb + 64 * 32 + 4 * t, xb + 65 * 32 + 4 * t, 8);
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, acc[t]);
+}
+
+// Rows [r0, r1) (whole strips) for the T tokens packed at pack.
+AVX512VNNI_TARGET static void ks_run(const uint8_t *wd, const uint8_t *pack, int64_t K, int64_t T, int64_t N, long r0,
+                                     long r1, float *y) {
+    const int64_t nb = K / QK_K, gb = nb * PKK;
+    for (long r = r0; r < r1; r += 16) {
+        const uint8_t *sp = wd + (size_t)(r / 16) * (size_t)(nb * KS_SB);
+        if (T == 1) {
+            ks_tile1(sp, nb, pack, y + r);
+            continue;
+        }
+        for (int64_t g = 0; g * 8 < T; g++) {
+            const int nt = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
+            ks_tile8(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
+        }
+    }
+}
+
 // Rows in panels of about 32 KiB of weights; within a panel, tiles of
 // KQ_C tokens × 1 row, then the tokens left one at a time, 4 rows a tile.
 // Without AVX2, the scalar reference, a row and a token at a time.
@@ -1012,6 +1224,14 @@ void kq_compute_rows(const mm_weight *w, const void *wdata, int64_t T, float *y,
     const bool simd = cpu_level() >= CPU_LEVEL_AVX2, q4 = w->type == GGML_TYPE_Q4_K;
     const bool vnni = cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
     if (r0 >= r1) return;
+    if (w->strips) {
+        if (ks_vnni(w)) ks_run(w->data, wdata, K, T, N, r0, r1, y);
+        else
+            for (int64_t t = 0; t < T; t++)
+                for (long r = r0; r < r1; r++)
+                    y[t * N + r] = ks_dot_scalar(w->data, r, (const block_q8_K *)((const uint8_t *)wdata + t * st), nb);
+        return;
+    }
     if (!simd) {
         for (int64_t t = 0; t < T; t++) {
             const block_q8_K *xq = (const block_q8_K *)((const uint8_t *)wdata + t * st);
@@ -1064,6 +1284,6 @@ void kq_compute_rows(const mm_weight *w, const void *wdata, int64_t T, float *y,
 
 void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth) {
     long r0, r1;
-    tp_split(w->N, ith, nth, 4, &r0, &r1);
+    tp_split(w->N, ith, nth, w->strips ? 16 : 4, &r0, &r1);
     kq_compute_rows(w, wdata, T, y, r0, r1);
 }

@@ -76,8 +76,17 @@ size_t kq_wdata_size(enum ggml_type type, int64_t K, int64_t T);
 void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1);
 void kq_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int ith, int nth);
 void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int ith, int nth);
-// Rows [r0, r1) of the product (any range; kq_compute gives a thread its
-// share by tp_split, mm_compute_shared in work items).
+// Rows [r0, r1) of the product (any range, whole strips of 16 for a weight
+// in strips; kq_compute gives a thread its share by tp_split,
+// mm_compute_shared in work items).
 void kq_compute_rows(const mm_weight *w, const void *wdata, int64_t T, float *y, long r0, long r1);
+// Q4_K in strips of 16 rows (mm_strips_wanted / mm_to_strips call these):
+// whether w would be laid out so (a multiple of 16 rows, AVX-512 VNNI), and
+// the rewrite in place. Strip s takes the bytes of rows 16s .. 16s + 15 and
+// holds, per super-block, in 2304 bytes: the 16 rows' d (f16), their dmin,
+// scale byte k of the 16 rows at 64 + 16k, then 32 groups of 64 bytes,
+// group g holding qs bytes 4g .. 4g + 3 of the 16 rows (kquant.c, ks_tile8).
+int kq_strips_wanted(const mm_weight *w);
+int kq_to_strips(mm_weight *w, void *data);
 
 #endif
