@@ -4,6 +4,7 @@
 // rows not a multiple of the vector width), split across simulated threads.
 #include "harness.h"
 #include "compute/cpu.h"
+#include "compute/kquant.h"
 #include "compute/matmul.h"
 #include "compute/quant.h"
 #include "compute/threadpool.h"
@@ -354,12 +355,13 @@ static void test_strips(void) {
     tp_pool *pool = tp_create(2, "mmstrip");
     REQUIRE(pool);
     int fast = 0;
-    for (int it = 0; it < 480; it++) {
-        const enum ggml_type type = it % 3 == 2 ? GGML_TYPE_Q4_K : it % 3 ? GGML_TYPE_Q4_0 : GGML_TYPE_Q8_0;
-        const bool kq = type == GGML_TYPE_Q4_K;
+    const enum ggml_type types[4] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    for (int it = 0; it < 640; it++) {
+        const enum ggml_type type = types[it % 4];
+        const bool kq = kq_type(type);
         const int64_t K = kq ? 256 * (1 + rnd() % 4) : 32 * (1 + rnd() % 24);
-        const int64_t N = 16 * (1 + rnd() % ((it / 3) % 8 > 1 ? 12 : kq ? 24 : 80));
-        const int64_t T = 1 + rnd() % ((it / 3) % 3 ? 11 : 40);
+        const int64_t N = 16 * (1 + rnd() % ((it / 4) % 8 > 1 ? 12 : kq ? 24 : 80));
+        const int64_t T = 1 + rnd() % ((it / 4) % 3 ? 11 : 40);
         const int nth = 1 + (int)(rnd() % 3);
         const size_t rowb = ggml_nbytes(type, K);
         float *wf = malloc(sizeof(float) * (size_t)(N * K)), *x = malloc(sizeof(float) * (size_t)(T * K));
@@ -389,8 +391,22 @@ static void test_strips(void) {
         // The layout: strip r/16, block b at (r/16·nb + b)·16·(block bytes): 16 scales, then 64 bytes
         // for each 4 bytes of the rows' blocks (q8_0's values + 128, q4_0's nibble bytes as they are).
         // Q4_K: 16 d, 16 dmin, scale byte k of the 16 rows at 64 + 16k, then 64 bytes for each 4 bytes of qs.
-        const int64_t nb = K / (kq ? 256 : 32), bs = kq ? 144 : type == GGML_TYPE_Q8_0 ? 34 : 18;
-        for (int k = 0; kq && k < 16; k++) {
+        // Q6_K: 16 d, scale g of the 16 rows at 32 + 16g, then per half h and quad j 64 bytes each of
+        // ql[64h + 4j ..], ql[64h + 32 + 4j ..], qh[32h + 4j ..].
+        const int64_t nb = K / (kq ? 256 : 32), bs = kq ? (type == GGML_TYPE_Q6_K ? 210 : 144) : type == GGML_TYPE_Q8_0 ? 34 : 18;
+        for (int k = 0; type == GGML_TYPE_Q6_K && k < 16; k++) {
+            const int64_t r = rnd() % N, b = rnd() % nb, e = rnd() % 210, i = r % 16;
+            const uint8_t *q = wq + (size_t)r * rowb + (size_t)(b * bs);
+            const uint8_t *blk = ws + (size_t)((r / 16) * nb + b) * (size_t)(16 * bs);
+            const int64_t w64 = e % 64, qh = e - 128;
+            const int64_t at = e < 128   ? 288 + 192 * (8 * (e / 64) + (w64 % 32) / 4) + 64 * (w64 / 32) + 4 * i + w64 % 4
+                               : e < 192 ? 288 + 192 * (8 * (qh / 32) + (qh % 32) / 4) + 128 + 4 * i + qh % 4
+                               : e < 208 ? 32 + 16 * (e - 192) + i
+                                         : 2 * i + e - 208;
+            CHECKF(blk[at] == q[e], "q6_K strips K=%lld row %lld super-block %lld byte %lld misplaced", (long long)K,
+                   (long long)r, (long long)b, (long long)e);
+        }
+        for (int k = 0; type == GGML_TYPE_Q4_K && k < 16; k++) {
             const int64_t r = rnd() % N, b = rnd() % nb, e = rnd() % 144, i = r % 16;
             const uint8_t *q = wq + (size_t)r * rowb + (size_t)(b * bs);
             const uint8_t *blk = ws + (size_t)((r / 16) * nb + b) * (size_t)(16 * bs);

@@ -370,6 +370,9 @@ static void strips_vs_rows(const char *path, enum ggml_type type) {
     CHECKF(want ? s->n_strips > 0 : s->n_strips == 0, "%s: %d matrices in strips", path, s->n_strips);
     CHECKF(want ? s->layers[0].wq.strips && !r->layers[0].wq.strips : !s->layers[0].wq.strips, "%s: wq strips %d", path,
            s->layers[0].wq.strips);
+    if (s->output.type == GGML_TYPE_Q6_K)   // Q4_K_M's classifier
+        CHECKF(want ? s->output.strips && !r->output.strips : !s->output.strips, "%s: q6_K output strips %d", path,
+               s->output.strips);
     llama_weights_memory(s, desc, sizeof desc);
     CHECKF(!want || strstr(desc, "in strips of 16 rows"), "%s", desc);
     fprintf(stderr, "  %s: %s\n", ggml_type_name(type), desc);
@@ -391,14 +394,15 @@ static void strips_vs_rows(const char *path, enum ggml_type type) {
     llama_free(r); llama_free(s); llama_free(mp);
 }
 
-// q8_0 on the stories260K file; Q4_K on a tiny256 model from `gguf synth`.
+// q8_0 on the stories260K file; Q4_K and Q6_K on a tiny256 Q4_K_M model
+// from `gguf synth` (Q6_K for the classifier, some attn_v and ffn_down).
 static void test_load_strips(void) {
     strips_vs_rows(harness_model("tinyllamas-stories-260k-q8_0.gguf"), GGML_TYPE_Q8_0);
     const char *bin = getenv("LLMSCOPE_BIN");
     char dir[] = "/tmp/llmscope-strips-XXXXXX", cmd[2048], path[600];
     REQUIRE(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/q4k.gguf", dir);
-    snprintf(cmd, sizeof cmd, "%s/llmscope gguf synth --shape tiny256 --type q4_k --vocab %s --seed 4 -o %s >/dev/null",
+    snprintf(path, sizeof path, "%s/q4km.gguf", dir);
+    snprintf(cmd, sizeof cmd, "%s/llmscope gguf synth --shape tiny256 --type q4_k_m --vocab %s --seed 4 -o %s >/dev/null",
              bin && *bin ? bin : "build/bin", harness_model("vocab/ggml-vocab-llama-spm.gguf"), path);
     REQUIRE(system(cmd) == 0);
     strips_vs_rows(path, GGML_TYPE_Q4_K);

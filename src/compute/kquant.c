@@ -535,8 +535,8 @@ static bool kq_pack(enum ggml_type type, int64_t T) {
 
 static bool kq_vnni(void) { return cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni; }
 
-// Q4_K weights in strips (kq_to_strips) are read by the strip kernels where
-// AVX-512 VNNI is used: one token packed alone (KS_PK1), 2+ in groups of 8
+// Q4_K and Q6_K weights in strips (kq_to_strips) are read by the strip kernels where
+// AVX-512 VNNI is used: one token packed alone (pk_lanes), 2+ in groups of 8
 // lanes; elsewhere (a level lowered for tests) by the scalar code, from
 // rows of block_q8_K.
 static bool ks_vnni(const mm_weight *w) { return w->strips && kq_vnni(); }
@@ -559,10 +559,13 @@ void kq_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, 
 }
 
 // A group's bytes per super-block when it has L lanes: 8 (PKK, PKK6), or 1
-// for one Q4_K token against weights in strips (KS_PK1: the same layout
-// with one lane: 256 bytes of values, d, then the 4 pairs of sums).
+// for one token against weights in strips (the same layout with one lane:
+// 256 bytes of values, d, then the 4 (Q4_K) or 8 (Q6_K) pairs of sums).
 #define KS_PK1 (64 * 4 + 4 + 4 * 4)
-static inline int64_t pk_lanes(enum ggml_type type, int L) { return L == 8 ? pkk(type) : KS_PK1; }
+#define KS6_PK1 (64 * 4 + 4 + 8 * 4)
+static inline int64_t pk_lanes(enum ggml_type type, int L) {
+    return L == 8 ? pkk(type) : type == GGML_TYPE_Q6_K ? KS6_PK1 : KS_PK1;
+}
 
 // Token x (K values; NULL: a zero padding token) into lane `lane` of a group
 // of L lanes (8; or 1, Q4_K only).
@@ -575,7 +578,7 @@ AVX2_TARGET static void pack_token(enum ggml_type type, const float *x, int64_t 
         for (int g = 0; g < 64; g++) memcpy(blk + g * 4 * L + lane * 4, q.qs + 4 * g, 4);
         memcpy(blk + 64 * 4 * L + lane * 4, &q.d, 4);
         if (type == GGML_TYPE_Q6_K) {
-            for (int p = 0; p < 8; p++) memcpy(blk + 64 * 32 + 32 + p * 32 + lane * 4, q.bsums + 2 * p, 4);
+            for (int p = 0; p < 8; p++) memcpy(blk + 65 * 4 * L + p * 4 * L + lane * 4, q.bsums + 2 * p, 4);
             continue;
         }
         for (int p = 0; p < 4; p++) {
@@ -1024,7 +1027,7 @@ AVX512VNNI_TARGET static void kq_vprows(enum ggml_type type, const uint8_t *wd, 
     else kq_vprows_typed(GGML_TYPE_Q4_K, wd, rowb, pack, K, T, N, r0, r1, y);
 }
 
-// ---- AVX-512 VNNI: Q4_K in strips of 16 rows -------------------------------
+// ---- AVX-512 VNNI: Q4_K and Q6_K in strips of 16 rows ----------------------
 //
 // kq_to_strips lays each 16 rows of a Q4_K weight out as one stream, per
 // super-block the 16 rows' 2304 bytes rearranged (KS_SB):
@@ -1043,25 +1046,65 @@ AVX512VNNI_TARGET static void kq_vprows(enum ggml_type type, const uint8_t *wd, 
 // by its scale (vpmulld) and the mins' sum is taken by vpdpwssd from the
 // pair sums packed with the tokens, so the integers and the float steps per
 // super-block are kq_vptile's: the same bits, with one token as in a batch.
+//
+// Q6_K's strips (KS6_SB, the 16 rows' 3360 bytes a super-block):
+//   [0, 32)      the 16 rows' d (f16)
+//   [32, 288)    scale g (int8, values 16g .. 16g + 15) of the 16 rows at 32 + 16g
+//   [288, 3360)  for half h (0, 1) and j (0..7), three groups of 64 bytes at
+//                288 + 192·(8h + j): bytes 4j .. 4j + 3 of ql[64h ..], of
+//                ql[64h + 32 ..] and of qh[32h ..] of the 16 rows.
+// The three give quad j of the values 128h + 32k + 0..31 for k = 0..3
+// (codes 0..63, as q6K_codes makes them); their groups' int32 sums are
+// multiplied by the scales, and 32·Σ sc·(Σ x) comes off by vpdpwssd from the
+// packed pair sums, as in kq_vptile.
 #define KS_SB ((int64_t)(16 * sizeof(block_q4_K)))
+#define KS6_SB ((int64_t)(16 * sizeof(block_q6_K)))
 #define KS_PF 2048    // bytes ahead ks_tile1 prefetches into L1 (and 2× that into L2)
+// A sub-block's scaled sums added where the code adds them: left alone, the
+// compiler kept all 8 sub-blocks' (16 groups') sums of 8 tokens for the
+// multiplies at the end, 64-128 of them spilled to the stack.
+#define KS_KEEP(v) __asm__("" : "+v"(v))
+// The prefetches of a super-block spread over its steps, n lines from line
+// l0 of the super-block at o at each: issued all at its start (72 lines of
+// Q4_K, 106 of Q6_K), they held a token's product back (Q6_K decode from
+// DRAM 0.85x the rows' kernel; in cache the strips ran 2.1x).
+#define KS_PREFETCH1(o, l0, n)                                                                \
+    UNROLL(9) for (int l_ = (l0); l_ < (l0) + (n); l_++) {                                      \
+        _mm_prefetch((const char *)(o) + KS_PF + 64 * l_, _MM_HINT_T0);                         \
+        _mm_prefetch((const char *)(o) + 2 * KS_PF + 64 * l_, _MM_HINT_T1);                     \
+    }
+#define KS_PREFETCH8(o, l0, n) \
+    UNROLL(5) for (int l_ = (l0); l_ < (l0) + (n); l_++) _mm_prefetch((const char *)(o) + KS_PF8 + 64 * l_, _MM_HINT_T1)
 #define KS_PF8 8192   // bytes ahead ks_tile8 prefetches into L2
 
 int kq_strips_wanted(const mm_weight *w) {
-    return w->type == GGML_TYPE_Q4_K && !w->strips && w->N >= 16 && w->N % 16 == 0 && w->K % QK_K == 0 && kq_vnni();
+    return kq_type(w->type) && !w->strips && w->N >= 16 && w->N % 16 == 0 && w->K % QK_K == 0 && kq_vnni();
 }
 
 int kq_to_strips(mm_weight *w, void *data) {
-    const int64_t nb = w->K / QK_K;
-    const size_t rowb = (size_t)nb * sizeof(block_q4_K), sb = 16 * rowb;
+    const bool q6 = w->type == GGML_TYPE_Q6_K;
+    const int64_t nb = w->K / QK_K, bs = q6 ? (int64_t)sizeof(block_q6_K) : (int64_t)sizeof(block_q4_K);
+    const size_t rowb = (size_t)(nb * bs), sb = 16 * rowb;
     uint8_t *tmp = malloc(sb);
     if (!tmp) return -1;
     for (int64_t st = 0; st < w->N / 16; st++) {
         uint8_t *s = (uint8_t *)data + (size_t)st * sb;
         memcpy(tmp, s, sb);
         for (int64_t b = 0; b < nb; b++) {
-            uint8_t *o = s + b * KS_SB;
-            for (int i = 0; i < 16; i++) {
+            uint8_t *o = s + b * 16 * bs;
+            for (int i = 0; q6 && i < 16; i++) {
+                const block_q6_K *q = (const block_q6_K *)(tmp + (size_t)i * rowb) + b;
+                memcpy(o + 2 * i, &q->d, 2);
+                for (int g = 0; g < 16; g++) o[32 + 16 * g + i] = (uint8_t)q->scales[g];
+                for (int h = 0; h < 2; h++)
+                    for (int j = 0; j < 8; j++) {
+                        uint8_t *e = o + 288 + 192 * (8 * h + j) + 4 * i;
+                        memcpy(e, q->ql + 64 * h + 4 * j, 4);
+                        memcpy(e + 64, q->ql + 64 * h + 32 + 4 * j, 4);
+                        memcpy(e + 128, q->qh + 32 * h + 4 * j, 4);
+                    }
+            }
+            for (int i = 0; !q6 && i < 16; i++) {
                 const block_q4_K *q = (const block_q4_K *)(tmp + (size_t)i * rowb) + b;
                 memcpy(o + 2 * i, &q->d, 2);
                 memcpy(o + 32 + 2 * i, &q->dmin, 2);
@@ -1078,12 +1121,28 @@ int kq_to_strips(mm_weight *w, void *data) {
 // Row r of a weight in strips · a Q8_K activation row: the row's block put
 // back together, then the rows' scalar reference (the same sum, the same
 // bits).
-static float ks_dot_scalar(const uint8_t *data, int64_t r, const block_q8_K *x, int64_t nb) {
-    const uint8_t *s = data + (size_t)(r / 16) * (size_t)(nb * KS_SB);
+static float ks_dot_scalar(enum ggml_type type, const uint8_t *data, int64_t r, const block_q8_K *x, int64_t nb) {
+    const bool q6 = type == GGML_TYPE_Q6_K;
+    const int64_t sbb = q6 ? KS6_SB : KS_SB;
+    const uint8_t *s = data + (size_t)(r / 16) * (size_t)(nb * sbb);
     const int i = (int)(r % 16);
     float sum = 0.0f;
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *o = s + b * KS_SB;
+        const uint8_t *o = s + b * sbb;
+        if (q6) {
+            block_q6_K q;
+            memcpy(&q.d, o + 2 * i, 2);
+            for (int g = 0; g < 16; g++) q.scales[g] = (int8_t)o[32 + 16 * g + i];
+            for (int h = 0; h < 2; h++)
+                for (int j = 0; j < 8; j++) {
+                    const uint8_t *e = o + 288 + 192 * (8 * h + j) + 4 * i;
+                    memcpy(q.ql + 64 * h + 4 * j, e, 4);
+                    memcpy(q.ql + 64 * h + 32 + 4 * j, e + 64, 4);
+                    memcpy(q.qh + 32 * h + 4 * j, e + 128, 4);
+                }
+            sum += dot_q6K_scalar(&q, x + b, 1);
+            continue;
+        }
         block_q4_K q;
         memcpy(&q.d, o + 2 * i, 2);
         memcpy(&q.dmin, o + 32 + 2 * i, 2);
@@ -1133,16 +1192,13 @@ AVX512VNNI_TARGET static void ks_tile1(const uint8_t *sp, int64_t nb, const uint
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *o = sp + b * KS_SB, *xb = xq + b * KS_PK1;
-        UNROLL(36) for (int l = 0; l < 36; l++) {
-            _mm_prefetch((const char *)o + KS_PF + 64 * l, _MM_HINT_T0);
-            _mm_prefetch((const char *)o + 2 * KS_PF + 64 * l, _MM_HINT_T1);
-        }
         __m128i sc[8];
         __m512i mp[4];
         ks_scales(o, sc, mp);
         __m512i sumi = _mm512_setzero_si512();
         UNROLL(4) for (int c = 0; c < 4; c++) {
             __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+            KS_PREFETCH1(o, 9 * c, 9);
             UNROLL(8) for (int h = 0; h < 8; h++) {
                 const __m512i v = _mm512_loadu_si512((const void *)(o + 256 + 64 * (8 * c + h)));
                 a[h & 1] = _mm512_dpbusd_epi32(a[h & 1], _mm512_and_si512(v, m4),
@@ -1152,6 +1208,7 @@ AVX512VNNI_TARGET static void ks_tile1(const uint8_t *sp, int64_t nb, const uint
             }
             sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(_mm512_add_epi32(a[0], a[1]), _mm512_cvtepu8_epi32(sc[2 * c])));
             sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(_mm512_add_epi32(a[2], a[3]), _mm512_cvtepu8_epi32(sc[2 * c + 1])));
+            KS_KEEP(sumi);
         }
         const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o));
         const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32)));
@@ -1171,8 +1228,6 @@ AVX512VNNI_TARGET static void ks_tile8(const uint8_t *sp, int64_t nb, const uint
     UNROLL(8) for (int t = 0; t < 8; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *o = sp + b * KS_SB, *xb = grp + b * PKK;
-        if (pf)
-            UNROLL(36) for (int l = 0; l < 36; l++) _mm_prefetch((const char *)o + KS_PF8 + 64 * l, _MM_HINT_T1);
         __m128i sc[8];
         __m512i mp[4];
         ks_scales(o, sc, mp);
@@ -1181,6 +1236,7 @@ AVX512VNNI_TARGET static void ks_tile8(const uint8_t *sp, int64_t nb, const uint
         UNROLL(8) for (int s = 0; s < 8; s++) {
             __m512i a[8];
             UNROLL(8) for (int t = 0; t < 8; t++) a[t] = _mm512_setzero_si512();
+            if (pf) KS_PREFETCH8(o, 5 * s, 5);
             UNROLL(8) for (int h = 0; h < 8; h++) {
                 __m512i v = _mm512_loadu_si512((const void *)(o + 256 + 64 * (8 * (s / 2) + h)));
                 v = s & 1 ? _mm512_and_si512(_mm512_srli_epi16(v, 4), m4) : _mm512_and_si512(v, m4);
@@ -1188,7 +1244,10 @@ AVX512VNNI_TARGET static void ks_tile8(const uint8_t *sp, int64_t nb, const uint
                     a[t] = _mm512_dpbusd_epi32(a[t], v, _mm512_set1_epi32(*(const int32_t *)(xb + 32 * (8 * s + h) + 4 * t)));
             }
             const __m512i scv = _mm512_cvtepu8_epi32(sc[s]);
-            UNROLL(8) for (int t = 0; t < 8; t++) sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(a[t], scv));
+            UNROLL(8) for (int t = 0; t < 8; t++) {
+                sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(a[t], scv));
+                KS_KEEP(sumi[t]);
+            }
         }
         const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o));
         const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(o + 32)));
@@ -1198,19 +1257,119 @@ AVX512VNNI_TARGET static void ks_tile8(const uint8_t *sp, int64_t nb, const uint
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, acc[t]);
 }
 
+// Q6_K: the 16 rows' scale g as dwords, sign-extended.
+AVX512VNNI_TARGET static ALWAYS_INLINE __m512i ks6_scale(const uint8_t *o, int g) {
+    return _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(o + 32 + 16 * g)));
+}
+
+// Q6_K: the 16 rows' scales as the int16 pairs (sc_2p, sc_2p+1) vpdpwssd
+// takes (sp[p]), sign-extended.
+AVX512VNNI_TARGET static ALWAYS_INLINE void ks6_pairs(const uint8_t *o, __m512i sp[8]) {
+    UNROLL(8) for (int p = 0; p < 8; p++) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(o + 32 + 32 * p)), b = _mm_loadu_si128((const __m128i *)(o + 48 + 32 * p));
+        sp[p] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(a, b), _mm_unpacklo_epi8(a, b)));
+    }
+}
+
+// Quad j of the codes of values 128h + 32k + 0..31 of the 16 rows, from the
+// three groups at e (ql, ql + 32, qh): q6K_codes' bits.
+AVX512VNNI_TARGET static ALWAYS_INLINE __m512i ks6_codes(const uint8_t *e, int k) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i l = _mm512_loadu_si512((const void *)(e + (k & 1) * 64)), hb = _mm512_loadu_si512((const void *)(e + 128));
+    const __m512i lo = k < 2 ? _mm512_and_si512(l, m4) : _mm512_and_si512(_mm512_srli_epi16(l, 4), m4);
+    const __m512i hi = k == 0 ? _mm512_slli_epi16(hb, 4) : k == 1 ? _mm512_slli_epi16(hb, 2) : k == 2 ? hb : _mm512_srli_epi16(hb, 2);
+    return _mm512_or_si512(lo, _mm512_and_si512(hi, m30));
+}
+
+// The float step of one Q6_K super-block for one token (d at xd, pair sums at xp).
+AVX512VNNI_TARGET static ALWAYS_INLINE __m512 ks6_float(__m512 acc, __m512i sumi, const __m512i sp[8], __m512 dd,
+                                                        const uint8_t *xd, const uint8_t *xp, int L) {
+    __m512i summ = _mm512_setzero_si512();
+    UNROLL(8) for (int p = 0; p < 8; p++)
+        summ = _mm512_dpwssd_epi32(summ, sp[p], _mm512_set1_epi32(*(const int32_t *)(xp + p * 4 * L)));
+    const __m512i tot = _mm512_sub_epi32(sumi, _mm512_slli_epi32(summ, 5));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot), _mm512_mul_ps(dd, _mm512_set1_ps(*(const float *)xd)), acc);
+}
+
+// ks_tile1 for Q6_K: per half and pair of 16-value groups, the 4 quarters'
+// sums in 4 chains.
+AVX512VNNI_TARGET static void ks6_tile1(const uint8_t *sp0, int64_t nb, const uint8_t *xq, float *y) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = sp0 + b * KS6_SB, *xb = xq + b * KS6_PK1;
+        __m512i sumi = _mm512_setzero_si512();
+        UNROLL(2) for (int h = 0; h < 2; h++)
+            UNROLL(2) for (int jj = 0; jj < 2; jj++) {   // quads 4jj .. 4jj + 3: group 8h + 2k + jj of each quarter k
+                __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+                UNROLL(4) for (int j = 4 * jj; j < 4 * jj + 4; j++) {
+                    const uint8_t *e = o + 288 + 192 * (8 * h + j);
+                    KS_PREFETCH1(o, 4 * (8 * h + j), 4);
+                    UNROLL(4) for (int k = 0; k < 4; k++)
+                        a[k] = _mm512_dpbusd_epi32(a[k], ks6_codes(e, k),
+                                                   _mm512_set1_epi32(*(const int32_t *)(xb + 4 * (32 * h + 8 * k + j))));
+                }
+                UNROLL(4) for (int k = 0; k < 4; k++) sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(a[k], ks6_scale(o, 8 * h + 2 * k + jj)));
+                KS_KEEP(sumi);
+            }
+        __m512i sp[8];
+        ks6_pairs(o, sp);
+        const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o));
+        acc = ks6_float(acc, sumi, sp, dd, xb + 256, xb + 260, 1);
+    }
+    _mm512_storeu_ps(y, acc);
+}
+
+// ks_tile8 for Q6_K: 16-value group by group, the 8 tokens' sums side by side.
+AVX512VNNI_TARGET static void ks6_tile8(const uint8_t *sp0, int64_t nb, const uint8_t *grp, float *y, int64_t N, int nt,
+                                        bool pf) {
+    _Alignas(64) float res[8][16];   // the sums in memory: the 8 tokens' int32 sums keep the registers
+    UNROLL(8) for (int t = 0; t < 8; t++) _mm512_store_ps(res[t], _mm512_setzero_ps());
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *o = sp0 + b * KS6_SB, *xb = grp + b * PKK6;
+        __asm__ volatile("" : : "r"(res) : "memory");
+        __m512i sumi[8];
+        UNROLL(8) for (int t = 0; t < 8; t++) sumi[t] = _mm512_setzero_si512();
+        UNROLL(16) for (int g = 0; g < 16; g++) {   // group g = 8h + 2k + jj: quads 4jj .. 4jj + 3 of quarter k of half h
+            const int h = g / 8, k = (g % 8) / 2, jj = g % 2;
+            __m512i a[8];
+            UNROLL(8) for (int t = 0; t < 8; t++) a[t] = _mm512_setzero_si512();
+            if (pf) KS_PREFETCH8(o, 4 * g, 4);
+            UNROLL(4) for (int j = 4 * jj; j < 4 * jj + 4; j++) {
+                const __m512i v = ks6_codes(o + 288 + 192 * (8 * h + j), k);
+                UNROLL(8) for (int t = 0; t < 8; t++)
+                    a[t] = _mm512_dpbusd_epi32(a[t], v, _mm512_set1_epi32(*(const int32_t *)(xb + 32 * (32 * h + 8 * k + j) + 4 * t)));
+            }
+            const __m512i scv = ks6_scale(o, g);
+            UNROLL(8) for (int t = 0; t < 8; t++) {
+                sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(a[t], scv));
+                KS_KEEP(sumi[t]);
+            }
+        }
+        __m512i sp[8];
+        ks6_pairs(o, sp);
+        const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o));
+        UNROLL(8) for (int t = 0; t < 8; t++)
+            _mm512_store_ps(res[t], ks6_float(_mm512_load_ps(res[t]), sumi[t], sp, dd, xb + 64 * 32 + 4 * t, xb + 65 * 32 + 4 * t, 8));
+    }
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, _mm512_load_ps(res[t]));
+}
+
 // Rows [r0, r1) (whole strips) for the T tokens packed at pack.
-AVX512VNNI_TARGET static void ks_run(const uint8_t *wd, const uint8_t *pack, int64_t K, int64_t T, int64_t N, long r0,
-                                     long r1, float *y) {
-    const int64_t nb = K / QK_K, gb = nb * PKK;
+AVX512VNNI_TARGET static void ks_run(enum ggml_type type, const uint8_t *wd, const uint8_t *pack, int64_t K, int64_t T,
+                                     int64_t N, long r0, long r1, float *y) {
+    const bool q6 = type == GGML_TYPE_Q6_K;
+    const int64_t nb = K / QK_K, gb = nb * pkk(type);
     for (long r = r0; r < r1; r += 16) {
-        const uint8_t *sp = wd + (size_t)(r / 16) * (size_t)(nb * KS_SB);
+        const uint8_t *sp = wd + (size_t)(r / 16) * (size_t)(nb * (q6 ? KS6_SB : KS_SB));
         if (T == 1) {
-            ks_tile1(sp, nb, pack, y + r);
+            if (q6) ks6_tile1(sp, nb, pack, y + r);
+            else ks_tile1(sp, nb, pack, y + r);
             continue;
         }
         for (int64_t g = 0; g * 8 < T; g++) {
             const int nt = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
-            ks_tile8(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
+            if (q6) ks6_tile8(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
+            else ks_tile8(sp, nb, pack + g * gb, y + g * 8 * N + r, N, nt, g == 0);
         }
     }
 }
@@ -1225,11 +1384,11 @@ void kq_compute_rows(const mm_weight *w, const void *wdata, int64_t T, float *y,
     const bool vnni = cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
     if (r0 >= r1) return;
     if (w->strips) {
-        if (ks_vnni(w)) ks_run(w->data, wdata, K, T, N, r0, r1, y);
+        if (ks_vnni(w)) ks_run(w->type, w->data, wdata, K, T, N, r0, r1, y);
         else
             for (int64_t t = 0; t < T; t++)
                 for (long r = r0; r < r1; r++)
-                    y[t * N + r] = ks_dot_scalar(w->data, r, (const block_q8_K *)((const uint8_t *)wdata + t * st), nb);
+                    y[t * N + r] = ks_dot_scalar(w->type, w->data, r, (const block_q8_K *)((const uint8_t *)wdata + t * st), nb);
         return;
     }
     if (!simd) {

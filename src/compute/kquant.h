@@ -80,12 +80,16 @@ void kq_compute(const mm_weight *w, const void *wdata, int64_t T, float *y, int 
 // in strips; kq_compute gives a thread its share by tp_split,
 // mm_compute_shared in work items).
 void kq_compute_rows(const mm_weight *w, const void *wdata, int64_t T, float *y, long r0, long r1);
-// Q4_K in strips of 16 rows (mm_strips_wanted / mm_to_strips call these):
-// whether w would be laid out so (a multiple of 16 rows, AVX-512 VNNI), and
-// the rewrite in place. Strip s takes the bytes of rows 16s .. 16s + 15 and
-// holds, per super-block, in 2304 bytes: the 16 rows' d (f16), their dmin,
-// scale byte k of the 16 rows at 64 + 16k, then 32 groups of 64 bytes,
-// group g holding qs bytes 4g .. 4g + 3 of the 16 rows (kquant.c, ks_tile8).
+// Q4_K and Q6_K in strips of 16 rows (mm_strips_wanted / mm_to_strips call
+// these): whether w would be laid out so (a multiple of 16 rows, AVX-512
+// VNNI), and the rewrite in place. Strip s takes the bytes of rows
+// 16s .. 16s + 15 and holds, per super-block, the 16 rows' blocks side by
+// side (kquant.c has the layouts): Q4_K in 2304 bytes, the 16 rows' d
+// (f16), their dmin, scale byte k of the 16 rows at 64 + 16k, then 32
+// groups of 64 bytes, group g holding qs bytes 4g .. 4g + 3 of the 16 rows;
+// Q6_K in 3360 bytes, the 16 d, scale g of the 16 rows at 32 + 16g, then for
+// each half h and j < 8 the bytes 4j .. 4j + 3 of ql[64h ..], ql[64h + 32 ..]
+// and qh[32h ..] of the 16 rows, 64 bytes each.
 int kq_strips_wanted(const mm_weight *w);
 int kq_to_strips(mm_weight *w, void *data);
 

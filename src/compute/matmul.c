@@ -400,13 +400,13 @@ static float dot_strip_scalar(enum ggml_type type, const uint8_t *data, int64_t 
 }
 
 int mm_strips_wanted(const mm_weight *w) {
-    if (w->type == GGML_TYPE_Q4_K) return kq_strips_wanted(w);
+    if (kq_type(w->type)) return kq_strips_wanted(w);
     return (w->type == GGML_TYPE_Q8_0 || w->type == GGML_TYPE_Q4_0) && !w->strips && w->N >= 16 && w->N % 16 == 0 &&
            w->K % 32 == 0 && use_vnni_pack();
 }
 
 int mm_to_strips(mm_weight *w, void *data) {
-    if (w->type == GGML_TYPE_Q4_K) return kq_to_strips(w, data);
+    if (kq_type(w->type)) return kq_to_strips(w, data);
     const bool q8 = w->type == GGML_TYPE_Q8_0;
     const int64_t nb = w->K / 32, bs = q8 ? (int64_t)sizeof(block_q8_0) : (int64_t)sizeof(block_q4_0);
     const size_t rowb = (size_t)(nb * bs), sb = 16 * rowb;

@@ -27,13 +27,13 @@ typedef struct mm_weight {
     // (mm_block_sums). With it, batched decode on AVX-512 VNNI reads the
     // weight bytes as they are (matmul.c, vtile_q8s).
     const uint8_t *bsum;
-    // q8_0, q4_0 and Q4_K: nonzero when the rows are stored in strips of 16
+    // q8_0, q4_0, Q4_K and Q6_K: nonzero when the rows are stored in strips of 16
     // (see mm_to_strips) instead of one after the other.
     int strips;
 } mm_weight;
 
-// Whether mm_to_strips() would lay w out in strips: a q8_0, q4_0 or Q4_K
-// weight of a multiple of 16 rows, on a machine whose kernels read strips
+// Whether mm_to_strips() would lay w out in strips: a q8_0, q4_0, Q4_K or
+// Q6_K weight of a multiple of 16 rows, on a machine whose kernels read strips
 // (AVX-512 VNNI).
 int mm_strips_wanted(const mm_weight *w);
 // Rewrites w's rows in place (data is w->data, writable) as strips of 16:
@@ -44,7 +44,7 @@ int mm_strips_wanted(const mm_weight *w);
 // For q8_0 they are values 4g .. 4g + 3, made unsigned (+128); for q4_0
 // bytes 4g .. 4g + 3 of the nibbles as they are (values 4g .. 4g + 3 in
 // the low nibbles, 16 + 4g .. in the high). One 64-byte load then serves
-// 16 rows (matmul.c, stile8). Q4_K's strips hold whole super-blocks
+// 16 rows (matmul.c, stile8). Q4_K's and Q6_K's strips hold whole super-blocks
 // (kquant.h, kq_to_strips). Sets w->strips. 0, or -1 if the scratch for
 // one strip cannot be had (w is then unchanged).
 int mm_to_strips(mm_weight *w, void *data);

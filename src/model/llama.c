@@ -118,7 +118,7 @@ static int attach_block_sums(llama_model *m, mm_weight **ws, int n, char *err, s
     return 0;
 }
 
-// The q8_0, q4_0 and Q4_K matrices rewritten in strips of 16 rows (mm_to_strips) where the
+// The q8_0, q4_0, Q4_K and Q6_K matrices rewritten in strips of 16 rows (mm_to_strips) where the
 // kernels read strips, in the private copy only (a mapping stays as the
 // file is). Not the embedding table when it is also the classifier: its
 // rows are looked up one by one.
