@@ -1524,8 +1524,7 @@ AVX512VNNI_TARGET static void vrun_dec(enum ggml_type type, const uint8_t *wd, s
 // at Σ x·w; the float steps per block (convert, scale d_w·d_x, add) are the
 // other kernels', so 8 tokens come out bit-identical to vtile's. A strip is
 // one contiguous stream: the weights of a thread's rows are read in address
-// order, prefetched a fixed distance ahead.
-#define STRIP_PF 2048    // bytes ahead stile1 prefetches into L1 (and 2× that into L2)
+// order, by stile8 prefetched a fixed distance ahead.
 #define STRIP_PF8 8192   // bytes ahead stile8 prefetches into L2
 
 // y[t·N + 0..15] for the nt (1..8) real tokens of one packed group at grp,
@@ -1623,6 +1622,11 @@ AVX512VNNI_TARGET static void stile8(enum ggml_type type, const uint8_t *sp, int
 
 // One token (decode): the block's quads in 4 chains of int32 sums, added
 // (exactly) before the float step, so the results are those of stile8.
+// No software prefetch: a thread's rows are one stream in 2 MiB pages,
+// which the hardware prefetcher follows. Same-process rounds against 2 KiB
+// ahead into L1 and 4 KiB into L2 (every line of each block): stories110M
+// Q8_0 decode 1.15-1.18x, stories15M Q8_0 1.12x, TinyLlama Q4_0
+// 1.03-1.05x, TinyLlama Q8_0 1.01x, stories110M Q4_0 1.00x.
 AVX512VNNI_TARGET static ALWAYS_INLINE void stile1(enum ggml_type type, const uint8_t *sp, int64_t nb,
                                                    const uint8_t *xq, float *y) {
     const bool q8 = type == GGML_TYPE_Q8_0;
@@ -1633,11 +1637,6 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void stile1(enum ggml_type type, const ui
     const __m512i m = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = sp + b * bs, *xb = xq + b * 32;
-        PRAGMA_UNROLL(9) for (int l = 0; l < 9; l++) {   // the block's lines: 9 (q8_0) or 5 (q4_0)
-            if (!q8 && l >= 5) break;
-            _mm_prefetch((const char *)wb + STRIP_PF + 64 * l, _MM_HINT_T0);
-            _mm_prefetch((const char *)wb + 2 * STRIP_PF + 64 * l, _MM_HINT_T1);
-        }
         __m512i a[4];
         a[0] = _mm512_set1_epi32(xneg[b]);
         PRAGMA_UNROLL(3) for (int c = 1; c < 4; c++) a[c] = _mm512_setzero_si512();
