@@ -359,7 +359,8 @@ static void test_strips(void) {
     for (int it = 0; it < 640; it++) {
         const enum ggml_type type = types[it % 4];
         const bool kq = kq_type(type);
-        const int64_t K = kq ? 256 * (1 + rnd() % 4) : 32 * (1 + rnd() % 24);
+        // Q6_K up to 12 super-blocks: batches decode the codes of 8 at a time (ks6_decode).
+        const int64_t K = kq ? 256 * (1 + rnd() % (type == GGML_TYPE_Q6_K && (it / 4) % 2 ? 12 : 4)) : 32 * (1 + rnd() % 24);
         const int64_t N = 16 * (1 + rnd() % ((it / 4) % 8 > 1 ? 12 : kq ? 24 : 80));
         const int64_t T = 1 + rnd() % ((it / 4) % 3 ? 11 : 40);
         const int nth = 1 + (int)(rnd() % 3);
