@@ -20,7 +20,7 @@ vocab=$models/vocab/ggml-vocab-llama-spm.gguf
 dir=$here/bench/models
 threads=${THREADS:-2}
 shapes=${SHAPES:-"stories15M stories110M tinyllama-1.1b"}
-types=${TYPES:-"q8_0 q4_0 q4_k"}
+types=${TYPES:-"q8_0 q4_0 q4_k q4_k_m"}
 passes=${PASSES:-3}
 mkdir -p "$dir"
 out=$here/bench/results.jsonl
