@@ -26,7 +26,6 @@
 
 #include <immintrin.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -1085,41 +1084,32 @@ int kq_strips_wanted(const mm_weight *w) {
     return kq_type(w->type) && !w->strips && w->N >= 16 && w->N % 16 == 0 && w->K % QK_K == 0 && kq_vnni();
 }
 
-int kq_to_strips(mm_weight *w, void *data) {
-    const bool q6 = w->type == GGML_TYPE_Q6_K;
-    const int64_t nb = w->K / QK_K, bs = q6 ? (int64_t)sizeof(block_q6_K) : (int64_t)sizeof(block_q4_K);
-    const size_t rowb = (size_t)(nb * bs), sb = 16 * rowb;
-    uint8_t *tmp = malloc(sb);
-    if (!tmp) return -1;
-    for (int64_t st = 0; st < w->N / 16; st++) {
-        uint8_t *s = (uint8_t *)data + (size_t)st * sb;
-        memcpy(tmp, s, sb);
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *o = s + b * 16 * bs;
-            for (int i = 0; q6 && i < 16; i++) {
-                const block_q6_K *q = (const block_q6_K *)(tmp + (size_t)i * rowb) + b;
-                memcpy(o + 2 * i, &q->d, 2);
-                for (int g = 0; g < 16; g++) o[32 + 16 * g + i] = (uint8_t)q->scales[g];
-                for (int h = 0; h < 2; h++)
-                    for (int j = 0; j < 8; j++) {
-                        uint8_t *e = o + 288 + 192 * (8 * h + j) + 4 * i;
-                        memcpy(e, q->ql + 64 * h + 4 * j, 4);
-                        memcpy(e + 64, q->ql + 64 * h + 32 + 4 * j, 4);
-                        memcpy(e + 128, q->qh + 32 * h + 4 * j, 4);
-                    }
+// A super-block of 16 rows in the layouts above.
+static void put_kq(enum ggml_type type, uint8_t *o, const uint8_t *rows, size_t rowb) {
+    for (int i = 0; type == GGML_TYPE_Q6_K && i < 16; i++) {
+        const block_q6_K *q = (const block_q6_K *)(rows + (size_t)i * rowb);
+        memcpy(o + 2 * i, &q->d, 2);
+        for (int g = 0; g < 16; g++) o[32 + 16 * g + i] = (uint8_t)q->scales[g];
+        for (int h = 0; h < 2; h++)
+            for (int j = 0; j < 8; j++) {
+                uint8_t *e = o + 288 + 192 * (8 * h + j) + 4 * i;
+                memcpy(e, q->ql + 64 * h + 4 * j, 4);
+                memcpy(e + 64, q->ql + 64 * h + 32 + 4 * j, 4);
+                memcpy(e + 128, q->qh + 32 * h + 4 * j, 4);
             }
-            for (int i = 0; !q6 && i < 16; i++) {
-                const block_q4_K *q = (const block_q4_K *)(tmp + (size_t)i * rowb) + b;
-                memcpy(o + 2 * i, &q->d, 2);
-                memcpy(o + 32 + 2 * i, &q->dmin, 2);
-                for (int k = 0; k < 12; k++) o[64 + 16 * k + i] = q->scales[k];
-                for (int g = 0; g < 32; g++) memcpy(o + 256 + 64 * g + 4 * i, q->qs + 4 * g, 4);
-            }
-        }
     }
-    free(tmp);
-    w->strips = 1;
-    return 0;
+    for (int i = 0; type == GGML_TYPE_Q4_K && i < 16; i++) {
+        const block_q4_K *q = (const block_q4_K *)(rows + (size_t)i * rowb);
+        memcpy(o + 2 * i, &q->d, 2);
+        memcpy(o + 32 + 2 * i, &q->dmin, 2);
+        for (int k = 0; k < 12; k++) o[64 + 16 * k + i] = q->scales[k];
+        for (int g = 0; g < 32; g++) memcpy(o + 256 + 64 * g + 4 * i, q->qs + 4 * g, 4);
+    }
+}
+
+int kq_to_strips(mm_weight *w, void *data) {
+    const int64_t bs = w->type == GGML_TYPE_Q6_K ? (int64_t)sizeof(block_q6_K) : (int64_t)sizeof(block_q4_K);
+    return mm_strips_walk(w, data, w->K / QK_K, bs, put_kq);
 }
 
 // Row r of a weight in strips · a Q8_K activation row: the row's block put

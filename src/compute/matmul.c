@@ -405,32 +405,40 @@ int mm_strips_wanted(const mm_weight *w) {
            w->K % 32 == 0 && use_vnni_pack();
 }
 
-int mm_to_strips(mm_weight *w, void *data) {
-    if (kq_type(w->type)) return kq_to_strips(w, data);
-    const bool q8 = w->type == GGML_TYPE_Q8_0;
-    const int64_t nb = w->K / 32, bs = q8 ? (int64_t)sizeof(block_q8_0) : (int64_t)sizeof(block_q4_0);
+int mm_strips_walk(mm_weight *w, void *data, int64_t nb, int64_t bs, mm_strip_put put) {
     const size_t rowb = (size_t)(nb * bs), sb = 16 * rowb;
     uint8_t *tmp = malloc(sb);
     if (!tmp) return -1;
     for (int64_t st = 0; st < w->N / 16; st++) {
         uint8_t *s = (uint8_t *)data + (size_t)st * sb;
         memcpy(tmp, s, sb);
-        for (int64_t b = 0; b < nb; b++) {
-            uint8_t *o = s + b * 16 * bs;
-            for (int i = 0; i < 16; i++) {
-                const uint8_t *blk = tmp + (size_t)i * rowb + (size_t)(b * bs);
-                memcpy(o + 2 * i, blk, 2);   // the scale
-                for (int g = 0; g < (q8 ? 8 : 4); g++) {   // 4 bytes at a time: q8_0 made unsigned, q4_0 as is
-                    uint32_t q;
-                    memcpy(&q, blk + 2 + 4 * g, 4);
-                    if (q8) q ^= 0x80808080u;
-                    memcpy(o + 32 + g * 64 + i * 4, &q, 4);
-                }
-            }
-        }
+        for (int64_t b = 0; b < nb; b++) put(w->type, s + b * 16 * bs, tmp + b * bs, rowb);
     }
     free(tmp);
     w->strips = 1;
+    return 0;
+}
+
+// A q8_0 or q4_0 block of 16 rows: their scales, then each 4 bytes of
+// values of the 16 rows (q8_0's made unsigned, q4_0's as they are).
+static void put_q(enum ggml_type type, uint8_t *o, const uint8_t *rows, size_t rowb) {
+    const bool q8 = type == GGML_TYPE_Q8_0;
+    for (int i = 0; i < 16; i++) {
+        const uint8_t *blk = rows + (size_t)i * rowb;
+        memcpy(o + 2 * i, blk, 2);   // the scale
+        for (int g = 0; g < (q8 ? 8 : 4); g++) {   // 4 bytes at a time: q8_0 made unsigned, q4_0 as is
+            uint32_t q;
+            memcpy(&q, blk + 2 + 4 * g, 4);
+            if (q8) q ^= 0x80808080u;
+            memcpy(o + 32 + g * 64 + i * 4, &q, 4);
+        }
+    }
+}
+
+int mm_to_strips(mm_weight *w, void *data) {
+    if (kq_type(w->type)) return kq_to_strips(w, data);
+    const int64_t bs = w->type == GGML_TYPE_Q8_0 ? (int64_t)sizeof(block_q8_0) : (int64_t)sizeof(block_q4_0);
+    if (mm_strips_walk(w, data, w->K / 32, bs, put_q) != 0) return -1;
     w->bsum = NULL;
     return 0;
 }

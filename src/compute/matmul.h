@@ -48,6 +48,12 @@ int mm_strips_wanted(const mm_weight *w);
 // (kquant.h, kq_to_strips). Sets w->strips. 0, or -1 if the scratch for
 // one strip cannot be had (w is then unchanged).
 int mm_to_strips(mm_weight *w, void *data);
+// The walk every type's rewrite shares: each 16 rows of w (nb blocks of bs
+// bytes a row) copied aside, then put() writes block b of the 16 rows
+// (the first at rows, the others rowb bytes apart) into the strip's 16·bs
+// bytes at out. Sets w->strips; 0, or -1 without the scratch (w unchanged).
+typedef void (*mm_strip_put)(enum ggml_type type, uint8_t *out, const uint8_t *rows, size_t rowb);
+int mm_strips_walk(mm_weight *w, void *data, int64_t nb, int64_t bs, mm_strip_put put);
 
 // Bytes mm_block_sums() writes for w: 4 per block of the rows in whole
 // tiles of 8, for a q8_0 weight when this machine's kernels use them
