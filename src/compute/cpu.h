@@ -26,6 +26,9 @@ enum cpu_level cpu_level(void);
 // against concurrent kernels: call before starting work.
 void cpu_set_level(enum cpu_level level);
 const char *cpu_level_name(enum cpu_level level);
+// Whether the AVX-512 VNNI kernels run: the level is AVX-512 and the CPU
+// has VNNI (the q8_0/q4_0 and K-quant strips and the VNNI tiles).
+static inline bool cpu_vnni512(void) { return cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni; }
 // One line such as "avx512 (avx2 fma f16c avx512f avx512bw avx512_vnni; amx: not granted)".
 void cpu_describe(char *buf, unsigned long len);
 

@@ -532,13 +532,11 @@ static bool kq_pack(enum ggml_type type, int64_t T) {
     return kq_type(type) && T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2;
 }
 
-static bool kq_vnni(void) { return cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni; }
-
 // Q4_K and Q6_K weights in strips (kq_to_strips) are read by the strip kernels where
 // AVX-512 VNNI is used: one token packed alone (pk_lanes), 2+ in groups of 8
 // lanes; elsewhere (a level lowered for tests) by the scalar code, from
 // rows of block_q8_K.
-static bool ks_vnni(const mm_weight *w) { return w->strips && kq_vnni(); }
+static bool ks_vnni(const mm_weight *w) { return w->strips && cpu_vnni512(); }
 static bool kq_groups(const mm_weight *w, int64_t T) { return w->strips ? ks_vnni(w) && T >= 2 : kq_pack(w->type, T); }
 
 size_t kq_wdata_size(enum ggml_type type, int64_t K, int64_t T) {
@@ -567,7 +565,7 @@ static inline int64_t pk_lanes(enum ggml_type type, int L) {
 }
 
 // Token x (K values; NULL: a zero padding token) into lane `lane` of a group
-// of L lanes (8; or 1, Q4_K only).
+// of L lanes (8; or 1 for one token against weights in strips).
 AVX2_TARGET static void pack_token(enum ggml_type type, const float *x, int64_t K, uint8_t *grp, int lane, int L) {
     for (int64_t b = 0; b < K / QK_K; b++) {
         block_q8_K q;
@@ -1081,7 +1079,7 @@ AVX512VNNI_TARGET static void kq_vprows(enum ggml_type type, const uint8_t *wd, 
 #define KS_PF8 8192   // bytes ahead ks_tile8 prefetches into L2
 
 int kq_strips_wanted(const mm_weight *w) {
-    return kq_type(w->type) && !w->strips && w->N >= 16 && w->N % 16 == 0 && w->K % QK_K == 0 && kq_vnni();
+    return kq_type(w->type) && !w->strips && w->N >= 16 && w->N % 16 == 0 && w->K % QK_K == 0 && cpu_vnni512();
 }
 
 // A super-block of 16 rows in the layouts above.
@@ -1414,7 +1412,7 @@ void kq_compute_rows(const mm_weight *w, const void *wdata, int64_t T, float *y,
     const int64_t K = w->K, N = w->N, nb = K / QK_K, st = xk_stride(K);
     const size_t rowb = (size_t)ggml_nbytes(w->type, K);
     const bool simd = cpu_level() >= CPU_LEVEL_AVX2, q4 = w->type == GGML_TYPE_Q4_K;
-    const bool vnni = cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni;
+    const bool vnni = cpu_vnni512();
     if (r0 >= r1) return;
     if (w->strips) {
         if (ks_vnni(w)) ks_run(w->type, w->data, wdata, K, T, N, r0, r1, y);

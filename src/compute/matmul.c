@@ -251,14 +251,8 @@ AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int
 
 static bool use_pack(int64_t T) { return T >= PACK_MIN && cpu_level() >= CPU_LEVEL_AVX2; }
 
-// The layout activations are packed in. A q8_0 product of one token group
-// (T = 8: batched decode) takes q4_0's int8 quads, which ptile_q8s reads
-// against the weights' own bytes; more groups take the int16 pairs.
-// With AVX-512 VNNI every product takes the quads (vrun_avx512vnni).
-static bool use_vnni_pack(void) { return cpu_level() >= CPU_LEVEL_AVX512 && cpu_get_features()->avx512_vnni; }
-
 size_t mm_block_sums_size(const mm_weight *w) {
-    if (w->type != GGML_TYPE_Q8_0 || w->strips || !use_vnni_pack()) return 0;
+    if (w->type != GGML_TYPE_Q8_0 || w->strips || !cpu_vnni512()) return 0;
     return (size_t)(w->N / 8) * (size_t)(w->K / 32) * 32;
 }
 
@@ -281,14 +275,18 @@ void mm_block_sums(const mm_weight *w, uint8_t *out) {
         }
 }
 
+// The layout activations are packed in. A q8_0 product of one token group
+// (T = 8: batched decode) takes q4_0's int8 quads, which ptile_q8s reads
+// against the weights' own bytes; more groups take the int16 pairs.
+// With AVX-512 VNNI every product takes the quads (vrun_avx512vnni).
 static inline enum ggml_type pack_layout(enum ggml_type type, int64_t T) {
-    return type == GGML_TYPE_Q8_0 && (T <= 8 || use_vnni_pack()) ? GGML_TYPE_Q4_0 : type;
+    return type == GGML_TYPE_Q8_0 && (T <= 8 || cpu_vnni512()) ? GGML_TYPE_Q4_0 : type;
 }
 
 // Weights in strips are read by the strip kernels (stile8, stile1) where
 // AVX-512 VNNI is used, from packed groups whatever T; elsewhere (a level
 // lowered for tests) by the scalar code, from rows of q8_0 blocks.
-static bool strip_vnni(const mm_weight *w) { return w->strips && use_vnni_pack(); }
+static bool strip_vnni(const mm_weight *w) { return w->strips && cpu_vnni512(); }
 static bool packs(const mm_weight *w, int64_t T) { return w->strips ? strip_vnni(w) : use_pack(T); }
 
 void mm_prepare_rows(const mm_weight *w, int64_t T, int ith, int nth, long *t0, long *t1) {
@@ -402,7 +400,7 @@ static float dot_strip_scalar(enum ggml_type type, const uint8_t *data, int64_t 
 int mm_strips_wanted(const mm_weight *w) {
     if (kq_type(w->type)) return kq_strips_wanted(w);
     return (w->type == GGML_TYPE_Q8_0 || w->type == GGML_TYPE_Q4_0) && !w->strips && w->N >= 16 && w->N % 16 == 0 &&
-           w->K % 32 == 0 && use_vnni_pack();
+           w->K % 32 == 0 && cpu_vnni512();
 }
 
 int mm_strips_walk(mm_weight *w, void *data, int64_t nb, int64_t bs, mm_strip_put put) {
@@ -1798,7 +1796,7 @@ static void compute_rows(const mm_weight *w, const float *x, const void *wdata, 
     }
     if (is_quant(w->type)) {
         if (use_pack(T)) {
-            if (use_vnni_pack()) vrun_avx512vnni(w->type, w->data, rowb, w->bsum, wdata, K, T, N, r0, r1, y);
+            if (cpu_vnni512()) vrun_avx512vnni(w->type, w->data, rowb, w->bsum, wdata, K, T, N, r0, r1, y);
             else prun_avx2(w->type, w->data, rowb, wdata, K, T, N, r0, r1, y);
             return;
         }
@@ -2010,13 +2008,13 @@ AVX512VNNI_TARGET static void dpbusd_probe_loop(uint64_t iters) {
 
 static void probe_worker(int ith, int nth, void *p) {
     (void)ith; (void)nth; (void)p;
-    if (use_vnni_pack()) dpbusd_probe_loop(PROBE_ITERS / 2);
+    if (cpu_vnni512()) dpbusd_probe_loop(PROBE_ITERS / 2);
     else madd_probe_loop(PROBE_ITERS);
 }
 
 const char *mm_madd_probe_name(void) {
     if (cpu_level() < CPU_LEVEL_AVX2) return "none";
-    return use_vnni_pack() ? "int8 quads, vpdpbusd" : "int16 pairs, vpmaddwd + vpaddd";
+    return cpu_vnni512() ? "int8 quads, vpdpbusd" : "int16 pairs, vpmaddwd + vpaddd";
 }
 
 double mm_measure_madd_peak(struct tp_pool *pool) {
