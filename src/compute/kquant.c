@@ -1311,12 +1311,10 @@ AVX512VNNI_TARGET static void ks6_tile1(const uint8_t *sp0, int64_t nb, const ui
 // and the sums go on from y's (add) instead of from 0.
 AVX512VNNI_TARGET static ALWAYS_INLINE void ks6_tile8_core(const uint8_t *sp0, int64_t nb, const uint8_t *grp, float *y,
                                                            int64_t N, int nt, bool pf, const uint8_t *pre, bool add) {
-    _Alignas(64) float res[8][16];   // the sums in memory: the 8 tokens' int32 sums keep the registers
-    UNROLL(8) for (int t = 0; t < 8; t++)
-        _mm512_store_ps(res[t], add && t < nt ? _mm512_loadu_ps(y + t * N) : _mm512_setzero_ps());
+    __m512 acc[8];
+    UNROLL(8) for (int t = 0; t < 8; t++) acc[t] = add && t < nt ? _mm512_loadu_ps(y + t * N) : _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *o = sp0 + b * KS6_SB, *xb = grp + b * PKK6;
-        __asm__ volatile("" : : "r"(res) : "memory");
         __m512i sumi[8];
         UNROLL(8) for (int t = 0; t < 8; t++) sumi[t] = _mm512_setzero_si512();
         UNROLL(16) for (int g = 0; g < 16; g++) {   // group g = 8h + 2k + jj: quads 4jj .. 4jj + 3 of quarter k of half h
@@ -1340,9 +1338,9 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void ks6_tile8_core(const uint8_t *sp0, i
         ks6_pairs(o, sp);
         const __m512 dd = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)o));
         UNROLL(8) for (int t = 0; t < 8; t++)
-            _mm512_store_ps(res[t], ks6_float(_mm512_load_ps(res[t]), sumi[t], sp, dd, xb + 64 * 32 + 4 * t, xb + 65 * 32 + 4 * t, 8));
+            acc[t] = ks6_float(acc[t], sumi[t], sp, dd, xb + 64 * 32 + 4 * t, xb + 65 * 32 + 4 * t, 8);
     }
-    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, _mm512_load_ps(res[t]));
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(y + t * N, acc[t]);
 }
 
 AVX512VNNI_TARGET static void ks6_tile8(const uint8_t *sp0, int64_t nb, const uint8_t *grp, float *y, int64_t N, int nt,
