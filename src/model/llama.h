@@ -69,13 +69,13 @@ typedef struct llama_model {
 // The file is read into memory in 2 MiB transparent huge pages
 // (GGUF_HOLD_COPY): decode streams every weight once a token, and with 4 KiB
 // pages of a file mapping it takes a TLB miss every 4 KiB. In that copy the
-// q8_0 and q4_0 matrices are rewritten in strips of 16 rows where the kernels read
+// q8_0, q4_0, Q4_K and Q6_K matrices are rewritten in strips of 16 rows where the kernels read
 // them (AVX-512 VNNI; mm_to_strips).
 llama_model *llama_load(const char *path, char *err, size_t errlen);
 
 typedef struct llama_load_params {
     bool mmap;   // map the file instead (--mmap): starts without a copy, shares the page cache
-    bool rows;   // keep q8_0/q4_0 weights in the file's row order (no strips; comparisons, tests)
+    bool rows;   // keep the weights in the file's row order (no strips; comparisons, tests)
 } llama_load_params;
 llama_model *llama_load_with(const char *path, const llama_load_params *p, char *err, size_t errlen);
 
