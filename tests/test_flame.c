@@ -181,6 +181,16 @@ static void test_pprof_sample_index_and_types(void) {
     CHECK(pprof_data_default_type(d) == 1);
     CHECK(pprof_data_find_type(d, "samples") == 0 && pprof_data_find_type(d, "1") == 1);
     CHECK(pprof_data_find_type(d, "2") == -1 && pprof_data_find_type(d, "bogus") == -1);
+    // The functions with their source files (the report's kernel test);
+    // names cut to the buffer, out of range empty.
+    CHECK(pprof_data_n_functions(d) == 5);
+    char fn[64], file[64];
+    pprof_data_function(d, 2, fn, sizeof fn, file, sizeof file);
+    CHECKF(!strcmp(fn, "matmul") && !strcmp(file, "main.c"), "function 2: %s in %s", fn, file);
+    pprof_data_function(d, 4, fn, 4, file, sizeof file);
+    CHECKF(!strcmp(fn, "tok") && !strcmp(file, "main.c"), "cut: %s in %s", fn, file);
+    pprof_data_function(d, 5, fn, sizeof fn, file, sizeof file);
+    CHECK(!fn[0] && !file[0]);
     pprof_data_free(d);
     char *out = fold_profile(prof.p, prof.n, "samples", NULL, NULL, err, sizeof err);
     CHECKF(out && !strcmp(out, "main;0x1234 1\nmain;run 1\nmain;run;matmul;dot 3\nmain;run;tokenize 2\n"), "got:\n%s", out ? out : err);

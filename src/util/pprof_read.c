@@ -495,6 +495,21 @@ void pprof_data_free(pprof_data *p) {
 size_t pprof_data_n_types(const pprof_data *p) { return p->n_types; }
 size_t pprof_data_n_samples(const pprof_data *p) { return p->n_samples; }
 
+size_t pprof_data_n_functions(const pprof_data *p) { return p->n_funcs; }
+
+static void str_copy(str_ref s, char *out, size_t n) {
+    if (!n) return;
+    const size_t k = s.len < n - 1 ? s.len : n - 1;
+    memcpy(out, s.p, k);
+    out[k] = 0;
+}
+
+void pprof_data_function(const pprof_data *p, size_t i, char *name, size_t nlen, char *file, size_t flen) {
+    const bool ok = i < p->n_funcs;
+    str_copy(ok ? str_at(p, p->funcs[i].name) : (str_ref){"", 0}, name, nlen);
+    str_copy(ok ? str_at(p, p->funcs[i].filename) : (str_ref){"", 0}, file, flen);
+}
+
 const char *pprof_data_type(const pprof_data *p, size_t i, const char **unit) {
     if (i >= p->n_types) { if (unit) *unit = ""; return ""; }
     if (unit) *unit = p->types[i].unit_s;

@@ -36,6 +36,11 @@ size_t pprof_data_default_type(const pprof_data *p);
 // Resolves "--sample-index" style choices: a number, or a type name. -1 when none matches.
 int pprof_data_find_type(const pprof_data *p, const char *spec);
 
+// The profile's functions: function i's name and source file (filename),
+// copied NUL-terminated into the buffers (cut to their size).
+size_t pprof_data_n_functions(const pprof_data *p);
+void pprof_data_function(const pprof_data *p, size_t i, char *name, size_t nlen, char *file, size_t flen);
+
 // Adds every sample's value at `type` to the tree as a stack of function
 // names (inlined frames expanded; a location without lines becomes its
 // address "0x..."), root first. With tag_key set, only samples that carry
