@@ -178,7 +178,41 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
+// The engine's math sources: a function the CPU profile places in one of
+// them, or in a compiler's intrinsics header (an inlined frame), is a
+// kernel whatever its name. By name alone, a prefetch helper inlined in the
+// row kernels (pf_share_l2, with --mmap) showed as a hot frame of its own on
+// both compute threads and read as false sharing.
+static const char *const KERNEL_FILES[] = {"compute/matmul.c", "compute/kquant.c", "compute/ops.c", "compute/quant.c",
+                                           "compute/simd.h", NULL};
+static char **kernel_names;   // from the CPU profile (note_kernel_fns)
+static size_t n_kernel_names;
+
+static void note_kernel_fns(const pprof_data *p) {
+    const size_t n = p ? pprof_data_n_functions(p) : 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[256], file[512];
+        pprof_data_function(p, i, name, sizeof name, file, sizeof file);
+        bool k = ends_with(file, "intrin.h");
+        for (const char *const *f = KERNEL_FILES; *f && !k; f++) k = strstr(file, *f) != NULL;
+        if (!k || !name[0]) continue;
+        char **nk = realloc(kernel_names, (n_kernel_names + 1) * sizeof *nk);
+        if (!nk) return;
+        kernel_names = nk;
+        if ((kernel_names[n_kernel_names] = strdup(name))) n_kernel_names++;
+    }
+}
+
+static void free_kernel_fns(void) {
+    for (size_t i = 0; i < n_kernel_names; i++) free(kernel_names[i]);
+    free(kernel_names);
+    kernel_names = NULL;
+    n_kernel_names = 0;
+}
+
 static bool is_kernel(const char *n) {
+    for (size_t i = 0; i < n_kernel_names; i++)
+        if (!strcmp(n, kernel_names[i])) return true;
     return in_set(n, KERNEL_FNS) || ends_with(n, "_avx2") || ends_with(n, "_avx512") || ends_with(n, "_scalar") ||
            ends_with(n, "_f32") || ends_with(n, "_q8_0") || ends_with(n, "_f16");
 }
@@ -1147,6 +1181,7 @@ static int analyse(report *r) {
     r->ncpu = (int)jnum(r->man, "host_cpus");
     if (r->ncpu <= 0) r->ncpu = 1;
     r->cpu = load_pprof(r, "cpu");
+    note_kernel_fns(r->cpu);
     r->block = load_pprof(r, "block_end");
     r->mutex = load_pprof(r, "mutex_end");
     r->block0 = load_pprof(r, "block_start");
@@ -1208,6 +1243,7 @@ static int analyse(report *r) {
 }
 
 static void report_free(report *r) {
+    free_kernel_fns();
     json_decref(r->man);
     json_decref(r->counters);
     json_decref(r->load);
