@@ -45,8 +45,11 @@ class Server:
     def __init__(self, *args):
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="llm-server-", suffix=".log", delete=False)
+        # No start-up bandwidth probe unless a test asks for it: it streams
+        # 256 MiB, which sanitizer builds make slow.
+        probe = () if "--bw-probe-mib" in args else ("--bw-probe-mib", "0")
         self.proc = subprocess.Popen([os.path.join(BIN, "llm-server"), "-m", MODEL, "--http-addr",
-                                      f"127.0.0.1:{self.port}", "-t", "2", *args],
+                                      f"127.0.0.1:{self.port}", "-t", "2", *probe, *args],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -324,7 +327,9 @@ def test_metrics(srv):
 def test_weights_memory():
     """The weights are read into 2 MiB pages unless --mmap: /metrics says how
     many bytes are held and how many of them in huge pages, and the ready line
-    says how they are held."""
+    says how they are held. With --bw-probe-mib the server measures its read
+    bandwidth at start (a metric and the ready line; without it, 0 and "not
+    measured"), and /metrics gives the weight bytes a step reads."""
     thp = "unavailable"
     for f in ("/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/enabled", "/sys/kernel/mm/transparent_hugepage/enabled"):
         try:
@@ -337,11 +342,25 @@ def test_weights_memory():
         thp = "unavailable"
     size = os.path.getsize(MODEL)
     for args in ((), ("--mmap",)):
-        srv = Server(*args, "--parallel", "2", "--ctx", "64")
+        probe = () if args else ("--bw-probe-mib", "64")
+        srv = Server(*args, *probe, "--parallel", "2", "--ctx", "64")
         try:
             _, m, _ = srv.request("GET", "/metrics")
             wb = re.search(rb"^llmscope_weights_bytes ([0-9.e+]+)$", m, re.M)
             hb = re.search(rb"^llmscope_weights_huge_page_bytes ([0-9.e+]+)$", m, re.M)
+            bw = re.search(rb"^llmscope_memory_read_bandwidth_bytes_per_second ([0-9.e+]+)$", m, re.M)
+            ws = re.search(rb"^llmscope_weights_read_per_step_bytes ([0-9.e+]+)$", m, re.M)
+            bwv, wsv = float(bw.group(1)) if bw else -1, float(ws.group(1)) if ws else -1
+            # stories260K: the matrices (not the token embeddings' table) a step reads.
+            step_ok = 0.5 * size < wsv < size
+            if probe:
+                bw_ok = bwv > 1e8 and re.search(r"memory: the compute threads read [0-9.]+ GB/s \(64 MiB streamed at start\)",
+                                                srv.logtext()) is not None
+            else:
+                bw_ok = bwv == 0 and "read bandwidth not measured (--bw-probe-mib 0)" in srv.logtext()
+            result(f"weights {'--mmap' if args else 'default'}: read bandwidth {'measured' if probe else 'not measured'} at start "
+                   "(llmscope_memory_read_bandwidth_bytes_per_second, ready line), llmscope_weights_read_per_step_bytes",
+                   bw_ok and step_ok, f"{bwv} {wsv} of {size}: {srv.logtext()[:500]}")
             huge = float(hb.group(1)) if hb else -1
             if args:
                 ok = huge == 0 and "weights: file mapping (--mmap)" in srv.logtext()

@@ -498,6 +498,10 @@ int32_t llama_ctx_n_ctx(const llama_ctx *c) { return c->n_ctx; }
 int32_t llama_ctx_n_seq(const llama_ctx *c) { return c->n_seq; }
 int32_t llama_ctx_n_batch(const llama_ctx *c) { return c->n_batch; }
 int32_t llama_ctx_n_threads(const llama_ctx *c) { return tp_n_threads(c->pool); }
+double llama_ctx_read_bandwidth(llama_ctx *c, size_t bytes, int reps) {
+    return mm_measure_read_bw(c->pool, bytes, reps);
+}
+
 uint64_t llama_ctx_kv_bytes(const llama_ctx *c) {
     const llama_hparams *hp = &c->m->hp;
     return 2ull * op_kv_elem_size(c->kv_f16) * (uint64_t)hp->n_layer * (uint64_t)c->n_seq * (uint64_t)c->n_ctx *

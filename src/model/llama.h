@@ -114,6 +114,10 @@ int32_t llama_ctx_n_threads(const llama_ctx *c);
 // Bytes held by the KV cache, and its element type ("f16" or "f32").
 uint64_t llama_ctx_kv_bytes(const llama_ctx *c);
 const char *llama_ctx_kv_type(const llama_ctx *c);
+// Memory read bandwidth (bytes/s) the context's compute threads reach,
+// where they run: the best of reps passes over a fresh buffer of `bytes`
+// (mm_measure_read_bw). 0 when the buffer cannot be had.
+double llama_ctx_read_bandwidth(llama_ctx *c, size_t bytes, int reps);
 // "f16" or "f32" (--kv-type) into *out; false for anything else.
 bool llama_kv_type_parse(const char *s, enum llama_kv_type *out);
 

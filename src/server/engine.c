@@ -26,6 +26,7 @@ struct srv_engine {
     const llama_model *m;
     llama_ctx *ctx;
     int32_t n_ctx;
+    double read_bw;                // bytes/s the compute threads read at start (0: not measured)
     prof_queue *q_tok;             // "tokenize"
     prof_queue *q_admit;           // "admit"
     pthread_t *tok_threads;        // (cfg.tok_threads)
@@ -529,6 +530,15 @@ srv_engine *eng_start(const eng_config *cfg, const llama_model *m, char *err, si
     met_gauge_set(MET_WEIGHT_BYTES, (double)gguf_file_size(m->gguf));
     const int64_t huge = llama_weights_huge_bytes(m);
     met_gauge_set(MET_WEIGHT_HUGE, huge > 0 ? (double)huge : 0.0);
+    met_gauge_set(MET_WEIGHT_STEP, (double)m->weight_bytes);
+    // What the compute threads can read, before any request: the yardstick
+    // for the weights a decode step streams (llmscope report,
+    // memory-bandwidth). A few passes over a buffer far larger than the
+    // caches, in 2 MiB pages where the kernel gives them, as the weights.
+    if (e->cfg.bw_probe_mib > 0) {
+        e->read_bw = llama_ctx_read_bandwidth(e->ctx, (size_t)e->cfg.bw_probe_mib << 20, 3);
+        met_gauge_set(MET_READ_BW, e->read_bw);
+    }
     e->q_tok = prof_queue_new("tokenize", (size_t)e->cfg.max_queue);
     e->q_admit = prof_queue_new("admit", (size_t)e->cfg.max_queue);
     e->tok_threads = calloc((size_t)e->cfg.tok_threads, sizeof(pthread_t));
@@ -585,4 +595,5 @@ int eng_parallel(const srv_engine *e) { return e->cfg.parallel; }
 int eng_n_threads(const srv_engine *e) { return llama_ctx_n_threads(e->ctx); }
 const char *eng_placement(const srv_engine *e) { return llama_ctx_placement(e->ctx); }
 const char *eng_kv_type(const srv_engine *e) { return llama_ctx_kv_type(e->ctx); }
+double eng_read_bandwidth(const srv_engine *e) { return e->read_bw; }
 size_t eng_in_flight(const srv_engine *e) { return atomic_load(&e->in_flight); }

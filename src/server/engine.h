@@ -77,6 +77,7 @@ typedef struct eng_config {
     const char *cpu_affinity;   // --cpu-affinity LIST (NULL = compute threads not pinned)
     const char *numa;           // --numa off|distribute|isolate (NULL = off)
     enum llama_kv_type kv_type; // --kv-type f16 (default) | f32
+    int bw_probe_mib;           // --bw-probe-mib: MiB streamed to measure the read bandwidth at start (0 = not)
 } eng_config;
 
 typedef struct srv_engine srv_engine;
@@ -92,6 +93,7 @@ int eng_parallel(const srv_engine *e);
 int eng_n_threads(const srv_engine *e);
 const char *eng_placement(const srv_engine *e);   // where the compute threads run
 const char *eng_kv_type(const srv_engine *e);     // the KV cache's elements: "f16" or "f32"
+double eng_read_bandwidth(const srv_engine *e);   // bytes/s measured at start (0 = not measured)
 size_t eng_in_flight(const srv_engine *e);   // submitted and not yet done
 
 // A new request with one reference (the caller's). NULL on OOM.

@@ -33,6 +33,8 @@ static void usage(FILE *f) {
             "  -c, --ctx N             context length per sequence (default: the model's, at most 4096)\n"
             "  --batch N               most tokens in one forward step (default 512)\n"
             "  --kv-type f16|f32       KV cache elements (default f16)\n"
+            "  --bw-probe-mib N        at start, measure the memory read bandwidth by streaming N MiB\n"
+            "                          (default 256; 0 = do not) into a metric llmscope report uses\n"
             "  --mmap                  map the model file (4 KiB pages) instead of reading it into\n"
             "                          2 MiB transparent huge pages\n"
             "  --prefill-chunk N       most prompt tokens of one sequence per step (default 256)\n"
@@ -93,7 +95,8 @@ static int64_t num(const char *flagname, const char *v, int64_t lo, int64_t hi) 
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *addr = "127.0.0.1:8080", *api_key = NULL, *debug_addr = NULL;
-    eng_config ec = {.n_threads = 0, .parallel = 8, .n_ctx = 0, .max_queue = 64, .tok_threads = 2, .n_batch = 512, .prefill_chunk = 256};
+    eng_config ec = {.n_threads = 0, .parallel = 8, .n_ctx = 0, .max_queue = 64, .tok_threads = 2, .n_batch = 512, .prefill_chunk = 256,
+                     .bw_probe_mib = 256};
     http_config hc = {.max_conns = 256, .read_timeout_s = 30, .max_body = 1 << 20};
     int64_t shutdown_s = 10, trace_window_s = 10, trace_events = TRACE_DEFAULT_EVENTS;
     bool trace = false, use_mmap = false;
@@ -122,6 +125,7 @@ int main(int argc, char **argv) {
         else if (flag(argc, argv, &i, NULL, "--kv-type", &v)) {
             if (!llama_kv_type_parse(v, &ec.kv_type)) { fprintf(stderr, "llm-server: bad value for --kv-type: '%s' (f16 or f32)\n", v); return 2; }
         }
+        else if (flag(argc, argv, &i, NULL, "--bw-probe-mib", &v)) ec.bw_probe_mib = (int)num("--bw-probe-mib", v, 0, 1 << 16);
         else if (flag(argc, argv, &i, NULL, "--prefill-chunk", &v)) ec.prefill_chunk = (int)num("--prefill-chunk", v, 1, 8192);
         else if (flag(argc, argv, &i, NULL, "--tokenizer-threads", &v)) ec.tok_threads = (int)num("--tokenizer-threads", v, 1, 64);
         else if (flag(argc, argv, &i, NULL, "--max-queue", &v)) ec.max_queue = (int)num("--max-queue", v, 1, 1 << 20);
@@ -217,6 +221,13 @@ int main(int argc, char **argv) {
     llama_weights_memory(m, wmem, sizeof wmem);
     srv_engine *e = eng_start(&ec, m, err, sizeof err);
     if (!e) { fprintf(stderr, "llm-server: %s\n", err); http_stop(); llama_free(m); return 1; }
+    char bw[160];
+    if (eng_read_bandwidth(e) > 0)
+        snprintf(bw, sizeof bw, "the compute threads read %.1f GB/s (%d MiB streamed at start); a decode step reads %.1f MB of weights",
+                 eng_read_bandwidth(e) / 1e9, ec.bw_probe_mib, (double)m->weight_bytes / 1e6);
+    else
+        snprintf(bw, sizeof bw, "read bandwidth not measured (--bw-probe-mib 0); a decode step reads %.1f MB of weights",
+                 (double)m->weight_bytes / 1e6);
     const char *base = strrchr(model_path, '/');
     http_set_ready(m, e, base ? base + 1 : model_path);
     char url[300];
@@ -225,6 +236,7 @@ int main(int argc, char **argv) {
     fprintf(stderr,
             "llm-server: ready in %.0f ms: %s, %d-token context, %d parallel sequences, %s KV cache, %s\n"
             "  weights: %s\n"
+            "  memory: %s\n"
             "  try:  curl -s '%s/infer?prompt=Once+upon+a+time&max_tokens=32'\n"
             "        curl -sN %s/v1/chat/completions -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"stream\":true}'\n"
             "        hey -z 30s -q 16 -c 8 %s/infer\n"
@@ -233,7 +245,7 @@ int main(int argc, char **argv) {
             "        curl -s '%s/debug/pprof/profile?seconds=10' > cpu.pprof   # go tool pprof cpu.pprof\n"
             "        curl -s '%s/debug/trace?seconds=5' > trace.json          # ui.perfetto.dev\n",
             (double)(util_now_ns() - t0) / 1e6, m->name, eng_n_ctx(e), eng_parallel(e), eng_kv_type(e),
-            eng_placement(e), wmem,
+            eng_placement(e), wmem, bw,
             url, url, url, url, url, url, url);
 
     int sig = 0;

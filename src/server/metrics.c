@@ -55,6 +55,10 @@ static const struct { const char *name, *help; } gdefs[MET_N_GAUGE] = {
     [MET_WEIGHT_BYTES] = {"llmscope_weights_bytes", "Bytes of the model file held in memory."},
     [MET_WEIGHT_HUGE] = {"llmscope_weights_huge_page_bytes",
                          "Bytes of the model held in 2 MiB pages at start (0 with --mmap or where the kernel gave none)."},
+    [MET_WEIGHT_STEP] = {"llmscope_weights_read_per_step_bytes",
+                         "Bytes of weights one forward step reads: every matrix once, whatever the batch."},
+    [MET_READ_BW] = {"llmscope_memory_read_bandwidth_bytes_per_second",
+                     "Memory read bandwidth the compute threads reached at start (--bw-probe-mib; 0: not measured)."},
 };
 
 typedef struct hist {

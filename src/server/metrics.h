@@ -30,6 +30,8 @@ typedef enum met_gauge {
     MET_KV_BYTES,     // llmscope_kv_cache_bytes (set at start)
     MET_WEIGHT_BYTES, // llmscope_weights_bytes (set at start)
     MET_WEIGHT_HUGE,  // llmscope_weights_huge_page_bytes (set at start)
+    MET_WEIGHT_STEP,  // llmscope_weights_read_per_step_bytes (set at start)
+    MET_READ_BW,      // llmscope_memory_read_bandwidth_bytes_per_second (measured at start)
     MET_N_GAUGE
 } met_gauge;
 
