@@ -50,6 +50,9 @@ CASES = {
 }
 MODEL_FOR = {"alloc-churn": TOKENIZER_BOUND, "single-tokenizer": TOKENIZER_BOUND}
 CLEAN_LOAD = ["-c", "4", "--openai", "completions", "--max-tokens", "32", "-d", SHORT]
+# One request at a time: every decode step reads all the weights for one token.
+BATCH1_LOAD = ["-c", "1", "--openai", "completions", "--max-tokens", "32", "-d", SHORT]
+VOCAB = os.path.join(MODELS, "vocab", "ggml-vocab-llama-spm.gguf")
 SLOW_CLIENTS = 200
 BENCH_SLOW_CLIENTS = 300   # more than llm-server's default --max-conns (256)
 
@@ -135,13 +138,13 @@ def stop_server(p):
         p.wait()
 
 
-def diagnose(case, inject, load, outdir, model=None):
+def diagnose(case, inject, load, outdir, model=None, server_flags=""):
     """Runs `llmscope diagnose --model` (it starts the server), with slow
     clients for that case. Returns (report markdown, capture dir)."""
     port = free_port()
     cap = os.path.join(outdir, case)
     rep = os.path.join(outdir, case + ".md")
-    flags = "-t 2" + (f" --inject {inject}" if inject else "")
+    flags = "-t 2" + (f" --inject {inject}" if inject else "") + (f" {server_flags}" if server_flags else "")
     cmd = [os.path.join(BIN, "llmscope"), "diagnose", "--model", model or MODEL_FOR.get(case, MODEL), "--url", f"http://127.0.0.1:{port}",
            "--server-flags", flags, "--seconds", str(SECONDS), "-o", cap, "--format", "md", "--report", rep] + load
     tr = Trickle(port, SLOW_CLIENTS) if case == "slow-clients" else None
@@ -201,6 +204,37 @@ def test_switch_hidden():
     result("switch_hidden", views[None] == views["global-lock"], "health/models/metrics differ with the switch on")
 
 
+def test_bandwidth(out):
+    """No injection: batch-1 decode of a model far larger than the caches (a
+    stories110M-shaped Q8_0, 116 MB a step) is bound by memory bandwidth.
+    memory-bandwidth must rank first, its metrics evidence putting the
+    weights the steps streamed against the read bandwidth the server measured
+    at start. Mapped (--mmap: 4 KiB pages, the row kernels) the same, the
+    pages named in the evidence and the change, and no false sharing read
+    into the kernels' inlined helpers."""
+    big = os.path.join(out, "stories110M-q8_0.gguf")
+    r = subprocess.run([os.path.join(BIN, "llmscope"), "gguf", "synth", "--shape", "stories110M", "--type", "q8_0",
+                        "--vocab", VOCAB, "--seed", "3", "-o", big], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        result("lab_memory_bandwidth", False, f"synth exited {r.returncode}: {r.stderr.decode()[-500:]}")
+        return
+    for case, flags in (("memory-bandwidth", ""), ("memory-bandwidth-mmap", "--mmap")):
+        try:
+            md, cap = diagnose(case, None, BATCH1_LOAD, out, big, flags)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            result(f"lab_{case}", False, str(e))
+            continue
+        f = findings(md)
+        ev = re.search(r"metrics: the steps streamed [0-9.]+ GB/s of weights \(116\.4 MB a step.*?: [0-9]+% of the [0-9.]+ GB/s "
+                       r"the compute threads read at start", md)
+        ok = bool(f) and f[0][0] == "memory-bandwidth" and ev is not None and all(k != "false-sharing" for k, _ in f)
+        if flags:
+            ok = ok and "are in 2 MiB pages (llmscope_weights_huge_page_bytes)" in md and "give the weights 2 MiB pages" in md
+        result(f"lab_{case}", ok, f"findings: {f}; evidence {'found' if ev else 'missing'}")
+        if not ok and os.environ.get("LAB_KEEP"):
+            shutil.copytree(cap, os.path.join(os.environ["LAB_KEEP"], case), dirs_exist_ok=True)
+
+
 def run_tests():
     if not os.path.exists(MODEL):
         print(f"skip: no model at {MODEL}")
@@ -253,6 +287,7 @@ def run_tests():
             result(f"lab_{case}", ok, f"findings: {f}" + (" (the switch shows in the capture)" if leaked else ""))
             if not ok and os.environ.get("LAB_KEEP"):
                 shutil.copytree(cap, os.path.join(os.environ["LAB_KEEP"], case), dirs_exist_ok=True)
+        test_bandwidth(out)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")

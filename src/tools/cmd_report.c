@@ -1152,12 +1152,44 @@ static void detect_bandwidth(report *r) {
     add_ev(f, "profile", "decode %.0f%% of CPU, math kernels %.0f%% of decode", dec / r->cpu_total_s * 100, kshare * 100);
     add_ev(f, "trace", "batch.tokens averages %.2f per step over %lld steps", bt, (long long)r->tr.steps);
     if (hw_available(r)) add_ev(f, "counters", "decode IPC %.2f, MPKI %.1f", counter_phase(r, "decode", "ipc"), counter_phase(r, "decode", "mpki"));
-    // Without counters this is what single-stream decode always looks like: medium at most.
-    f->confidence = hw_available(r) && counter_phase(r, "decode", "ipc") < 1.0 ? CONF_HIGH : CONF_MEDIUM;
+    // The weights the steps streamed against what the compute threads read
+    // at the server's start: a measure of the bound that needs no hardware
+    // counter. Steps read every matrix once whatever their batch, and the
+    // caches and the KV reads are left out, so the rate is a floor.
+    bool fw, fb, fh, ft;
+    const double wstep = ev_metrics_sum(&r->m1, "llmscope_weights_read_per_step_bytes", NULL, &fw);
+    const double bw = ev_metrics_sum(&r->m1, "llmscope_memory_read_bandwidth_bytes_per_second", NULL, &fb);
+    const double huge = ev_metrics_sum(&r->m1, "llmscope_weights_huge_page_bytes", NULL, &fh);
+    const double wtot = ev_metrics_sum(&r->m1, "llmscope_weights_bytes", NULL, &ft);
+    double share = NAN;
+    if (fw && wstep > 0 && r->tr.steps > 0 && r->tr.step_us > 0) {
+        const double rate = wstep * (double)r->tr.steps / (r->tr.step_us / 1e6);
+        share = fb && bw > 0 ? rate / bw : NAN;
+        if (isfinite(share))
+            add_ev(f, "metrics", "the steps streamed %.1f GB/s of weights (%.1f MB a step, llmscope_weights_read_per_step_bytes, over %.2f s of steps): %.0f%% of the %.1f GB/s the compute threads read at start (llmscope_memory_read_bandwidth_bytes_per_second)",
+                   rate / 1e9, wstep / 1e6, r->tr.step_us / 1e6, share * 100, bw / 1e9);
+        else
+            add_ev(f, "metrics", "the steps streamed %.1f GB/s of weights (%.1f MB a step, llmscope_weights_read_per_step_bytes, over %.2f s of steps); the server did not measure its read bandwidth (--bw-probe-mib 0)",
+                   rate / 1e9, wstep / 1e6, r->tr.step_us / 1e6);
+    }
+    // Weights in 4 KiB pages cost a TLB miss every 4 KiB of the stream.
+    const bool small_pages = fh && ft && wtot > 0 && huge < 0.9 * wtot;
+    if (small_pages) {
+        char part[64];
+        if (huge > 0) snprintf(part, sizeof part, "only %.0f", huge / 1048576);
+        else snprintf(part, sizeof part, "none");
+        add_ev(f, "metrics", "%s of the weights' %.0f MiB are in 2 MiB pages (llmscope_weights_huge_page_bytes)", part, wtot / 1048576);
+    }
+    // Counters, or most of the measured bandwidth streamed by weights too
+    // large for any cache (64 MiB and more), make it high; else this is
+    // what single-stream decode always looks like: medium at most.
+    const bool streams = isfinite(share) && share >= 0.6 && wstep >= 64.0 * 1048576;
+    f->confidence = (hw_available(r) && counter_phase(r, "decode", "ipc") < 1.0) || streams ? CONF_HIGH : CONF_MEDIUM;
     if (f->confidence > grade(f, true)) f->confidence = grade(f, true);
     f->score = f->tail_share > 0 ? f->tail_share * 0.5 : 0.2;
     snprintf(f->change, sizeof f->change,
-             "batch more sequences per step (raise concurrency or --parallel) so each weight read serves several tokens, and use a smaller weight type (Q8_0/Q4_0) to cut bytes per token");
+             "batch more sequences per step (raise concurrency or --parallel) so each weight read serves several tokens, and use a smaller weight type (Q8_0/Q4_0) to cut bytes per token%s",
+             small_pages ? "; give the weights 2 MiB pages (transparent huge pages in madvise or always mode, and no --mmap)" : "");
 }
 
 static int cmp_finding(const void *a, const void *b) {
