@@ -225,6 +225,9 @@ int main(int argc, char **argv) {
     if (eng_read_bandwidth(e) > 0)
         snprintf(bw, sizeof bw, "the compute threads read %.1f GB/s (%d MiB streamed at start); a decode step reads %.1f MB of weights",
                  eng_read_bandwidth(e) / 1e9, ec.bw_probe_mib, (double)m->weight_bytes / 1e6);
+    else if (ec.bw_probe_mib > 0)
+        snprintf(bw, sizeof bw, "read bandwidth not measured (no buffer of %d MiB); a decode step reads %.1f MB of weights",
+                 ec.bw_probe_mib, (double)m->weight_bytes / 1e6);
     else
         snprintf(bw, sizeof bw, "read bandwidth not measured (--bw-probe-mib 0); a decode step reads %.1f MB of weights",
                  (double)m->weight_bytes / 1e6);
