@@ -58,9 +58,10 @@ static uint8_t *gzip_bytes(const uint8_t *p, size_t n, size_t *out_len) {
 }
 
 enum { S_EMPTY, S_SAMPLES, S_COUNT, S_CPU, S_NS, S_MAIN, S_RUN, S_MATMUL, S_DOT, S_TOKENIZE, S_PHASE, S_DECODE,
-       S_PREFILL, S_FILE, S_TID, S_N };
+       S_PREFILL, S_FILE, S_TID, S_HDR, S_N };
 static const char *const strings[S_N] = {"", "samples", "count", "cpu", "nanoseconds", "main", "run", "matmul", "dot",
-                                         "tokenize", "phase", "decode", "prefill", "main.c", "tid"};
+                                         "tokenize", "phase", "decode", "prefill", "main.c", "tid",
+                                         "/usr/lib/gcc/x86_64-linux-gnu/12/include/avx512fintrin.h"};
 
 // A sample: location ids (leaf first), values (samples, cpu ns), an optional label.
 static void add_sample(pb *prof, const uint64_t *locs, size_t nloc, uint64_t count, uint64_t ns, int key, int str,
@@ -115,12 +116,12 @@ static pb make_profile(void) {
         }
         pb_msg(&prof, 4, &m);
     }
-    // Functions 1..5: main, run, matmul, dot, tokenize.
+    // Functions 1..5: main, run, matmul, dot (from an intrinsics header), tokenize.
     const int names[] = {S_MAIN, S_RUN, S_MATMUL, S_DOT, S_TOKENIZE};
     for (uint64_t id = 1; id <= 5; id++) {
         pb_uint(&m, 1, id);
         pb_uint(&m, 2, (uint64_t)names[id - 1]);
-        pb_uint(&m, 4, S_FILE);
+        pb_uint(&m, 4, id == 4 ? S_HDR : S_FILE);
         pb_msg(&prof, 5, &m);
     }
     for (int i = 0; i < S_N; i++) pb_str(&prof, 6, strings[i]);
@@ -181,6 +182,18 @@ static void test_pprof_sample_index_and_types(void) {
     CHECK(pprof_data_default_type(d) == 1);
     CHECK(pprof_data_find_type(d, "samples") == 0 && pprof_data_find_type(d, "1") == 1);
     CHECK(pprof_data_find_type(d, "2") == -1 && pprof_data_find_type(d, "bogus") == -1);
+    // Inlined frames from an intrinsics header folded into their caller on
+    // request: dot's time is matmul's; the plain fold keeps dot.
+    fold_tree *ft = fold_new();
+    char *fo = NULL;
+    size_t fol = 0;
+    REQUIRE(ft && pprof_data_fold_opt(d, 1, NULL, NULL, PPROF_FOLD_INTRINSICS_IN_CALLER, ft, err, sizeof err) == 0);
+    FILE *ff = open_memstream(&fo, &fol);
+    fold_write(ft, ff);
+    fclose(ff);
+    CHECKF(fo && !strcmp(fo, "main;0x1234 7\nmain;run 3\nmain;run;matmul 25\nmain;run;tokenize 10\n"), "got:\n%s", fo ? fo : "");
+    free(fo);
+    fold_free(ft);
     // The functions with their source files (the report's kernel test);
     // names cut to the buffer, out of range empty.
     CHECK(pprof_data_n_functions(d) == 5);

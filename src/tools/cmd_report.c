@@ -91,7 +91,12 @@ static bool fnview_make(const pprof_data *p, size_t type, const char *key, const
     if (!p) return false;
     v->t = fold_new();
     char err[256];
-    if (!v->t || pprof_data_fold(p, type, key, value, v->t, err, sizeof err) != 0) { fnview_free(v); return false; }
+    // Inlined intrinsics count as the kernel they sit in: "stile1", not
+    // "_mm512_dpbusd_epi32", in the top functions.
+    if (!v->t || pprof_data_fold_opt(p, type, key, value, PPROF_FOLD_INTRINSICS_IN_CALLER, v->t, err, sizeof err) != 0) {
+        fnview_free(v);
+        return false;
+    }
     size_t n;
     const fold_node *nodes = fold_nodes(v->t, &n);
     v->total = (double)fold_total(v->t);

@@ -561,8 +561,19 @@ static bool has_label(const pprof_data *p, const sample *s, const char *key, con
     return false;
 }
 
+static bool intrinsics_header(str_ref f) {
+    static const char suf[] = "intrin.h";
+    const size_t k = sizeof suf - 1;
+    return f.len >= k && !memcmp(f.p + f.len - k, suf, k);
+}
+
 int pprof_data_fold(const pprof_data *p, size_t type, const char *tag_key, const char *tag_value, fold_tree *t,
                     char *err, size_t errlen) {
+    return pprof_data_fold_opt(p, type, tag_key, tag_value, 0, t, err, errlen);
+}
+
+int pprof_data_fold_opt(const pprof_data *p, size_t type, const char *tag_key, const char *tag_value, unsigned opts,
+                        fold_tree *t, char *err, size_t errlen) {
     if (type >= p->n_types) {
         snprintf(err, errlen, "%s: sample index %zu is out of range (the profile has %zu sample types)", p->name, type, p->n_types);
         return -1;
@@ -587,6 +598,8 @@ int pprof_data_fold(const pprof_data *p, size_t type, const char *tag_key, const
                 const line *ln = &p->lines[l->line0 + k];
                 if (!ln->function) continue;
                 const function *fn = &p->funcs[ln->function - 1];
+                if ((opts & PPROF_FOLD_INTRINSICS_IN_CALLER) && k + 1 < l->nline && intrinsics_header(str_at(p, fn->filename)))
+                    continue;   // an inlined intrinsic: its time stays with its caller
                 str_ref nm = str_at(p, fn->name);
                 if (!nm.len) nm = str_at(p, fn->system_name);
                 if (!nm.len) continue;

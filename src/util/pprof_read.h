@@ -48,5 +48,12 @@ void pprof_data_function(const pprof_data *p, size_t i, char *name, size_t nlen,
 // as decimal integers) are kept. Returns 0, or -1 with a message.
 int pprof_data_fold(const pprof_data *p, size_t type, const char *tag_key, const char *tag_value, fold_tree *t,
                     char *err, size_t errlen);
+// pprof_data_fold with options. PPROF_FOLD_INTRINSICS_IN_CALLER: inlined
+// frames of functions from a compiler's intrinsics header (a file named
+// *intrin.h: _mm512_dpbusd_epi32 …) are left out, their time going to the
+// function they were inlined into.
+enum { PPROF_FOLD_INTRINSICS_IN_CALLER = 1 };
+int pprof_data_fold_opt(const pprof_data *p, size_t type, const char *tag_key, const char *tag_value, unsigned opts,
+                        fold_tree *t, char *err, size_t errlen);
 
 #endif
