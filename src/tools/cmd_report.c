@@ -183,44 +183,6 @@ static bool ends_with(const char *s, const char *suf) {
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-// The engine's math sources: a function the CPU profile places in one of
-// them, or in a compiler's intrinsics header (an inlined frame), is a
-// kernel whatever its name. By name alone, a prefetch helper inlined in the
-// row kernels (pf_share_l2, with --mmap) showed as a hot frame of its own on
-// both compute threads and read as false sharing.
-static const char *const KERNEL_FILES[] = {"compute/matmul.c", "compute/kquant.c", "compute/ops.c", "compute/quant.c",
-                                           "compute/simd.h", NULL};
-static char **kernel_names;   // from the CPU profile (note_kernel_fns)
-static size_t n_kernel_names;
-
-static void note_kernel_fns(const pprof_data *p) {
-    const size_t n = p ? pprof_data_n_functions(p) : 0;
-    for (size_t i = 0; i < n; i++) {
-        char name[256], file[512];
-        pprof_data_function(p, i, name, sizeof name, file, sizeof file);
-        bool k = ends_with(file, "intrin.h");
-        for (const char *const *f = KERNEL_FILES; *f && !k; f++) k = strstr(file, *f) != NULL;
-        if (!k || !name[0]) continue;
-        char **nk = realloc(kernel_names, (n_kernel_names + 1) * sizeof *nk);
-        if (!nk) return;
-        kernel_names = nk;
-        if ((kernel_names[n_kernel_names] = strdup(name))) n_kernel_names++;
-    }
-}
-
-static void free_kernel_fns(void) {
-    for (size_t i = 0; i < n_kernel_names; i++) free(kernel_names[i]);
-    free(kernel_names);
-    kernel_names = NULL;
-    n_kernel_names = 0;
-}
-
-static bool is_kernel(const char *n) {
-    for (size_t i = 0; i < n_kernel_names; i++)
-        if (!strcmp(n, kernel_names[i])) return true;
-    return in_set(n, KERNEL_FNS) || ends_with(n, "_avx2") || ends_with(n, "_avx512") || ends_with(n, "_scalar") ||
-           ends_with(n, "_f32") || ends_with(n, "_q8_0") || ends_with(n, "_f16");
-}
 
 // ---- findings ---------------------------------------------------------------------------
 
@@ -325,7 +287,40 @@ typedef struct report {
     // findings
     finding f[MAX_FINDINGS];
     int n_f;
+    // Functions the CPU profile places in the engine's math sources (note_kernel_fns).
+    char **kernel_names;
+    size_t n_kernel_names;
 } report;
+
+// The engine's math sources: a function the CPU profile places in one of
+// them is a kernel whatever its name. By name alone, a prefetch helper
+// inlined in the row kernels (pf_share_l2, with --mmap) showed as a hot
+// frame of its own on both compute threads and read as false sharing.
+// (Inlined intrinsics are folded into their callers: fnview_make.)
+static const char *const KERNEL_FILES[] = {"compute/matmul.c", "compute/kquant.c", "compute/ops.c", "compute/quant.c",
+                                           "compute/simd.h", NULL};
+
+static void note_kernel_fns(report *r, const pprof_data *p) {
+    const size_t n = p ? pprof_data_n_functions(p) : 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[256], file[512];
+        pprof_data_function(p, i, name, sizeof name, file, sizeof file);
+        bool k = false;
+        for (const char *const *f = KERNEL_FILES; *f && !k; f++) k = strstr(file, *f) != NULL;
+        if (!k || !name[0]) continue;
+        char **nk = realloc(r->kernel_names, (r->n_kernel_names + 1) * sizeof *nk);
+        if (!nk) return;
+        r->kernel_names = nk;
+        if ((nk[r->n_kernel_names] = strdup(name))) r->n_kernel_names++;
+    }
+}
+
+static bool is_kernel(const report *r, const char *n) {
+    for (size_t i = 0; i < r->n_kernel_names; i++)
+        if (!strcmp(n, r->kernel_names[i])) return true;
+    return in_set(n, KERNEL_FNS) || ends_with(n, "_avx2") || ends_with(n, "_avx512") || ends_with(n, "_scalar") ||
+           ends_with(n, "_f32") || ends_with(n, "_q8_0") || ends_with(n, "_f16");
+}
 
 static void note_unavail(report *r, const char *what, const char *why) {
     if (r->n_unavail < 16) snprintf(r->unavail[r->n_unavail++], sizeof r->unavail[0], "%.40s: %.340s", what, why);
@@ -972,7 +967,7 @@ static void detect_false_sharing(report *r) {
         for (size_t i = 0; i < v->n; i++) {
             const char *n = v->f[i].name;
             if (in_set(n, WAIT_FNS)) pc -= v->f[i].self;   // spinning at the step's barrier is not work
-            if (is_kernel(n) || in_set(n, WAIT_FNS) || in_set(n, INSTR_FNS) || in_set(n, ALLOC_FNS) || in_set(n, COPY_FNS) || n[0] == '[')
+            if (is_kernel(r, n) || in_set(n, WAIT_FNS) || in_set(n, INSTR_FNS) || in_set(n, ALLOC_FNS) || in_set(n, COPY_FNS) || n[0] == '[')
                 continue;
             if (v->f[i].self > best.self) best = v->f[i];
         }
@@ -1143,7 +1138,7 @@ static void detect_bandwidth(report *r) {
     int pi = phase_index(r, "decode");
     fnview *v = &r->phase_view[pi];
     double kern = 0;
-    for (size_t i = 0; i < v->n; i++) if (is_kernel(v->f[i].name)) kern += v->f[i].self;
+    for (size_t i = 0; i < v->n; i++) if (is_kernel(r, v->f[i].name)) kern += v->f[i].self;
     double kshare = kern / v->total;
     double bt = r->tr.batch_tokens.n ? r->tr.batch_tokens.sum / (double)r->tr.batch_tokens.n : 0;
     if (kshare < 0.5 || bt <= 0 || bt > 1.5) return;
@@ -1218,7 +1213,7 @@ static int analyse(report *r) {
     r->ncpu = (int)jnum(r->man, "host_cpus");
     if (r->ncpu <= 0) r->ncpu = 1;
     r->cpu = load_pprof(r, "cpu");
-    note_kernel_fns(r->cpu);
+    note_kernel_fns(r, r->cpu);
     r->block = load_pprof(r, "block_end");
     r->mutex = load_pprof(r, "mutex_end");
     r->block0 = load_pprof(r, "block_start");
@@ -1280,7 +1275,8 @@ static int analyse(report *r) {
 }
 
 static void report_free(report *r) {
-    free_kernel_fns();
+    for (size_t i = 0; i < r->n_kernel_names; i++) free(r->kernel_names[i]);
+    free(r->kernel_names);
     json_decref(r->man);
     json_decref(r->counters);
     json_decref(r->load);
