@@ -202,6 +202,16 @@ static inline __attribute__((always_inline)) float kv_get(const void *p, int64_t
 // positions are one sequential stream, yet the hardware prefetcher left the
 // score loop waiting on the keys (measured: half its time at depth 2048).
 #define KV_AHEAD 8   // positions ahead
+// Grouped attention's score pass asks for the key this many positions on,
+// and for that position's values: the values pass after the softmax then
+// finds them in cache instead of streaming them from DRAM (TinyLlama Q4_0
+// at depth 2048, attention's own time counted in same-process rounds:
+// 1.23x for the values, 1.03x more with the keys 16 positions on instead of
+// 8, 1.03x with the values into L1 rather than L2; at depth 4000 1.28x for
+// all three). Up to KV_PF_GROUP_VALUES bytes of a head's values: they must
+// still be in L2 when the pass over the keys ends.
+#define KV_GROUP_AHEAD 16
+#define KV_PF_GROUP_VALUES (512 * 1024)
 #define KV_PF_VALUES 128   // single-query attention prefetches the values up to this many positions
 
 static inline __attribute__((always_inline)) void kv_prefetch(const void *p, int n, bool f16) {
@@ -386,55 +396,55 @@ AVX2_TARGET static void attention_head_avx2(float *out, const float *q, const op
 }
 
 // out_r[0 .. 16W) (+)= Σ_{t < nt} p[8t + r] · v[t·vs + 0 .. 16W), for the NQ
-// (1..4) queries r, out_r at out + r·os: the weighted sum of wsum_avx2 in
-// zmm registers, four queries at once, so that each value row loaded serves
-// four queries and 4W accumulator chains run side by side. Per lane the same
-// fused multiply-adds in the same order: the same bits. f16: v is the f16
-// cache's, converted as it is read.
-AVX512_TARGET static inline __attribute__((always_inline)) void wsum4_avx512(float *out, int64_t os, const float *p,
+// (1..8) queries r, out_r at out + r·os: the weighted sum of wsum_avx2 in
+// zmm registers, all the queries at once over 16W (W = 1, 2) values, so that
+// each value row loaded and widened serves every query and NQ·W accumulator
+// chains run side by side. Per lane the same fused multiply-adds in the same
+// order: the same bits. f16: v is the f16 cache's, converted as it is read.
+AVX512_TARGET static inline __attribute__((always_inline)) void wsumq_avx512(float *out, int64_t os, const float *p,
                                                                            const void *v, int64_t vs, int nt, int W,
                                                                            int NQ, bool add, bool f16) {
-    __m512 acc[4][4];
-#pragma GCC unroll 4
+    __m512 acc[8][2];
+#pragma GCC unroll 8
     for (int r = 0; r < NQ; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 2
         for (int j = 0; j < W; j++) acc[r][j] = add ? _mm512_loadu_ps(out + r * os + 16 * j) : _mm512_setzero_ps();
     for (int t = 0; t < nt; t++) {
-        __m512 vv[4];
-#pragma GCC unroll 4
+        __m512 vv[2];
+#pragma GCC unroll 2
         for (int j = 0; j < W; j++)
             vv[j] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)v + t * vs + 16 * j)))
                         : _mm512_loadu_ps((const float *)v + t * vs + 16 * j);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < NQ; r++) {
             const __m512 pr = _mm512_set1_ps(p[8 * t + r]);
-#pragma GCC unroll 4
+#pragma GCC unroll 2
             for (int j = 0; j < W; j++) acc[r][j] = _mm512_fmadd_ps(pr, vv[j], acc[r][j]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < NQ; r++)
-#pragma GCC unroll 4
+#pragma GCC unroll 2
         for (int j = 0; j < W; j++) _mm512_storeu_ps(out + r * os + 16 * j, acc[r][j]);
 }
 
-#define WSUM4_W(NQ)                                                                                  \
-    switch (W) {                                                                                     \
-    case 4: wsum4_avx512(out, os, p, v, vs, nt, 4, NQ, add, f16); break;                             \
-    case 3: wsum4_avx512(out, os, p, v, vs, nt, 3, NQ, add, f16); break;                             \
-    case 2: wsum4_avx512(out, os, p, v, vs, nt, 2, NQ, add, f16); break;                             \
-    default: wsum4_avx512(out, os, p, v, vs, nt, 1, NQ, add, f16); break;                            \
-    }
-AVX512_TARGET static void wsum4_chunk(float *out, int64_t os, const float *p, const void *v, int64_t vs, int nt,
+#define WSUMQ_W(NQ)                                                                                  \
+    if (W == 2) wsumq_avx512(out, os, p, v, vs, nt, 2, NQ, add, f16);                                 \
+    else wsumq_avx512(out, os, p, v, vs, nt, 1, NQ, add, f16);
+AVX512_TARGET static void wsumq_chunk(float *out, int64_t os, const float *p, const void *v, int64_t vs, int nt,
                                       int W, int nq, bool add, bool f16) {
     switch (nq) {
-    case 4: WSUM4_W(4) break;
-    case 3: WSUM4_W(3) break;
-    case 2: WSUM4_W(2) break;
-    default: WSUM4_W(1) break;
+    case 8: WSUMQ_W(8) break;
+    case 7: WSUMQ_W(7) break;
+    case 6: WSUMQ_W(6) break;
+    case 5: WSUMQ_W(5) break;
+    case 4: WSUMQ_W(4) break;
+    case 3: WSUMQ_W(3) break;
+    case 2: WSUMQ_W(2) break;
+    default: WSUMQ_W(1) break;
     }
 }
-#undef WSUM4_W
+#undef WSUMQ_W
 
 // ---- grouped-query attention: the query heads that share a KV head --------
 
@@ -470,9 +480,11 @@ AVX2_TARGET static inline __attribute__((always_inline)) void attention_group_co
         qq = qb;
     }
     __m256 mx = ninf;
+    const bool pv = (int64_t)n_kv * hd * (int64_t)op_kv_elem_size(f16) <= KV_PF_GROUP_VALUES;
     for (int t = 0; t < n_kv; t++) {
         const void *k = kv_ptr(kv->k, t * kv_stride, f16);
-        kv_prefetch(kv_ptr(k, KV_AHEAD * kv_stride, f16), hd, f16);
+        kv_prefetch(kv_ptr(k, KV_GROUP_AHEAD * kv_stride, f16), hd, f16);
+        if (pv) kv_prefetch(kv_ptr(kv->v, (t + KV_GROUP_AHEAD) * kv_stride, f16), hd, f16);
         __m256 s;
         switch (nr) {
         case 2: s = dots8(2, qq, false, hd, k, f16, hd); break;
@@ -504,13 +516,15 @@ AVX2_TARGET static inline __attribute__((always_inline)) void attention_group_co
     // wider block ran slower (0.95x) and the queries widen as they read.
     // No software prefetch here: the next block's lines asked for at once
     // held the loop back (without: 1.15-1.18x the attention of TinyLlama's
-    // heads at depth 2048, the cache in DRAM). With AVX-512, heads of 16 to
-    // 64 values go four queries at a time (wsum4_avx512: 1.12x in L3 and
-    // about 1.13x more from DRAM), reading an f16 cache as it is: each
-    // query group converts the rows it loads (vcvtph2ps), where widening
-    // the block first cost a store and a load of every value (8 queries,
-    // head 64, 2048 positions, one thread: 1.16x from DRAM, 1.07x in L3;
-    // the same bits).
+    // heads at depth 2048, the cache in DRAM); the score pass asks for them
+    // instead (KV_GROUP_AHEAD). With AVX-512, heads of 16 to 64 values go
+    // in zmm registers, reading an f16 cache as it is (vcvtph2ps), where
+    // widening the block first cost a store and a load of every value (8
+    // queries, head 64, 2048 positions, one thread: 1.16x from DRAM, 1.07x
+    // in L3; the same bits). All the queries at once over 32 values
+    // (wsumq_avx512) convert each row once, where four queries over 64
+    // values converted it once per four: 1.17x in L2 (one thread), 1.03x of
+    // attention's time in the model with the values prefetched.
     enum { TB = 32 };
     _Alignas(32) float vb[TB * 64];
     const bool wide = cpu_level() >= CPU_LEVEL_AVX512 && hd % 16 == 0 && hd <= 64;
@@ -527,13 +541,14 @@ AVX2_TARGET static inline __attribute__((always_inline)) void attention_group_co
             const void *vr = widen ? (const void *)vb : kv_ptr(kv->v, t0 * kv_stride, f16);
             const int64_t vs = widen ? hd : kv_stride;
             const bool v16 = f16 && !widen;
-            for (int r = 0; r < nr; r += 4) {
-                const int nq = nr - r < 4 ? nr - r : 4;
-                int e1 = 0;   // up to the last limit of the four: the others' weights past theirs are 0
-                for (int i = r; i < r + nq; i++) e1 = e1 > lim[i] ? e1 : lim[i];
-                e1 = t1 < e1 ? t1 : e1;
-                if (e1 > t0) wsum4_chunk(out + r * os, os, att + r + 8 * t0, vr, vs, e1 - t0, hd / 16, nq, t0 > 0, v16);
-            }
+            int e1 = 0;   // up to the last limit: the others' weights past theirs are 0
+            for (int i = 0; i < nr; i++) e1 = e1 > lim[i] ? e1 : lim[i];
+            e1 = t1 < e1 ? t1 : e1;
+            if (e1 > t0)
+                for (int c = 0; c < hd; c += 32) {   // 32 values of every query, then the next 32
+                    wsumq_chunk(out + c, os, att + 8 * t0, kv_ptr(vr, c, v16), vs, e1 - t0, hd - c >= 32 ? 2 : 1, nr,
+                                t0 > 0, v16);
+                }
             continue;
         }
         for (int r = 0; r < nr; r++) {
