@@ -395,18 +395,26 @@ static void strips_vs_rows(const char *path, enum ggml_type type) {
 }
 
 // q8_0 on the stories260K file; Q4_K and Q6_K on a tiny256 Q4_K_M model
-// from `gguf synth` (Q6_K for the classifier, some attn_v and ffn_down).
+// from `gguf synth` (Q6_K for the classifier, some attn_v and ffn_down);
+// q8_0 and q4_0 tiny256 models, whose ffn_down rows are whole blocks, so
+// that the SwiGLU is computed and packed in pieces by the threads that
+// computed its rows (glu_split in llama.c) against the rows' whole-vector
+// path.
 static void test_load_strips(void) {
     strips_vs_rows(harness_model("tinyllamas-stories-260k-q8_0.gguf"), GGML_TYPE_Q8_0);
     const char *bin = getenv("LLMSCOPE_BIN");
     char dir[] = "/tmp/llmscope-strips-XXXXXX", cmd[2048], path[600];
     REQUIRE(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/q4km.gguf", dir);
-    snprintf(cmd, sizeof cmd, "%s/llmscope gguf synth --shape tiny256 --type q4_k_m --vocab %s --seed 4 -o %s >/dev/null",
-             bin && *bin ? bin : "build/bin", harness_model("vocab/ggml-vocab-llama-spm.gguf"), path);
-    REQUIRE(system(cmd) == 0);
-    strips_vs_rows(path, GGML_TYPE_Q4_K);
-    unlink(path);
+    const struct { const char *type; enum ggml_type wq; } synth[] = {
+        {"q4_k_m", GGML_TYPE_Q4_K}, {"q8_0", GGML_TYPE_Q8_0}, {"q4_0", GGML_TYPE_Q4_0}};
+    for (size_t i = 0; i < sizeof synth / sizeof synth[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, synth[i].type);
+        snprintf(cmd, sizeof cmd, "%s/llmscope gguf synth --shape tiny256 --type %s --vocab %s --seed 4 -o %s >/dev/null",
+                 bin && *bin ? bin : "build/bin", synth[i].type, harness_model("vocab/ggml-vocab-llama-spm.gguf"), path);
+        REQUIRE(system(cmd) == 0);
+        strips_vs_rows(path, synth[i].wq);
+        unlink(path);
+    }
     rmdir(dir);
 }
 

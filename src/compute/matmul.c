@@ -135,10 +135,16 @@ AVX2_TARGET static void prep_row_avx2(const float *x, int64_t K, uint8_t *dst) {
 // One token for weights in strips (stile1): the row as prep_row_avx2 writes
 // it, then per block −mul·Σq (int32): mul is 128 for q8_0 (values stored
 // + 128), 8 for q4_0 (nibble − 8).
-AVX2_TARGET static void prep_row_strip(const float *x, int64_t K, uint8_t *dst, int mul) {
-    prep_row_avx2(x, K, dst);
+// Blocks [b0, b1) only (mm_prepare_range).
+AVX2_TARGET static void prep_row_strip(const float *x, int64_t K, uint8_t *dst, int mul, int64_t b0, int64_t b1) {
+    float *ds = (float *)(dst + K);
+    for (int64_t b = b0; b < b1; b++) {
+        __m256i q;
+        ds[b] = quant_block_avx2(x + b * 32, &q);
+        _mm256_storeu_si256((__m256i *)(dst + b * 32), q);
+    }
     int32_t *neg = (int32_t *)(dst + K + (K / 32) * 4);
-    for (int64_t b = 0; b < K / 32; b++) {
+    for (int64_t b = b0; b < b1; b++) {
         const __m256i q = _mm256_loadu_si256((const __m256i *)(dst + b * 32));
         const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
         __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
@@ -201,11 +207,11 @@ AVX2_TARGET static ALWAYS_INLINE void transpose8x32(__m256i r[8]) {
 // reciprocal done once for the 8 lanes (token by token, the scalar chain
 // through a general register took most of the packing's time). Same values
 // as quant_block_avx2 per token.
+// Blocks [b0, b1) of the group (K / 32 blocks).
 AVX2_TARGET static void pack_group_avx2(enum ggml_type type, const float *x, int64_t K, int n, uint8_t *grp,
-                                         int neg_shift) {
+                                         int neg_shift, int64_t b0, int64_t b1) {
     _Alignas(32) static const float zeros[32];
-    const int64_t nb = K / 32;
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = b0; b < b1; b++) {
         const float *v[8];
         __m256i q[8], mx[8];
         PRAGMA_UNROLL(8) for (int j = 0; j < 8; j++) {
@@ -306,7 +312,7 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     if (!is_quant(w->type)) return;
     long t0, t1;
     if (strip_vnni(w) && T == 1) {
-        if (ith == 0) prep_row_strip(x, w->K, wdata, w->type == GGML_TYPE_Q8_0 ? 128 : 8);
+        if (ith == 0) prep_row_strip(x, w->K, wdata, w->type == GGML_TYPE_Q8_0 ? 128 : 8, 0, w->K / 32);
         return;
     }
     if (packs(w, T)) {   // threads split token groups (mm_prepare_rows)
@@ -316,7 +322,7 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
         for (long g = t0; g < t1; g++) {
             const int n = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
             pack_group_avx2(lay, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb,
-                            !w->strips ? 0 : w->type == GGML_TYPE_Q8_0 ? 7 : 3);
+                            !w->strips ? 0 : w->type == GGML_TYPE_Q8_0 ? 7 : 3, 0, w->K / 32);
         }
         return;
     }
@@ -326,6 +332,23 @@ void mm_prepare(const mm_weight *w, const float *x, int64_t T, void *wdata, int 
     for (long t = t0; t < t1; t++) {
         if (simd) prep_row_avx2(x + t * w->K, w->K, (uint8_t *)wdata + t * st);
         else prep_row_scalar(x + t * w->K, w->K, (uint8_t *)wdata + t * st);
+    }
+}
+
+bool mm_prepare_splits(const mm_weight *w, int64_t T) {   // q8_0 and q4_0 strips (K-quants take kq_prepare)
+    return (w->type == GGML_TYPE_Q8_0 || w->type == GGML_TYPE_Q4_0) && strip_vnni(w) && T >= 1 && w->K % 32 == 0;
+}
+
+void mm_prepare_range(const mm_weight *w, const float *x, int64_t T, void *wdata, int64_t k0, int64_t k1) {
+    const int neg = w->type == GGML_TYPE_Q8_0 ? 7 : 3;   // −128·Σq or −8·Σq, as a shift
+    if (T == 1) {
+        prep_row_strip(x, w->K, wdata, 1 << neg, k0 / 32, k1 / 32);
+        return;
+    }
+    const int64_t gb = pack_bytes(GGML_TYPE_Q4_0, w->K);
+    for (int64_t g = 0; g * 8 < T; g++) {
+        const int n = T - g * 8 < 8 ? (int)(T - g * 8) : 8;
+        pack_group_avx2(GGML_TYPE_Q4_0, x + g * 8 * w->K, w->K, n, (uint8_t *)wdata + g * gb, neg, k0 / 32, k1 / 32);
     }
 }
 
@@ -1878,6 +1901,27 @@ void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, in
             if (i >= hi) break;
             const long r0 = i * step;
             compute_rows(w, x, wdata, T, y, r0, r0 + step < w->N ? r0 + step : (long)w->N);
+        }
+    }
+}
+
+void mm_compute_shared_pair(const mm_weight *a, const mm_weight *b, const float *x, const void *wdata, int64_t T,
+                            float *ya, float *yb, mm_rows_fn done, void *arg, _Atomic int *halves, _Atomic int *next,
+                            int ith, int nth) {
+    const bool shared = next && nth > 1;
+    const long N = (long)a->N, step = (chunk_rows(a, T, nth) + 31) / 32 * 32, chunks = (N + step - 1) / step;
+    for (int v = 0; v < (shared ? nth : 1); v++) {   // as mm_compute_shared: a's chunks of a share, then b's
+        const int t = (ith + v) % nth;
+        const long lo = chunks * t / nth, hi = chunks * (t + 1) / nth, n = hi - lo;
+        _Atomic int *c = shared ? next + (size_t)t * TP_COUNTER_STRIDE : NULL;
+        for (long j = 0;; j++) {
+            const long i = c ? (long)atomic_fetch_add_explicit(c, 1, memory_order_relaxed) : j;
+            if (i >= 2 * n) break;
+            const long k = lo + (i < n ? i : i - n), r0 = k * step, r1 = r0 + step < N ? r0 + step : N;
+            compute_rows(i < n ? a : b, x, wdata, T, i < n ? ya : yb, r0, r1);
+            // The second half of a chunk to finish calls done: a chunk's count
+            // goes up by 2 a call, so its parity tells the halves apart.
+            if (atomic_fetch_add_explicit(&halves[k], 1, memory_order_acq_rel) & 1) done(arg, r0, r1);
         }
     }
 }

@@ -12,6 +12,7 @@
 #ifndef LLMSCOPE_MATMUL_H
 #define LLMSCOPE_MATMUL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "../model/gguf.h"
@@ -95,6 +96,28 @@ void mm_compute(const mm_weight *w, const float *x, const void *wdata, int64_t T
 // the static split of mm_compute().
 void mm_compute_shared(const mm_weight *w, const float *x, const void *wdata, int64_t T, float *y,
                        _Atomic int *next, int ith, int nth);
+
+// Whether mm_prepare_range() can write w's input (T rows) in pieces: the
+// packed forms of q8_0 and q4_0 weights in strips.
+bool mm_prepare_splits(const mm_weight *w, int64_t T);
+// Columns [k0, k1) (multiples of 32) of x (T, K) converted where mm_prepare()
+// would put them, the same bytes: threads that each produce some columns
+// of an input can pack them with no barrier in between.
+void mm_prepare_range(const mm_weight *w, const float *x, int64_t T, void *wdata, int64_t k0, int64_t k1);
+
+// Two products of the same input (mm_same_input(), the same N and K, x
+// prepared in wdata), drawn in work items as mm_compute_shared: a thread's
+// share of the rows in chunks (multiples of 32 rows) of a, then the same
+// chunks of b, one stream of weights after the other. Whichever thread
+// finishes the second of a chunk's two products calls done(arg, r0, r1),
+// so work on those rows of both results (the SwiGLU and the next product's
+// packing) needs no barrier. halves: mm_pair_halves(a->N) counters, zeroed
+// once when made; each call leaves them as it found them, modulo 2.
+typedef void (*mm_rows_fn)(void *arg, long r0, long r1);
+static inline size_t mm_pair_halves(int64_t N) { return (size_t)(N + 31) / 32 + 1; }
+void mm_compute_shared_pair(const mm_weight *a, const mm_weight *b, const float *x, const void *wdata, int64_t T,
+                            float *ya, float *yb, mm_rows_fn done, void *arg, _Atomic int *halves, _Atomic int *next,
+                            int ith, int nth);
 
 // Convenience for single-threaded callers and tests: prepare + compute on one
 // thread, allocating scratch internally. Returns 0, -1 on allocation failure.
