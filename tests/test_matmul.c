@@ -426,6 +426,7 @@ static void test_strips(void) {
                    "%s strips K=%lld row %lld block %lld byte %lld misplaced", ggml_type_name(type), (long long)K,
                    (long long)r, (long long)b, (long long)e);
         }
+        mm_set_decode_prefetch(it % 8 < 4);   // the one-token kernels with and without their prefetch
         for (int lv = CPU_LEVEL_SCALAR; lv <= (int)top; lv++) {
             cpu_set_level((enum cpu_level)lv);
             const bool v = lv >= CPU_LEVEL_AVX512 && vnni;
@@ -490,6 +491,54 @@ static void test_strips(void) {
     else fprintf(stderr, "  strips: %d products checked with the VNNI kernels\n", fast);
 }
 
+// The prefetch chooser against step times made up for it: it takes the
+// faster arm within a few pairs when the two differ by 20%, keeps it, never
+// switches on noise of ±2% or when the arm in use is the faster, and at
+// 3% apart switches at most once (towards the faster arm).
+static uint64_t pf_time(bool arm_on, double on_ns, double off_ns, uint32_t *seed) {
+    *seed = *seed * 1664525u + 1013904223u;
+    const double noise = 1.0 + 0.02 * ((double)(*seed >> 8) / (double)(1u << 24) * 2.0 - 1.0);
+    return (uint64_t)((arm_on ? on_ns : off_ns) * noise);
+}
+
+static void test_decode_prefetch_choice(void) {
+    const struct { double on, off; int end_on, switches; } cases[] = {   // end_on 2: either; switches -1: 0 or 1
+        {120e3, 100e3, 0, 1},   // off is faster: one switch
+        {100e3, 120e3, 1, 0},   // on is faster: none
+        {100e3, 100e3, 1, 0},   // the same but for noise: none
+        {100e3, 97e3, 2, -1},   // 3% apart: near the 5% it takes; never back
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        mm_pf_ctl p;
+        mm_pf_init(&p);
+        CHECK(mm_pf_arm(&p));   // on until measured otherwise
+        uint32_t seed = 12345u + (uint32_t)k;
+        int other_steps = 0, switched_at = -1;
+        for (int step = 0; step < 3000; step++) {
+            const bool arm = mm_pf_arm(&p);
+            if (arm != p.on) other_steps++;
+            const int sw = p.switches;
+            mm_pf_record(&p, pf_time(arm, cases[k].on, cases[k].off, &seed));
+            if (p.switches != sw && switched_at < 0) switched_at = step;
+        }
+        CHECKF((cases[k].end_on == 2 || p.on == (cases[k].end_on == 1)) &&
+                   (cases[k].switches < 0 ? p.switches <= 1 && p.on == (p.switches == 0) : p.switches == cases[k].switches),
+               "case %zu: ends %s after %d switches", k, p.on ? "on" : "off", p.switches);
+        if (cases[k].switches > 0)
+            CHECKF(switched_at >= 0 && switched_at < 6 * (MM_PF_PERIOD + 2), "case %zu: switched at step %d", k, switched_at);
+        // One step in MM_PF_PERIOD + 2 runs the other arm.
+        CHECKF(other_steps > 3000 / (MM_PF_PERIOD + 2) - 5 && other_steps < 3000 / (MM_PF_PERIOD + 2) + 5,
+               "case %zu: %d steps on the other arm", k, other_steps);
+        const double med = mm_pf_median(&p), want = p.on ? cases[k].off / cases[k].on : cases[k].on / cases[k].off;
+        CHECKF(fabs(med - want) < 0.03, "case %zu: median ratio %.3f, made %.3f", k, med, want);
+    }
+    mm_set_decode_prefetch(true);
+    CHECK(mm_decode_prefetch());
+    mm_set_decode_prefetch(false);
+    CHECK(!mm_decode_prefetch());
+    mm_set_decode_prefetch(true);
+}
+
 int main(void) {
     char cpu[256];
     cpu_describe(cpu, sizeof cpu);
@@ -503,5 +552,6 @@ int main(void) {
     RUN(test_shared_rows);
     RUN(test_packed_activations);
     RUN(test_strips);
+    RUN(test_decode_prefetch_choice);
     return harness_done();
 }

@@ -1651,13 +1651,22 @@ AVX512VNNI_TARGET static void stile8(enum ggml_type type, const uint8_t *sp, int
 
 // One token (decode): the block's quads in 4 chains of int32 sums, added
 // (exactly) before the float step, so the results are those of stile8.
-// No software prefetch: a thread's rows are one stream in 2 MiB pages,
-// which the hardware prefetcher follows. Same-process rounds against 2 KiB
-// ahead into L1 and 4 KiB into L2 (every line of each block): stories110M
-// Q8_0 decode 1.15-1.18x, stories15M Q8_0 1.12x, TinyLlama Q4_0
-// 1.03-1.05x, TinyLlama Q8_0 1.01x, stories110M Q4_0 1.00x.
+// A thread's rows are one stream in 2 MiB pages, which the hardware
+// prefetcher follows; whether a software prefetch on top pays depends on
+// the memory's state (mm_set_decode_prefetch). With it off, same-process
+// rounds against 2 KiB ahead into L1 and 4 KiB into L2 (every line of each
+// block) once gave stories110M Q8_0 decode 1.15-1.18x, TinyLlama Q4_0
+// 1.03-1.05x; in another state of the same host, MM_DECODE_PF bytes ahead
+// into L2 gave TinyLlama Q4_0 1.33-1.41x, TinyLlama Q8_0 1.14-1.15x and
+// stories110M Q8_0 1.17x against none, stories110M Q4_0 0.98x, and
+// stories15M Q8_0 (in L3) 0.95x.
+static _Atomic int decode_pf = 1;
+
+void mm_set_decode_prefetch(bool on) { atomic_store_explicit(&decode_pf, on, memory_order_relaxed); }
+bool mm_decode_prefetch(void) { return atomic_load_explicit(&decode_pf, memory_order_relaxed); }
+
 AVX512VNNI_TARGET static ALWAYS_INLINE void stile1(enum ggml_type type, const uint8_t *sp, int64_t nb,
-                                                   const uint8_t *xq, float *y) {
+                                                   const uint8_t *xq, float *y, bool pf) {
     const bool q8 = type == GGML_TYPE_Q8_0;
     const int64_t bs = q8 ? STRIP_BLOCK : STRIP_BLOCK4;
     __m512 f = _mm512_setzero_ps();
@@ -1666,6 +1675,8 @@ AVX512VNNI_TARGET static ALWAYS_INLINE void stile1(enum ggml_type type, const ui
     const __m512i m = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *wb = sp + b * bs, *xb = xq + b * 32;
+        if (pf)
+            for (int o = 0; o < (int)bs; o += 64) _mm_prefetch((const char *)wb + MM_DECODE_PF + o, _MM_HINT_T1);
         __m512i a[4];
         a[0] = _mm512_set1_epi32(xneg[b]);
         PRAGMA_UNROLL(3) for (int c = 1; c < 4; c++) a[c] = _mm512_setzero_si512();
@@ -1694,11 +1705,15 @@ AVX512VNNI_TARGET static void srun(enum ggml_type type, const uint8_t *wd, const
     const bool q8 = type == GGML_TYPE_Q8_0;
     const int64_t nb = K / 32, gb = nb * PK4;
     const size_t sb = (size_t)(nb * (q8 ? STRIP_BLOCK : STRIP_BLOCK4));
+    const bool pf = T == 1 && mm_decode_prefetch();
     for (long r = r0; r < r1; r += 16) {
         const uint8_t *sp = wd + (size_t)(r / 16) * sb;
         if (T == 1) {
-            if (q8) stile1(GGML_TYPE_Q8_0, sp, nb, pack, y + r);
-            else stile1(GGML_TYPE_Q4_0, sp, nb, pack, y + r);
+            if (q8) {
+                if (pf) stile1(GGML_TYPE_Q8_0, sp, nb, pack, y + r, true);
+                else stile1(GGML_TYPE_Q8_0, sp, nb, pack, y + r, false);
+            } else if (pf) stile1(GGML_TYPE_Q4_0, sp, nb, pack, y + r, true);
+            else stile1(GGML_TYPE_Q4_0, sp, nb, pack, y + r, false);
             continue;
         }
         for (int64_t g = 0; g * 8 < T; g++) {
@@ -1923,6 +1938,56 @@ void mm_compute_shared_pair(const mm_weight *a, const mm_weight *b, const float 
             // goes up by 2 a call, so its parity tells the halves apart.
             if (atomic_fetch_add_explicit(&halves[k], 1, memory_order_acq_rel) & 1) done(arg, r0, r1);
         }
+    }
+}
+
+void mm_pf_init(mm_pf_ctl *p) {
+    memset(p, 0, sizeof *p);
+    p->on = true;
+    p->since = MM_PF_PERIOD - 2;   // the first pair soon
+}
+
+bool mm_pf_arm(const mm_pf_ctl *p) {
+    if (p->phase == 1) return p->other_first ? !p->on : p->on;
+    if (p->phase == 2) return p->other_first ? p->on : !p->on;
+    return p->on;
+}
+
+double mm_pf_median(const mm_pf_ctl *p) {
+    double r[MM_PF_PAIRS];
+    const int n = p->n;
+    if (n == 0) return 0;
+    memcpy(r, p->ratio, sizeof(double) * (size_t)n);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && r[j] < r[j - 1]; j--) { const double x = r[j]; r[j] = r[j - 1]; r[j - 1] = x; }
+    return n % 2 ? r[n / 2] : (r[n / 2 - 1] + r[n / 2]) / 2;
+}
+
+void mm_pf_record(mm_pf_ctl *p, uint64_t ns) {
+    if (p->phase == 0) {
+        if (++p->since >= MM_PF_PERIOD) {
+            p->phase = 1;
+            p->other_first = p->pairs % 2 == 0;   // the order alternates: no arm always runs on a warmer cache
+        }
+        return;
+    }
+    if (p->phase == 1) {
+        p->t_first = ns;
+        p->phase = 2;
+        return;
+    }
+    const uint64_t other = p->other_first ? p->t_first : ns, cur = p->other_first ? ns : p->t_first;
+    p->phase = 0;
+    p->since = 0;
+    p->pairs++;
+    if (cur == 0 || other == 0) return;
+    p->ratio[p->at] = (double)other / (double)cur;
+    p->at = (p->at + 1) % MM_PF_PAIRS;
+    if (p->n < MM_PF_PAIRS) p->n++;
+    if (p->n == MM_PF_PAIRS && mm_pf_median(p) < MM_PF_SWITCH) {   // the other arm is faster: take it, and start counting again
+        p->on = !p->on;
+        p->switches++;
+        p->n = p->at = 0;
     }
 }
 

@@ -119,6 +119,41 @@ void mm_compute_shared_pair(const mm_weight *a, const mm_weight *b, const float 
                             float *ya, float *yb, mm_rows_fn done, void *arg, _Atomic int *halves, _Atomic int *next,
                             int ith, int nth);
 
+// The software prefetch of the one-token strip kernels (q8_0 and q4_0 in
+// strips, one token): MM_DECODE_PF bytes ahead into L2, or none, the
+// hardware prefetcher alone. Which is faster depends on where the weights
+// come from and on the memory's state, which on a shared host changes from
+// minute to minute (measured on one host: 1.15-1.4x faster with it from
+// DRAM in one state, 1.15x slower in another, 0.95x with the weights in
+// L3). Process-wide (relaxed); on until set.
+#define MM_DECODE_PF 8192
+void mm_set_decode_prefetch(bool on);
+bool mm_decode_prefetch(void);
+
+// Chooses between the two by measurement (llama_decode keeps one per
+// context, for single-token steps): the steps run the arm in use; after
+// every MM_PF_PERIOD steps, a pair of steps runs one with each arm (the
+// order alternating between pairs), and when the median of the last
+// MM_PF_PAIRS pairs' time ratios (other arm / arm in use) is below
+// MM_PF_SWITCH, the other arm takes over and the pairs are counted anew. Adjacent steps decode at
+// nearly the same depth, so a pair compares like with like; the pairs cost
+// one step in MM_PF_PERIOD + 2 at the slower arm.
+#define MM_PF_PERIOD 16
+#define MM_PF_PAIRS 5
+#define MM_PF_SWITCH 0.95
+typedef struct mm_pf_ctl {
+    bool on;              // the arm in use
+    bool other_first;     // the pair in progress runs the other arm first
+    int since, phase;     // steps since the last pair; 0, or 1/2: the pair's first/second step comes next
+    int n, at, pairs, switches;
+    uint64_t t_first;
+    double ratio[MM_PF_PAIRS];
+} mm_pf_ctl;
+void mm_pf_init(mm_pf_ctl *p);
+bool mm_pf_arm(const mm_pf_ctl *p);            // the arm the next step runs
+void mm_pf_record(mm_pf_ctl *p, uint64_t ns);  // that step's time
+double mm_pf_median(const mm_pf_ctl *p);       // of the ratios kept (0: none yet)
+
 // Convenience for single-threaded callers and tests: prepare + compute on one
 // thread, allocating scratch internally. Returns 0, -1 on allocation failure.
 int mm_simple(const mm_weight *w, const float *x, int64_t T, float *y);

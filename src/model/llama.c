@@ -391,6 +391,7 @@ struct llama_ctx {
     void *p_wdata;         // (n_threads, p_wdata_bytes) quantized activations
     size_t p_wdata_bytes;
     _Atomic int *glu_halves;   // (mm_pair_halves(n_ff)) the SwiGLU's chunks (glu_split)
+    mm_pf_ctl pf;          // single-token steps: the strip kernels' prefetch, chosen by measurement
 };
 
 // Batches up to this many tokens take the per-thread path (decode steps of
@@ -470,6 +471,7 @@ llama_ctx *llama_ctx_new(const llama_model *m, const llama_ctx_params *p, char *
     c->p_rope = xalloc(sizeof(float) * NT * S * (size_t)hp->n_rot, &ok);
     c->p_wdata_bytes = (max_wdata(m, SMALL_T) + 63) & ~(size_t)63;
     c->p_wdata = xalloc(NT * c->p_wdata_bytes, &ok);
+    mm_pf_init(&c->pf);
     c->glu_halves = xalloc(sizeof(_Atomic int) * mm_pair_halves(hp->n_ff), &ok);
     if (c->glu_halves)
         for (size_t i = 0; i < mm_pair_halves(hp->n_ff); i++) atomic_init(&c->glu_halves[i], 0);
@@ -864,7 +866,21 @@ int llama_decode(llama_ctx *c, const llama_batch *b, char *err, size_t errlen) {
     c->ablk[nb] = b->n_tokens;
     c->n_ablk = nb;
     c->batch = b;
+    // Single-token steps stream every weight once: the strip kernels'
+    // software prefetch on or off, as this context's pairs of steps measure
+    // (mm_pf_ctl).
+    const bool one = b->n_tokens == 1;
+    const uint64_t t0 = one ? util_now_ns() : 0;
+    if (one) mm_set_decode_prefetch(mm_pf_arm(&c->pf));
     tp_run(c->pool, forward_worker, c);
+    if (one) mm_pf_record(&c->pf, util_now_ns() - t0);
     c->batch = NULL;
     return 0;
+}
+
+bool llama_ctx_decode_prefetch(const llama_ctx *c, double *ratio, int *pairs, int *switches) {
+    if (ratio) *ratio = mm_pf_median(&c->pf);
+    if (pairs) *pairs = c->pf.pairs;
+    if (switches) *switches = c->pf.switches;
+    return c->pf.on;
 }

@@ -118,6 +118,11 @@ const char *llama_ctx_kv_type(const llama_ctx *c);
 // where they run: the best of reps passes over a fresh buffer of `bytes`
 // (mm_measure_read_bw). 0 when the buffer cannot be had.
 double llama_ctx_read_bandwidth(llama_ctx *c, size_t bytes, int reps);
+// Whether single-token steps run the strip kernels' software prefetch
+// (mm_pf_ctl: chosen by measuring pairs of steps, one with and one
+// without); *ratio: the median time of the other choice over this one's in
+// the pairs kept (0 before any), *pairs and *switches so far. Any may be NULL.
+bool llama_ctx_decode_prefetch(const llama_ctx *c, double *ratio, int *pairs, int *switches);
 // "f16" or "f32" (--kv-type) into *out; false for anything else.
 bool llama_kv_type_parse(const char *s, enum llama_kv_type *out);
 

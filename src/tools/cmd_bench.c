@@ -268,6 +268,13 @@ int cmd_bench(int argc, char **argv) {
                               "mem_read_bw_bytes_per_s", bw, "decode_weight_bytes_per_s", dec_bytes,
                               "decode_bw_fraction", frac);
         if (o) json_object_set_new(o, "kv_type", json_string(llama_ctx_kv_type(c)));
+        if (o) {
+            double pr;
+            int npairs, nsw;
+            const bool on = llama_ctx_decode_prefetch(c, &pr, &npairs, &nsw);
+            json_object_set_new(o, "decode_prefetch", json_pack("{s:b, s:f, s:i, s:i}", "on", on, "other_time_ratio", pr,
+                                                                "pairs", npairs, "switches", nsw));
+        }
         if (o) json_object_set_new(o, "weights_memory", json_string(wmem));
         if (o) json_object_set_new(o, "weights_huge_page_bytes", json_integer(llama_weights_huge_bytes(m)));
         if (o && n_bw) json_object_set_new(o, "mem_read_bw_probes", json_integer(n_bw));
@@ -310,6 +317,15 @@ int cmd_bench(int argc, char **argv) {
                    (long long)n_gen, sg0.mean, sg0.sd);
         printf("\ncpu: %s\nplacement: %s\nkv cache: %s\nweights: %s\n", cpu, llama_ctx_placement(c), llama_ctx_kv_type(c),
                wmem);
+        {
+            double pr;
+            int npairs, nsw;
+            const bool on = llama_ctx_decode_prefetch(c, &pr, &npairs, &nsw);
+            if (npairs > 0)
+                printf("decode prefetch: %s (strip kernels, one token; chosen by %d pairs of steps, %d switches; "
+                       "the other choice took %.2fx the time, median of the last pairs)\n",
+                       on ? "on" : "off", npairs, nsw, pr);
+        }
         if (npar > 1)
             printf("parallel decode: %d sequences give %.2fx the tokens/s of one (median of %lld paired rounds; "
                    "%.2f-%.2f)\n", npar, x_med, (long long)reps, ratio[0], ratio[reps - 1]);
