@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "matmul.h"
 #include "simd.h"
 #include "threadpool.h"
 
@@ -1067,12 +1068,14 @@ AVX512VNNI_TARGET static void kq_vprows(enum ggml_type type, const uint8_t *wd, 
 // A batch tile's first group prefetches the strip KS_PF8 ahead, n lines
 // from line l0 of the super-block at o at each step: all 36 (Q4_K) or 53
 // (Q6_K) lines at a super-block's start held the product back. One token
-// (ks_tile1, ks6_tile1) prefetches nothing: a thread's rows are one stream
-// in 2 MiB pages, which the hardware prefetcher follows. Same-process
-// rounds against 2 KiB ahead into L1 and 4 KiB into L2, spread: Q4_K
-// decode 1.02-1.15x, Q6_K 1.00-1.05x, TinyLlama Q4_K_M 1.04x (issued at
-// each super-block's start, that prefetch had made Q6_K decode from DRAM
-// 0.85x the rows' kernel, while it ran 2.1x in cache). Taking the batch
+// (ks_tile1, ks6_tile1) prefetches the same way when the context's chooser
+// says so (mm_set_decode_prefetch; q8_0 and q4_0 strips follow the same
+// choice): a thread's rows are one stream in 2 MiB pages, which the
+// hardware prefetcher follows well in some states of the memory and not
+// in others. Against 2 KiB ahead into L1 and 4 KiB into L2, spread, none
+// once ran Q4_K decode 1.02-1.15x, Q6_K 1.00-1.05x, TinyLlama Q4_K_M 1.04x
+// (issued at each super-block's start, that prefetch had made Q6_K decode
+// from DRAM 0.85x the rows' kernel, while it ran 2.1x in cache). Taking the batch
 // tiles' prefetch out ran 0.76-0.88x with 8 sequences.
 #define KS_PREFETCH8(o, l0, n) \
     UNROLL(5) for (int l_ = (l0); l_ < (l0) + (n); l_++) _mm_prefetch((const char *)(o) + KS_PF8 + 64 * l_, _MM_HINT_T1)
@@ -1179,7 +1182,7 @@ AVX512VNNI_TARGET static ALWAYS_INLINE __m512 ks_float(__m512 acc, __m512i sumi,
 // One token (decode): y[0..15] for the strip at sp (nb super-blocks), the
 // token packed alone at xq (KS_PK1 a super-block). Each pair of sub-blocks
 // in 4 chains of int32 sums (added exactly before their scales).
-AVX512VNNI_TARGET static void ks_tile1(const uint8_t *sp, int64_t nb, const uint8_t *xq, float *y) {
+AVX512VNNI_TARGET static void ks_tile1(const uint8_t *sp, int64_t nb, const uint8_t *xq, float *y, bool pf) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -1189,6 +1192,7 @@ AVX512VNNI_TARGET static void ks_tile1(const uint8_t *sp, int64_t nb, const uint
         ks_scales(o, sc, mp);
         __m512i sumi = _mm512_setzero_si512();
         UNROLL(4) for (int c = 0; c < 4; c++) {
+            if (pf) KS_PREFETCH8(o, 9 * c, 9);   // the 36 lines KS_PF8 ahead, spread
             __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
             UNROLL(8) for (int h = 0; h < 8; h++) {
                 const __m512i v = _mm512_loadu_si512((const void *)(o + 256 + 64 * (8 * c + h)));
@@ -1282,13 +1286,14 @@ AVX512VNNI_TARGET static ALWAYS_INLINE __m512 ks6_float(__m512 acc, __m512i sumi
 
 // ks_tile1 for Q6_K: per half and pair of 16-value groups, the 4 quarters'
 // sums in 4 chains.
-AVX512VNNI_TARGET static void ks6_tile1(const uint8_t *sp0, int64_t nb, const uint8_t *xq, float *y) {
+AVX512VNNI_TARGET static void ks6_tile1(const uint8_t *sp0, int64_t nb, const uint8_t *xq, float *y, bool pf) {
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *o = sp0 + b * KS6_SB, *xb = xq + b * KS6_PK1;
         __m512i sumi = _mm512_setzero_si512();
         UNROLL(2) for (int h = 0; h < 2; h++)
             UNROLL(2) for (int jj = 0; jj < 2; jj++) {   // quads 4jj .. 4jj + 3: group 8h + 2k + jj of each quarter k
+                if (pf) KS_PREFETCH8(o, 14 * (2 * h + jj), 14);   // the 53 lines KS_PF8 ahead, spread
                 __m512i a[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
                 UNROLL(4) for (int j = 4 * jj; j < 4 * jj + 4; j++) {
                     const uint8_t *e = o + 288 + 192 * (8 * h + j);
@@ -1376,11 +1381,12 @@ AVX512VNNI_TARGET static void ks_run(enum ggml_type type, const uint8_t *wd, con
                                      int64_t N, long r0, long r1, float *y) {
     const bool q6 = type == GGML_TYPE_Q6_K;
     const int64_t nb = K / QK_K, gb = nb * pkk(type);
+    const bool pf = T == 1 && mm_decode_prefetch();
     for (long r = r0; r < r1; r += 16) {
         const uint8_t *sp = wd + (size_t)(r / 16) * (size_t)(nb * (q6 ? KS6_SB : KS_SB));
         if (T == 1) {
-            if (q6) ks6_tile1(sp, nb, pack, y + r);
-            else ks_tile1(sp, nb, pack, y + r);
+            if (q6) ks6_tile1(sp, nb, pack, y + r, pf);
+            else ks_tile1(sp, nb, pack, y + r, pf);
             continue;
         }
         if (q6 && T > 8) {
