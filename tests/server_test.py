@@ -361,6 +361,15 @@ def test_weights_memory():
             result(f"weights {'--mmap' if args else 'default'}: read bandwidth {'measured' if probe else 'not measured'} at start "
                    "(llmscope_memory_read_bandwidth_bytes_per_second, ready line), llmscope_weights_read_per_step_bytes",
                    bw_ok and step_ok, f"{bwv} {wsv} of {size}: {srv.logtext()[:500]}")
+            if not args:   # the decode prefetch's choice: on until pairs of steps measure otherwise, then 0 or 1
+                pf0 = re.search(rb"^llmscope_decode_prefetch ([0-9.e+]+)$", m, re.M)
+                for _ in range(3):
+                    srv.json("POST", "/infer", {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0})
+                _, m2, _ = srv.request("GET", "/metrics")
+                pf1 = re.search(rb"^llmscope_decode_prefetch ([0-9.e+]+)$", m2, re.M)
+                result("llmscope_decode_prefetch: 1 at start, 0 or 1 after single-stream decode",
+                       pf0 is not None and float(pf0.group(1)) == 1 and pf1 is not None and float(pf1.group(1)) in (0.0, 1.0),
+                       f"{pf0.group(0) if pf0 else None} {pf1.group(0) if pf1 else None}")
             huge = float(hb.group(1)) if hb else -1
             if args:
                 ok = huge == 0 and "weights: file mapping (--mmap)" in srv.logtext()

@@ -447,6 +447,7 @@ static void *sched_main(void *p) {
         prof_region_begin("sample", 0);
         met_observe(MET_BATCH, (double)n);
         met_gauge_set(MET_BATCH_SEQS, (double)n_seqs);
+        met_gauge_set(MET_DECODE_PF, llama_ctx_decode_prefetch(e->ctx, NULL, NULL, NULL) ? 1.0 : 0.0);
         uint64_t now = util_now_ns();
         if (rc) {
             prof_region_end("sample", NULL, 0);
@@ -531,6 +532,7 @@ srv_engine *eng_start(const eng_config *cfg, const llama_model *m, char *err, si
     const int64_t huge = llama_weights_huge_bytes(m);
     met_gauge_set(MET_WEIGHT_HUGE, huge > 0 ? (double)huge : 0.0);
     met_gauge_set(MET_WEIGHT_STEP, (double)m->weight_bytes);
+    met_gauge_set(MET_DECODE_PF, llama_ctx_decode_prefetch(e->ctx, NULL, NULL, NULL) ? 1.0 : 0.0);
     // What the compute threads can read, before any request: the yardstick
     // for the weights a decode step streams (llmscope report,
     // memory-bandwidth). A few passes over a buffer far larger than the

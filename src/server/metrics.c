@@ -59,6 +59,9 @@ static const struct { const char *name, *help; } gdefs[MET_N_GAUGE] = {
                          "Bytes of weights one forward step reads: every matrix once, whatever the batch."},
     [MET_READ_BW] = {"llmscope_memory_read_bandwidth_bytes_per_second",
                      "Memory read bandwidth the compute threads reached at start (--bw-probe-mib; 0: not measured)."},
+    [MET_DECODE_PF] = {"llmscope_decode_prefetch",
+                       "1 while single-token steps run the matrix kernels' software prefetch, 0 while they leave it to the "
+                       "hardware: chosen by timing pairs of steps, one each way."},
 };
 
 typedef struct hist {

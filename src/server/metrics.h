@@ -32,6 +32,7 @@ typedef enum met_gauge {
     MET_WEIGHT_HUGE,  // llmscope_weights_huge_page_bytes (set at start)
     MET_WEIGHT_STEP,  // llmscope_weights_read_per_step_bytes (set at start)
     MET_READ_BW,      // llmscope_memory_read_bandwidth_bytes_per_second (measured at start)
+    MET_DECODE_PF,    // llmscope_decode_prefetch (1: single-token steps run the kernels' software prefetch)
     MET_N_GAUGE
 } met_gauge;
 
